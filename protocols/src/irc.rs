@@ -1,0 +1,510 @@
+//! IRC (RFC 1459/2812 with IRCv3 message tags).
+//!
+//! Framing: lines ended by LF (CR LF in practice). The local id is the nick the
+//! server confirmed in numeric 001, followed across NICK changes; before 001 it is
+//! the nick the client asked for. PRIVMSG and NOTICE are messages (one event per
+//! target), CTCP ACTION is a message, CTCP DCC SEND is a file transfer. After the
+//! STARTTLS reply 670 the connection is TLS and is relayed untouched.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::event::{ChatEvent, Direction, EventType};
+use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, SyncLost};
+
+/// Longest line we buffer: 8191 bytes of IRCv3 tags plus a generous body.
+/// A longer line means this is not IRC as we know it.
+pub const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Default)]
+pub struct IrcSession {
+    /// The nick the server knows us by (or asked for before 001).
+    nick: Option<String>,
+}
+
+/// One parsed line, borrowing from its bytes.
+#[derive(Debug)]
+struct Line<'a> {
+    prefix: Option<&'a str>,
+    command: &'a str,
+    /// Middle parameters.
+    params: Vec<&'a str>,
+    /// The trailing parameter and its byte range within the line.
+    trailing: Option<(&'a str, std::ops::Range<usize>)>,
+}
+
+fn parse_line(line: &str) -> Option<Line<'_>> {
+    let mut rest = line.trim_end_matches(['\r', '\n']);
+    let base = line.as_ptr() as usize;
+    rest = rest.trim_start_matches(' ');
+    if rest.starts_with('@') {
+        let end = rest.find(' ')?;
+        rest = rest[end..].trim_start_matches(' ');
+    }
+    let mut prefix = None;
+    if let Some(p) = rest.strip_prefix(':') {
+        let end = p.find(' ')?;
+        prefix = Some(&p[..end]);
+        rest = p[end..].trim_start_matches(' ');
+    }
+    let cmd_end = rest.find(' ').unwrap_or(rest.len());
+    let command = &rest[..cmd_end];
+    if command.is_empty() {
+        return None;
+    }
+    rest = &rest[cmd_end..];
+    let mut params = Vec::new();
+    let mut trailing = None;
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(t) = rest.strip_prefix(':') {
+            let start = t.as_ptr() as usize - base;
+            trailing = Some((t, start..start + t.len()));
+            break;
+        }
+        let end = rest.find(' ').unwrap_or(rest.len());
+        params.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    // Without a colon the last middle parameter is the trailing one.
+    if trailing.is_none() {
+        if let Some(last) = params.pop() {
+            let start = last.as_ptr() as usize - base;
+            trailing = Some((last, start..start + last.len()));
+        }
+    }
+    Some(Line {
+        prefix,
+        command,
+        params,
+        trailing,
+    })
+}
+
+/// IRC has no declared charset: UTF-8 where valid, else Latin-1 so that
+/// nothing is lost from the log.
+fn decode(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => bytes.iter().map(|&b| b as char).collect::<String>().into(),
+    }
+}
+
+fn is_channel(target: &str) -> bool {
+    // A STATUSMSG target such as `@#chan` is a channel too.
+    let t = target.trim_start_matches(['@', '+', '%']);
+    t.starts_with(['#', '&', '!']) || (t.starts_with('+') && t.len() > 1)
+}
+
+fn nick_of(prefix: &str) -> Option<&str> {
+    // Only `nick!user@host` is a user; a bare name is a server.
+    prefix.split_once('!').map(|(nick, _)| nick)
+}
+
+/// What a message body means once CTCP is taken into account.
+enum Body<'a> {
+    Text(&'a str),
+    Action(&'a str),
+    DccSend {
+        name: String,
+        size: Option<&'a str>,
+    },
+    /// Any other CTCP request or reply: not a chat event.
+    OtherCtcp,
+}
+
+fn classify(body: &str) -> Body<'_> {
+    let Some(ctcp) = body.strip_prefix('\x01') else {
+        return Body::Text(body);
+    };
+    let ctcp = ctcp.strip_suffix('\x01').unwrap_or(ctcp);
+    if let Some(action) = ctcp.strip_prefix("ACTION ") {
+        return Body::Action(action);
+    }
+    if let Some(args) = ctcp.strip_prefix("DCC SEND ") {
+        let (name, rest) = match args.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((name, rest)) => (name, rest),
+                None => return Body::OtherCtcp,
+            },
+            None => args.split_once(' ').unwrap_or((args, "")),
+        };
+        // ip port [size [token]]
+        let size = rest.split_whitespace().nth(2);
+        return Body::DccSend {
+            name: name.to_string(),
+            size,
+        };
+    }
+    Body::OtherCtcp
+}
+
+/// The byte range of the text a filter may rewrite, inside the trailing parameter.
+fn text_range(body: &str) -> Option<std::ops::Range<usize>> {
+    match classify(body) {
+        Body::Text(t) => Some(0..t.len()),
+        Body::Action(a) => {
+            let start = "\x01ACTION ".len();
+            Some(start..start + a.len())
+        }
+        Body::DccSend { .. } | Body::OtherCtcp => None,
+    }
+}
+
+impl IrcSession {
+    fn local_id(&self) -> String {
+        self.nick.clone().unwrap_or_default()
+    }
+
+    /// Update state from a line and return its chat events.
+    fn inspect(&mut self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
+        let cmd = line.command;
+        match (dir, cmd.to_ascii_uppercase().as_str()) {
+            (Direction::Outgoing, "NICK") => {
+                // Before registration the requested nick is the best we know.
+                if self.nick.is_none() {
+                    if let Some((nick, _)) = &line.trailing {
+                        self.nick = Some(nick.to_string());
+                    }
+                }
+                Vec::new()
+            }
+            (Direction::Incoming, "001") => {
+                if let Some(nick) = line.params.first() {
+                    self.nick = Some(nick.to_string());
+                }
+                Vec::new()
+            }
+            (Direction::Incoming, "NICK") => {
+                let old = line.prefix.and_then(nick_of);
+                if let (Some(old), Some((new, _))) = (old, &line.trailing) {
+                    if self
+                        .nick
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(old))
+                    {
+                        self.nick = Some(new.to_string());
+                    }
+                }
+                Vec::new()
+            }
+            (_, "PRIVMSG" | "NOTICE") => self.message_events(dir, line),
+            _ => Vec::new(),
+        }
+    }
+
+    fn message_events(&self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
+        let (Some(targets), Some((body, _))) = (line.params.first(), &line.trailing) else {
+            return Vec::new();
+        };
+        let (kind, prefix, text) = match classify(body) {
+            Body::Text(t) => (EventType::Message, String::new(), t.to_string()),
+            Body::Action(a) => (EventType::Message, "/me ".to_string(), a.to_string()),
+            Body::DccSend { name, size } => {
+                let text = match size {
+                    Some(size) => format!("{name} {size} bytes"),
+                    None => name,
+                };
+                (EventType::File, String::new(), text)
+            }
+            Body::OtherCtcp => return Vec::new(),
+        };
+        let sender = match dir {
+            Direction::Outgoing => None,
+            // A line without a user prefix comes from a server, not a person.
+            Direction::Incoming => match line.prefix.and_then(nick_of) {
+                Some(nick) => Some(nick),
+                None => return Vec::new(),
+            },
+        };
+        targets
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|target| {
+                let group = is_channel(target);
+                let remote_id = match sender {
+                    Some(nick) if !group => nick.to_string(),
+                    _ => target.trim_start_matches(['@', '+', '%']).to_string(),
+                };
+                let prefix = match sender {
+                    Some(nick) if group => format!("{nick}: {prefix}"),
+                    _ => prefix.clone(),
+                };
+                ChatEvent {
+                    direction: dir,
+                    kind,
+                    local_id: self.local_id(),
+                    remote_id,
+                    group,
+                    prefix,
+                    text: text.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl ProtocolSession for IrcSession {
+    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Result<Feed, SyncLost> {
+        let mut feed = Feed::default();
+        // Lines without events are forwarded together as one opaque frame.
+        let mut plain_len = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[plain_len..]) {
+            let end = plain_len + nl + 1;
+            let line_bytes = &buf[plain_len..end];
+            let mut events = Vec::new();
+            let mut starttls = false;
+            let text = decode(line_bytes);
+            {
+                if let Some(line) = parse_line(&text) {
+                    starttls = dir == Direction::Incoming && line.command == "670";
+                    events = self.inspect(dir, &line);
+                }
+            }
+            if events.is_empty() {
+                plain_len = end;
+            } else {
+                if plain_len > 0 {
+                    let plain = buf.split_to(plain_len).freeze();
+                    feed.frames.push(Frame::Opaque(plain));
+                }
+                let bytes = buf.split_to(end - plain_len).freeze();
+                feed.frames.push(Frame::Pdu(Pdu { bytes, events }));
+                plain_len = 0;
+            }
+            if starttls {
+                feed.passthrough = Some("IRC STARTTLS accepted (670): the session is encrypted");
+                break;
+            }
+        }
+        if plain_len > 0 {
+            feed.frames
+                .push(Frame::Opaque(buf.split_to(plain_len).freeze()));
+        }
+        if feed.passthrough.is_none() && buf.len() > MAX_LINE {
+            return Err(SyncLost(format!(
+                "IRC line longer than {MAX_LINE} bytes without a line end"
+            )));
+        }
+        Ok(feed)
+    }
+
+    fn rewrite(&self, _dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {
+        let Rewrite::Text(new_text) = change;
+        let line = std::str::from_utf8(&pdu.bytes).ok()?;
+        let parsed = parse_line(line)?;
+        let (body, body_range) = parsed.trailing?;
+        let text = text_range(body)?;
+        // A CR or LF in the replacement would start a new IRC command.
+        let safe: String = new_text
+            .chars()
+            .map(|c| {
+                if matches!(c, '\r' | '\n' | '\0') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let mut out = Vec::with_capacity(line.len() + safe.len());
+        out.extend_from_slice(&line.as_bytes()[..body_range.start + text.start]);
+        out.extend_from_slice(safe.as_bytes());
+        out.extend_from_slice(&line.as_bytes()[body_range.start + text.end..]);
+        Some(Bytes::from(out))
+    }
+
+    fn notice_to_client(&self, remote_id: &str, text: &str) -> Option<Bytes> {
+        let nick = self.nick.as_deref()?;
+        let text: String = text
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
+            .collect();
+        let line = if is_channel(remote_id) {
+            format!(":IMSpector!imspector@imspector NOTICE {remote_id} :{text}\r\n")
+        } else {
+            format!(":{remote_id}!imspector@imspector NOTICE {nick} :{text}\r\n")
+        };
+        Some(Bytes::from(line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(s: &mut IrcSession, dir: Direction, data: &str) -> Vec<ChatEvent> {
+        let mut buf = BytesMut::from(data.as_bytes());
+        let feed = s.feed(dir, &mut buf).unwrap();
+        feed.frames
+            .into_iter()
+            .flat_map(|f| match f {
+                Frame::Pdu(p) => p.events,
+                Frame::Opaque(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn local_id_follows_001_and_nick_changes() {
+        let mut s = IrcSession::default();
+        run(
+            &mut s,
+            Direction::Outgoing,
+            "NICK alice\r\nUSER a 0 * :A\r\n",
+        );
+        assert_eq!(s.nick.as_deref(), Some("alice"));
+        run(&mut s, Direction::Incoming, ":srv 001 alice_ :Welcome\r\n");
+        assert_eq!(s.nick.as_deref(), Some("alice_"));
+        run(&mut s, Direction::Incoming, ":bob!b@h NICK :bobby\r\n");
+        assert_eq!(s.nick.as_deref(), Some("alice_"));
+        run(&mut s, Direction::Incoming, ":alice_!a@h NICK :al\r\n");
+        assert_eq!(s.nick.as_deref(), Some("al"));
+    }
+
+    #[test]
+    fn privmsg_to_several_targets_gives_one_event_each() {
+        let mut s = IrcSession::default();
+        run(&mut s, Direction::Incoming, ":srv 001 me :hi\r\n");
+        let ev = run(
+            &mut s,
+            Direction::Outgoing,
+            "PRIVMSG bob,#chan :hello there\n",
+        );
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].remote_id, "bob");
+        assert!(!ev[0].group);
+        assert_eq!(ev[1].remote_id, "#chan");
+        assert!(ev[1].group);
+        assert!(ev
+            .iter()
+            .all(|e| e.text == "hello there" && e.local_id == "me"));
+    }
+
+    #[test]
+    fn incoming_channel_lines_are_prefixed_with_the_sender() {
+        let mut s = IrcSession::default();
+        run(&mut s, Direction::Incoming, ":srv 001 me :hi\r\n");
+        let ev = run(
+            &mut s,
+            Direction::Incoming,
+            "@time=2025-01-01T00:00:00Z :bob!b@h PRIVMSG #chan :hi all\r\n",
+        );
+        assert_eq!(ev[0].remote_id, "#chan");
+        assert_eq!(ev[0].event_data(), "bob: hi all");
+        let ev = run(&mut s, Direction::Incoming, ":bob!b@h NOTICE me :psst\r\n");
+        assert_eq!(ev[0].remote_id, "bob");
+        assert_eq!(ev[0].event_data(), "psst");
+    }
+
+    #[test]
+    fn server_notices_and_other_ctcp_are_not_events() {
+        let mut s = IrcSession::default();
+        assert!(run(
+            &mut s,
+            Direction::Incoming,
+            ":srv NOTICE * :*** Looking up\r\n"
+        )
+        .is_empty());
+        assert!(run(
+            &mut s,
+            Direction::Outgoing,
+            "PRIVMSG bob :\x01VERSION\x01\r\n"
+        )
+        .is_empty());
+        assert!(run(
+            &mut s,
+            Direction::Incoming,
+            "PRIVMSG victim :DCC SEND f 1 2 3\r\n"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn action_and_dcc_send() {
+        let mut s = IrcSession::default();
+        let ev = run(
+            &mut s,
+            Direction::Outgoing,
+            "PRIVMSG #c :\x01ACTION waves\x01\r\n",
+        );
+        assert_eq!(ev[0].event_data(), "/me waves");
+        assert_eq!(ev[0].kind, EventType::Message);
+        let ev = run(
+            &mut s,
+            Direction::Outgoing,
+            "PRIVMSG bob :\x01DCC SEND \"my file.txt\" 2130706433 5000 1234\x01\r\n",
+        );
+        assert_eq!(ev[0].kind, EventType::File);
+        assert_eq!(ev[0].text, "my file.txt 1234 bytes");
+    }
+
+    #[test]
+    fn partial_lines_wait_and_frames_cover_every_byte() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&b"PING :x\r\nPRIVMSG bob :hel"[..]);
+        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        assert_eq!(
+            feed.frames,
+            vec![Frame::Opaque(Bytes::from_static(b"PING :x\r\n"))]
+        );
+        assert_eq!(&buf[..], b"PRIVMSG bob :hel");
+        buf.extend_from_slice(b"lo\r\nPONG y\r\n");
+        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        assert_eq!(feed.frames.len(), 2);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn overlong_line_loses_sync() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&vec![b'a'; MAX_LINE + 1][..]);
+        assert!(s.feed(Direction::Outgoing, &mut buf).is_err());
+    }
+
+    #[test]
+    fn starttls_reply_switches_to_passthrough() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&b":srv 670 me :STARTTLS successful\r\n\x16\x03\x01"[..]);
+        let feed = s.feed(Direction::Incoming, &mut buf).unwrap();
+        assert!(feed.passthrough.is_some());
+        assert_eq!(&buf[..], b"\x16\x03\x01");
+    }
+
+    #[test]
+    fn rewrite_keeps_framing_and_ctcp_wrapper() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&b"@a=b :me!u@h PRIVMSG #c :\x01ACTION darn it\x01\r\n"[..]);
+        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        let Frame::Pdu(pdu) = &feed.frames[0] else {
+            panic!()
+        };
+        let out = s
+            .rewrite(Direction::Outgoing, pdu, Rewrite::Text("d**n it, longer"))
+            .unwrap();
+        assert_eq!(
+            &out[..],
+            b"@a=b :me!u@h PRIVMSG #c :\x01ACTION d**n it, longer\x01\r\n"
+        );
+        let out = s
+            .rewrite(Direction::Outgoing, pdu, Rewrite::Text("x\r\nQUIT"))
+            .unwrap();
+        assert_eq!(
+            &out[..],
+            b"@a=b :me!u@h PRIVMSG #c :\x01ACTION x  QUIT\x01\r\n"
+        );
+    }
+
+    #[test]
+    fn irregular_whitespace() {
+        let mut s = IrcSession::default();
+        let ev = run(
+            &mut s,
+            Direction::Outgoing,
+            " PRIVMSG          #BROTEST      :test\r\n",
+        );
+        assert_eq!(ev[0].remote_id, "#BROTEST");
+        assert_eq!(ev[0].text, "test");
+    }
+}

@@ -1,0 +1,15 @@
+//! Pure protocol cores for IMSpector.
+//!
+//! Each protocol is a state machine that is fed the bytes of one direction of a
+//! connection and returns [`Frame`]s: opaque bytes that are forwarded as they are,
+//! or PDUs that carry chat [`ChatEvent`]s. Nothing here does I/O or reads a clock,
+//! so every parser can be unit-tested and fuzzed on plain byte slices.
+
+pub mod event;
+pub mod irc;
+pub mod session;
+
+pub use event::{ChatEvent, Direction, EventType};
+pub use session::{
+    new_session, Feed, Frame, Pdu, ProtocolKind, ProtocolSession, Rewrite, SyncLost,
+};

@@ -1,0 +1,446 @@
+//! `imspector.conf`: `key=value` lines and `#` comments, as the original read them.
+//!
+//! [`Settings`] keeps every line with its position so that each part of the
+//! program reads its own options and reports a bad value as `file:line: key: why`.
+//! [`Config`] holds the options of the core (listener, protocols, daemon).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use imspector_protocols::ProtocolKind;
+
+/// Where the original looked for its configuration.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/imspector/imspector.conf";
+
+/// Directory for file logs in the embedded default (no config file at all).
+pub const EMBEDDED_LOG_DIR: &str = "imspector-logs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {key}: {why}")]
+    BadValue {
+        path: String,
+        line: usize,
+        key: String,
+        why: String,
+    },
+    #[error("{path}:{line}: line is not key=value: {text:?}")]
+    Syntax {
+        path: String,
+        line: usize,
+        text: String,
+    },
+}
+
+/// How far an option is supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    Supported,
+    /// Accepted for compatibility and has no effect by design.
+    Ignored,
+    /// A feature of the original that this build does not have yet.
+    NotYet,
+}
+
+/// Every option name this program knows, with its support.
+/// Options of the original keep their names; new ones are marked (new).
+pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
+    ("port", Support::Supported),
+    ("listenaddr", Support::Supported),
+    ("http_port", Support::NotYet),
+    ("interface", Support::Supported),
+    ("plugin_dir", Support::Ignored),
+    ("user", Support::Supported),
+    ("group", Support::Supported),
+    ("pidfilename", Support::Supported),
+    ("log_typing_events", Support::Supported),
+    ("hide_eventdata", Support::Supported),
+    ("msn_protocol", Support::Supported),
+    ("icq_protocol", Support::Supported),
+    ("yahoo_protocol", Support::Supported),
+    ("irc_protocol", Support::Supported),
+    ("gg_protocol", Support::Supported),
+    ("jabber_protocol", Support::Supported),
+    ("https_protocol", Support::NotYet),
+    // (new) ports per protocol, e.g. irc_ports=6667,6697
+    ("msn_ports", Support::Supported),
+    ("icq_ports", Support::Supported),
+    ("yahoo_ports", Support::Supported),
+    ("irc_ports", Support::Supported),
+    ("gg_ports", Support::Supported),
+    ("jabber_ports", Support::Supported),
+    // (new) seconds to wait for the upstream connection
+    ("connect_timeout", Support::Supported),
+    // (new) SO_MARK on upstream connections, so firewall rules can skip them
+    ("upstream_mark", Support::Supported),
+    ("file_logging_dir", Support::Supported),
+    ("cats_logging_filename", Support::NotYet),
+    ("mysql_server", Support::NotYet),
+    ("mysql_database", Support::NotYet),
+    ("mysql_username", Support::NotYet),
+    ("mysql_password", Support::NotYet),
+    ("mysql_port", Support::NotYet),
+    ("mysql_socket", Support::NotYet),
+    ("pgsql_connect", Support::NotYet),
+    ("sqlite_file", Support::NotYet),
+    ("spool_dir", Support::NotYet),
+    ("syslog_logging", Support::NotYet),
+    ("syslog_facility", Support::NotYet),
+    ("syslog_server", Support::NotYet),
+    ("badwords_filename", Support::NotYet),
+    ("badwords_replace_character", Support::NotYet),
+    ("badwords_block_count", Support::NotYet),
+    ("whitelist_filename", Support::NotYet),
+    ("blacklist_filename", Support::NotYet),
+    ("block_unlisted", Support::NotYet),
+    ("acl_filename", Support::NotYet),
+    ("db_filter_filename", Support::NotYet),
+    ("block_files", Support::NotYet),
+    ("block_webcams", Support::NotYet),
+    ("regex_filename", Support::NotYet),
+    ("responder_filename", Support::NotYet),
+    ("notice_days", Support::NotYet),
+    ("notice_response", Support::NotYet),
+    ("filtered_mins", Support::NotYet),
+    ("filtered_response", Support::NotYet),
+    ("response_prefix", Support::NotYet),
+    ("response_postfix", Support::NotYet),
+    ("ssl", Support::NotYet),
+    ("ssl_key", Support::NotYet),
+    ("ssl_cert", Support::NotYet),
+    ("ssl_ca_cert", Support::NotYet),
+    ("ssl_ca_key", Support::NotYet),
+    ("ssl_cert_dir", Support::NotYet),
+    ("ssl_verify_dir", Support::NotYet),
+    ("ssl_verify", Support::NotYet),
+    ("icq_ssl", Support::NotYet),
+];
+
+pub fn support_of(key: &str) -> Option<Support> {
+    KNOWN_OPTIONS
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, s)| *s)
+}
+
+#[derive(Debug, Clone)]
+struct Setting {
+    value: String,
+    line: usize,
+}
+
+/// The raw options of one configuration file, with their line numbers.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Shown in messages; `<embedded default>` when there is no file.
+    pub source: String,
+    values: HashMap<String, Setting>,
+    /// Warnings found while reading (unknown keys, repeated keys).
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn parse(source: &str, text: &str) -> Result<Self, ConfigError> {
+        let mut settings = Settings {
+            source: source.to_string(),
+            ..Default::default()
+        };
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = trimmed.split_once('=') else {
+                return Err(ConfigError::Syntax {
+                    path: source.to_string(),
+                    line,
+                    text: trimmed.to_string(),
+                });
+            };
+            let key = key.trim().to_string();
+            let value = value.trim().to_string();
+            if support_of(&key).is_none() {
+                settings
+                    .warnings
+                    .push(format!("{source}:{line}: unknown option {key:?} ignored"));
+                continue;
+            }
+            if let Some(previous) = settings.values.get(&key) {
+                settings.warnings.push(format!(
+                    "{source}:{line}: {key} set again (first on line {}); the last value wins",
+                    previous.line
+                ));
+            }
+            settings.values.insert(key, Setting { value, line });
+        }
+        Ok(settings)
+    }
+
+    /// The embedded default: no file.
+    pub fn embedded() -> Self {
+        Settings {
+            source: "<embedded default>".to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Options that are set but that this build cannot honour yet.
+    pub fn unsupported(&self) -> Vec<String> {
+        let mut found: Vec<_> = self
+            .values
+            .iter()
+            .filter(|(key, _)| support_of(key) == Some(Support::NotYet))
+            .map(|(key, s)| {
+                format!(
+                    "{}:{}: option {key} is not implemented yet and has NO EFFECT",
+                    self.source, s.line
+                )
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|s| s.value.as_str())
+    }
+
+    /// An error about `key` that names file and line.
+    pub fn bad(&self, key: &str, why: impl fmt::Display) -> ConfigError {
+        ConfigError::BadValue {
+            path: self.source.clone(),
+            line: self.values.get(key).map_or(0, |s| s.line),
+            key: key.to_string(),
+            why: why.to_string(),
+        }
+    }
+
+    /// Parse a value with `FromStr`, or `None` when unset.
+    pub fn parsed<T>(&self, key: &str) -> Result<Option<T>, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e| self.bad(key, format!("{v:?}: {e}"))),
+        }
+    }
+
+    /// `on`/`off` (also yes/no, true/false, 1/0), or `None` when unset.
+    pub fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "on" | "yes" | "true" | "1" => Ok(Some(true)),
+                "off" | "no" | "false" | "0" => Ok(Some(false)),
+                _ => Err(self.bad(key, format!("{v:?} is not on or off"))),
+            },
+        }
+    }
+
+    pub fn path(&self, key: &str) -> Option<PathBuf> {
+        self.get(key).filter(|v| !v.is_empty()).map(PathBuf::from)
+    }
+}
+
+/// The core's options.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    pub port: u16,
+    pub listen_addr: Option<IpAddr>,
+    pub interface: Option<String>,
+    pub upstream_mark: Option<u32>,
+    pub connect_timeout: Duration,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub pid_file: PathBuf,
+    pub log_typing_events: bool,
+    pub hide_eventdata: bool,
+    /// Enabled protocols and the destination ports that select them.
+    pub protocols: BTreeMap<ProtocolKind, Vec<u16>>,
+    pub file_logging_dir: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
+        let embedded = settings.values.is_empty() && settings.source.starts_with('<');
+        let mut protocols = BTreeMap::new();
+        for kind in ProtocolKind::ALL {
+            let prefix = kind.config_prefix();
+            let enabled = settings
+                .flag(&format!("{prefix}_protocol"))?
+                .unwrap_or(embedded);
+            if !enabled {
+                continue;
+            }
+            let ports_key = format!("{prefix}_ports");
+            let ports = match settings.get(&ports_key) {
+                None => kind.default_ports().to_vec(),
+                Some(list) => parse_ports(list).map_err(|why| settings.bad(&ports_key, why))?,
+            };
+            protocols.insert(kind, ports);
+        }
+        let config = Config {
+            port: settings.parsed("port")?.unwrap_or(16667),
+            listen_addr: settings.parsed("listenaddr")?,
+            interface: settings.get("interface").map(str::to_string),
+            upstream_mark: settings.parsed("upstream_mark")?,
+            connect_timeout: Duration::from_secs(settings.parsed("connect_timeout")?.unwrap_or(10)),
+            user: settings.get("user").map(str::to_string),
+            group: settings.get("group").map(str::to_string),
+            pid_file: settings
+                .path("pidfilename")
+                .unwrap_or_else(|| PathBuf::from("/var/run/imspector.pid")),
+            log_typing_events: settings.flag("log_typing_events")?.unwrap_or(false),
+            hide_eventdata: settings.flag("hide_eventdata")?.unwrap_or(false),
+            file_logging_dir: if embedded {
+                Some(PathBuf::from(EMBEDDED_LOG_DIR))
+            } else {
+                settings.path("file_logging_dir")
+            },
+            protocols,
+            settings,
+        };
+        config.check_port_clashes()?;
+        Ok(config)
+    }
+
+    fn check_port_clashes(&self) -> Result<(), ConfigError> {
+        let mut seen: HashMap<u16, ProtocolKind> = HashMap::new();
+        for (kind, ports) in &self.protocols {
+            for port in ports {
+                if let Some(other) = seen.insert(*port, *kind) {
+                    let key = format!("{}_ports", kind.config_prefix());
+                    return Err(self.settings.bad(
+                        &key,
+                        format!("port {port} is already used by {}", other.log_name()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The protocol an original destination port selects.
+    pub fn protocol_for_port(&self, port: u16) -> Option<ProtocolKind> {
+        self.protocols
+            .iter()
+            .find(|(_, ports)| ports.contains(&port))
+            .map(|(kind, _)| *kind)
+    }
+}
+
+fn parse_ports(list: &str) -> Result<Vec<u16>, String> {
+    let ports: Result<Vec<u16>, String> = list
+        .split([',', ' '])
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!("{p:?} is not a port number")),
+            Ok(n) => Ok(n),
+        })
+        .collect();
+    match ports {
+        Ok(p) if p.is_empty() => Err("empty port list".to_string()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<Config, ConfigError> {
+        Config::from_settings(Settings::parse("test.conf", text)?)
+    }
+
+    #[test]
+    fn original_syntax_and_defaults() {
+        let c = config("# comment\nport=16668\nirc_protocol=on\nmsn_protocol = off\n").unwrap();
+        assert_eq!(c.port, 16668);
+        assert_eq!(c.protocols.len(), 1);
+        assert_eq!(c.protocol_for_port(6667), Some(ProtocolKind::Irc));
+        assert_eq!(c.protocol_for_port(1863), None);
+        assert_eq!(c.file_logging_dir, None);
+    }
+
+    #[test]
+    fn ports_per_protocol() {
+        let c = config("irc_protocol=on\nirc_ports=6667,6697, 7000\n").unwrap();
+        assert_eq!(c.protocols[&ProtocolKind::Irc], vec![6667, 6697, 7000]);
+        let e = config("irc_protocol=on\nirc_ports=6667,x\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.conf:2: irc_ports: \"x\" is not a port number"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_file_line_and_key() {
+        let e = config("\nport=abc\n").unwrap_err();
+        assert!(
+            e.to_string().starts_with("test.conf:2: port: \"abc\""),
+            "{e}"
+        );
+        let e = config("irc_protocol=maybe\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "test.conf:1: irc_protocol: \"maybe\" is not on or off"
+        );
+        let e = config("just words\n").unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("test.conf:1: line is not key=value"));
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_unimplemented_ones_are_reported() {
+        let s = Settings::parse("t.conf", "colour=blue\nssl=on\n").unwrap();
+        assert_eq!(
+            s.warnings,
+            vec!["t.conf:1: unknown option \"colour\" ignored"]
+        );
+        assert_eq!(
+            s.unsupported(),
+            vec!["t.conf:2: option ssl is not implemented yet and has NO EFFECT"]
+        );
+    }
+
+    #[test]
+    fn embedded_default_enables_everything_and_logs_to_files() {
+        let c = Config::from_settings(Settings::embedded()).unwrap();
+        assert_eq!(c.port, 16667);
+        assert_eq!(c.protocols.len(), ProtocolKind::ALL.len());
+        assert_eq!(c.file_logging_dir, Some(PathBuf::from(EMBEDDED_LOG_DIR)));
+    }
+
+    #[test]
+    fn clashing_ports_are_an_error() {
+        let e = config("irc_protocol=on\nmsn_protocol=on\nmsn_ports=6667\n").unwrap_err();
+        assert!(
+            e.to_string().contains("port 6667 is already used by"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! Becoming a daemon: fork into the background (before any thread exists), the
+//! pid file, and dropping to `user`/`group` once the privileged work is done.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use nix::sys::signal::kill;
+use nix::unistd::{fork, setgid, setsid, setuid, ForkResult, Group, Pid, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{path}: imspector is already running as pid {pid}")]
+    AlreadyRunning { path: String, pid: i32 },
+    #[error("{path}: {source}")]
+    PidFile { path: String, source: io::Error },
+    #[error("fork: {0}")]
+    Fork(nix::Error),
+    #[error("unknown user {0:?}")]
+    NoUser(String),
+    #[error("unknown group {0:?}")]
+    NoGroup(String),
+    #[error("cannot switch to {what}: {source}")]
+    Switch { what: String, source: nix::Error },
+}
+
+/// Fork into the background. Returns in the child only; the parent exits 0.
+/// Must run before the tokio runtime (or any other thread) exists.
+pub fn daemonize() -> Result<(), DaemonError> {
+    // SAFETY: called while the process is single-threaded.
+    match unsafe { fork() }.map_err(DaemonError::Fork)? {
+        ForkResult::Parent { .. } => std::process::exit(0),
+        ForkResult::Child => {}
+    }
+    setsid().map_err(DaemonError::Fork)?;
+    // Standard streams go nowhere; diagnostics go to syslog.
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors of our own process.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    Ok(())
+}
+
+/// Refuse to start while the pid in `path` is alive, then write ours.
+pub fn write_pid_file(path: &Path) -> Result<(), DaemonError> {
+    let err = |source| DaemonError::PidFile {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Ok(text) = fs::read_to_string(path) {
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            let alive = pid > 0
+                && pid != std::process::id() as i32
+                && !matches!(
+                    kill(Pid::from_raw(pid), None),
+                    Err(nix::errno::Errno::ESRCH)
+                );
+            if alive {
+                return Err(DaemonError::AlreadyRunning {
+                    path: path.display().to_string(),
+                    pid,
+                });
+            }
+        }
+    }
+    fs::write(path, format!("{}\n", std::process::id())).map_err(err)
+}
+
+/// Switch to `group` and `user` (each optional), group first.
+pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), DaemonError> {
+    if let Some(name) = group {
+        let group = Group::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| DaemonError::NoGroup(name.to_string()))?;
+        nix::unistd::setgroups(&[group.gid]).map_err(|source| DaemonError::Switch {
+            what: format!("group {name}"),
+            source,
+        })?;
+        setgid(group.gid).map_err(|source| DaemonError::Switch {
+            what: format!("group {name}"),
+            source,
+        })?;
+    }
+    if let Some(name) = user {
+        let user = User::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| DaemonError::NoUser(name.to_string()))?;
+        if group.is_none() {
+            nix::unistd::initgroups(&std::ffi::CString::new(name).unwrap_or_default(), user.gid)
+                .and_then(|_| setgid(user.gid))
+                .map_err(|source| DaemonError::Switch {
+                    what: format!("group of user {name}"),
+                    source,
+                })?;
+        }
+        setuid(user.uid).map_err(|source| DaemonError::Switch {
+            what: format!("user {name}"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Let `user`/`group` write into a directory we create as root (the log directory).
+pub fn hand_over(path: &Path, user: Option<&str>, group: Option<&str>) -> io::Result<()> {
+    let uid = user
+        .and_then(|u| User::from_name(u).ok().flatten())
+        .map(|u| u.uid);
+    let gid = group
+        .and_then(|g| Group::from_name(g).ok().flatten())
+        .map(|g| g.gid);
+    if uid.is_none() && gid.is_none() {
+        return Ok(());
+    }
+    nix::unistd::chown(path, uid, gid).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_file_refuses_a_live_pid_and_replaces_a_dead_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imspector.pid");
+        // pid 1 is always alive.
+        fs::write(&path, "1\n").unwrap();
+        let e = write_pid_file(&path).unwrap_err();
+        assert!(e.to_string().ends_with("already running as pid 1"), "{e}");
+        // A pid that cannot exist.
+        fs::write(&path, "2147483646\n").unwrap();
+        write_pid_file(&path).unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! The event record every sink stores: the original's columns, in its order.
+
+use imspector_protocols::EventType;
+
+/// What `hide_eventdata=on` logs instead of the text.
+pub const HIDDEN: &str = "*HIDDEN*";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// UNIX seconds.
+    pub timestamp: i64,
+    /// `IP:port` of the local client (`[v6]:port`).
+    pub client: String,
+    /// `MSN`, `ICQ-AIM`, `Yahoo`, `IRC`, `Gadu-Gadu` or `Jabber`.
+    pub protocol: &'static str,
+    pub outgoing: bool,
+    pub kind: EventType,
+    /// Lower-cased.
+    pub local_id: String,
+    /// Lower-cased.
+    pub remote_id: String,
+    pub filtered: bool,
+    /// Text the filters appended, e.g. `2 badwords;`.
+    pub categories: String,
+    /// The original text (before any rewriting), or [`HIDDEN`].
+    pub data: String,
+}

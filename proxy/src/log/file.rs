@@ -1,0 +1,193 @@
+//! The original's file log:
+//! `{dir}/{protocol}/{local id}/{remote id}/{YYYY-MM-DD}` (local date), one line per
+//! event: `client,timestamp,outgoing,type,filtered,categories,eventdata`
+//! (the 0.9 layout; eventdata is the rest of the line, newlines written as `\n`).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::TimeZone;
+
+use super::{Sink, SinkError};
+use crate::event::LogEvent;
+
+/// How many log files stay open between batches.
+const MAX_OPEN_FILES: usize = 256;
+
+pub struct FileSink {
+    dir: PathBuf,
+    open: HashMap<PathBuf, File>,
+}
+
+impl FileSink {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileSink {
+            dir: dir.into(),
+            open: HashMap::new(),
+        }
+    }
+
+    fn path_for(&self, e: &LogEvent) -> PathBuf {
+        let date = chrono::Local
+            .timestamp_opt(e.timestamp, 0)
+            .single()
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "1970-01-01".to_string());
+        self.dir
+            .join(e.protocol)
+            .join(safe_component(&e.local_id))
+            .join(safe_component(&e.remote_id))
+            .join(date)
+    }
+
+    fn file(&mut self, path: &Path) -> Result<&mut File, SinkError> {
+        if !self.open.contains_key(path) {
+            if self.open.len() >= MAX_OPEN_FILES {
+                self.open.clear();
+            }
+            let io_err = |source| SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io_err)?;
+            self.open.insert(path.to_path_buf(), file);
+        }
+        Ok(self.open.get_mut(path).expect("inserted above"))
+    }
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError> {
+        for e in events {
+            let path = self.path_for(e);
+            let line = format_line(e);
+            let result = self.file(&path)?.write_all(line.as_bytes());
+            if let Err(source) = result {
+                // The file may have been removed or rotated: reopen once.
+                self.open.remove(&path);
+                self.file(&path)?
+                    .write_all(line.as_bytes())
+                    .map_err(|_| SinkError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One log line, newline included.
+pub fn format_line(e: &LogEvent) -> String {
+    format!(
+        "{},{},{},{},{},{},{}\n",
+        e.client,
+        e.timestamp,
+        u8::from(e.outgoing),
+        e.kind.code(),
+        u8::from(e.filtered),
+        e.categories,
+        escape_newlines(&e.data)
+    )
+}
+
+fn escape_newlines(text: &str) -> String {
+    text.replace("\r\n", "\\n").replace(['\n', '\r'], "\\n")
+}
+
+/// Make an id usable as one directory name: no separators, no `.`/`..`, no NUL,
+/// never empty, bounded in length.
+pub fn safe_component(id: &str) -> String {
+    let mut s: String = id
+        .chars()
+        .map(|c| {
+            if matches!(c, '/' | '\\' | '\0') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        s = "unknown".to_string();
+    }
+    if s == "." || s == ".." {
+        s = format!("_{s}");
+    }
+    if s.len() > 200 {
+        let mut end = 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imspector_protocols::EventType;
+
+    fn event(data: &str) -> LogEvent {
+        LogEvent {
+            timestamp: 1160853407,
+            client: "192.168.0.4:62013".into(),
+            protocol: "IRC",
+            outgoing: true,
+            kind: EventType::Message,
+            local_id: "alice".into(),
+            remote_id: "#chan".into(),
+            filtered: false,
+            categories: String::new(),
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn line_format_and_newline_escaping() {
+        assert_eq!(
+            format_line(&event("smoothie, should be\nin the other rack")),
+            "192.168.0.4:62013,1160853407,1,1,0,,smoothie, should be\\nin the other rack\n"
+        );
+    }
+
+    #[test]
+    fn ids_cannot_escape_the_directory() {
+        assert_eq!(safe_component("../../etc"), ".._.._etc");
+        assert_eq!(safe_component(".."), "_..");
+        assert_eq!(safe_component(""), "unknown");
+        assert_eq!(safe_component("a\0b/c"), "a_b_c");
+    }
+
+    #[test]
+    fn writes_into_the_original_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path());
+        sink.write(&[event("one"), event("two")]).unwrap();
+        let date = chrono::Local
+            .timestamp_opt(1160853407, 0)
+            .unwrap()
+            .format("%Y-%m-%d")
+            .to_string();
+        let path = dir.path().join("IRC/alice/#chan").join(date);
+        let text = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            text,
+            "192.168.0.4:62013,1160853407,1,1,0,,one\n192.168.0.4:62013,1160853407,1,1,0,,two\n"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The `imspector` daemon: command line, configuration, binding, daemonizing and
+//! dropping privileges happen here, before the async runtime exists.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use imspector::config::{Config, Settings, DEFAULT_CONFIG_PATH};
+use imspector::{daemon, diag, net};
+
+/// Exit codes a firewall script can act on.
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+const EXIT_STARTUP: u8 = 3;
+
+/// Transparent proxy that logs and filters instant-messenger chats.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file [default: /etc/imspector/imspector.conf; without it,
+    /// the embedded default: every protocol, file logs under ./imspector-logs]
+    #[arg(short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Stay in the foreground and print diagnostics and events to stderr
+    #[arg(short = 'd')]
+    debug: bool,
+    /// Check the configuration, print what is wrong, and exit (0 = usable)
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (settings, config_path) = match load_settings(cli.config.as_deref()) {
+        Ok(found) => found,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let warnings = [settings.warnings.clone(), settings.unsupported()].concat();
+    let config = match Config::from_settings(settings) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    if cli.check_config {
+        for w in &warnings {
+            eprintln!("imspector: warning: {w}");
+        }
+        if let Err(e) = imspector::filter::build(&config.settings) {
+            return fail(EXIT_CONFIG, &e);
+        }
+        println!("{}: configuration OK", config.settings.source);
+        return ExitCode::SUCCESS;
+    }
+    diag::init(cli.debug);
+    if config_path.is_none() {
+        log::warn!("no configuration file: using the embedded default (every protocol, file logs under ./{})", imspector::config::EMBEDDED_LOG_DIR);
+    }
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    match start(cli.debug, config, config_path) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            log::error!("{e:#}");
+            fail(code, &e)
+        }
+    }
+}
+
+fn start(
+    debug: bool,
+    mut config: Config,
+    config_path: Option<PathBuf>,
+) -> Result<(), (u8, anyhow::Error)> {
+    let startup = |e: anyhow::Error| (EXIT_STARTUP, e);
+    let listener = net::bind_listener(config.listen_addr, config.port).map_err(|e| {
+        startup(anyhow::anyhow!(
+            "cannot listen on port {}: {e}",
+            config.port
+        ))
+    })?;
+    if let Some(dir) = &config.file_logging_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| startup(anyhow::anyhow!("{}: {e}", dir.display())))?;
+        // Daemons run from /; keep a relative directory where it was meant.
+        let absolute = std::fs::canonicalize(dir)
+            .map_err(|e| startup(anyhow::anyhow!("{}: {e}", dir.display())))?;
+        daemon::hand_over(&absolute, config.user.as_deref(), config.group.as_deref())
+            .map_err(|e| startup(anyhow::anyhow!("{}: {e}", absolute.display())))?;
+        config.file_logging_dir = Some(absolute);
+    }
+    if !debug {
+        daemon::daemonize().map_err(|e| startup(e.into()))?;
+        daemon::write_pid_file(&config.pid_file).map_err(|e| startup(e.into()))?;
+    }
+    daemon::drop_privileges(config.user.as_deref(), config.group.as_deref())
+        .map_err(|e| startup(e.into()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| startup(e.into()))?;
+    runtime
+        .block_on(imspector::run(listener, config, config_path, debug))
+        .map_err(|e| (EXIT_RUNTIME, e))
+}
+
+/// The file given with -c, else the default path, else the embedded default.
+fn load_settings(
+    explicit: Option<&Path>,
+) -> Result<(Settings, Option<PathBuf>), imspector::config::ConfigError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => PathBuf::from(DEFAULT_CONFIG_PATH),
+        None => return Ok((Settings::embedded(), None)),
+    };
+    Ok((Settings::load(&path)?, Some(path)))
+}
+
+fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("imspector: error: {e}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,352 @@
+//! One task per connection: find the original destination, connect there, and
+//! relay both directions through the protocol's parser, the filters and the logger.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use imspector_protocols::{
+    new_session, ChatEvent, Direction, EventType, Frame, Pdu, ProtocolKind, ProtocolSession,
+    Rewrite,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use crate::config::Config;
+use crate::event::{LogEvent, HIDDEN};
+use crate::filter::{FilterChain, FilterEvent};
+use crate::log::Logger;
+use crate::net::{self, display_addr, Upstream};
+
+/// Bytes read at once from a busy socket. An idle one holds no buffer at all.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Becomes true when the daemon stops.
+pub type Stop = tokio::sync::watch::Receiver<bool>;
+
+/// What every session shares.
+pub struct Shared {
+    pub config: Config,
+    pub upstream: Upstream,
+    /// Swapped as a whole on SIGHUP; sessions take a reference per event.
+    pub filters: RwLock<Arc<FilterChain>>,
+    pub logger: Logger,
+}
+
+impl Shared {
+    fn filters(&self) -> Arc<FilterChain> {
+        self.filters.read().expect("filter lock poisoned").clone()
+    }
+}
+
+/// Serve one accepted connection to the end.
+pub async fn serve(client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: Stop) {
+    let client_name = display_addr(peer);
+    let dst = match net::original_destination(&client) {
+        Ok(dst) => dst,
+        Err(e) => {
+            log::warn!("{client_name}: no original destination ({e}); is the REDIRECT rule in place? closed");
+            return;
+        }
+    };
+    let local = client.local_addr().unwrap_or(dst);
+    if net::is_own_listener(dst, local, shared.config.port) {
+        log::warn!("{client_name}: connection to our own listener {dst} refused (it would loop)");
+        return;
+    }
+    let Some(kind) = shared.config.protocol_for_port(dst.port()) else {
+        log::info!(
+            "{client_name}: port {} is not an enabled protocol; closed",
+            dst.port()
+        );
+        return;
+    };
+    let server = match shared.upstream.connect(dst).await {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!(
+                "{client_name}: {} connection to {dst} failed: {e}",
+                kind.log_name()
+            );
+            return;
+        }
+    };
+    let parser = new_session(kind);
+    if parser.is_none() {
+        log::info!(
+            "{client_name}: {} to {dst}: no parser for this protocol yet, relaying plainly",
+            kind.log_name()
+        );
+    } else {
+        log::debug!("{client_name}: {} to {dst}", kind.log_name());
+    }
+    let inspector = Inspector {
+        kind,
+        client: client_name.clone(),
+        parser: Mutex::new(parser),
+        shared,
+    };
+    if let Err(e) = relay(client, server, &inspector, stop).await {
+        log::debug!("{client_name}: connection ended: {e}");
+    }
+}
+
+/// The per-connection state both directions share.
+struct Inspector {
+    kind: ProtocolKind,
+    client: String,
+    /// `None` once the connection is relayed plainly (no parser, encrypted, or
+    /// the parser lost sync).
+    parser: Mutex<Option<Box<dyn ProtocolSession>>>,
+    shared: Arc<Shared>,
+}
+
+/// Which socket bytes go to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// The result of inspecting one read.
+#[derive(Default)]
+struct Processed {
+    output: Vec<(Side, Bytes)>,
+    events: Vec<LogEvent>,
+}
+
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    inspector: &Inspector,
+    stop: Stop,
+) -> io::Result<()> {
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let writers = Writers {
+        client: tokio::sync::Mutex::new(client_write),
+        server: tokio::sync::Mutex::new(server_write),
+    };
+    let outgoing = pump(
+        Direction::Outgoing,
+        client_read,
+        &writers,
+        inspector,
+        stop.clone(),
+    );
+    let incoming = pump(Direction::Incoming, server_read, &writers, inspector, stop);
+    tokio::pin!(outgoing, incoming);
+    let (mut out_done, mut in_done) = (false, false);
+    // A clean end of one direction is a half-close: keep the other going.
+    // An error ends both.
+    while !(out_done && in_done) {
+        tokio::select! {
+            r = &mut outgoing, if !out_done => { out_done = true; r?; }
+            r = &mut incoming, if !in_done => { in_done = true; r?; }
+        }
+    }
+    Ok(())
+}
+
+struct Writers {
+    client: tokio::sync::Mutex<OwnedWriteHalf>,
+    server: tokio::sync::Mutex<OwnedWriteHalf>,
+}
+
+impl Writers {
+    fn of(&self, side: Side) -> &tokio::sync::Mutex<OwnedWriteHalf> {
+        match side {
+            Side::Client => &self.client,
+            Side::Server => &self.server,
+        }
+    }
+}
+
+/// Relay one direction until its end of stream.
+async fn pump(
+    dir: Direction,
+    src: OwnedReadHalf,
+    writers: &Writers,
+    inspector: &Inspector,
+    mut stop: Stop,
+) -> io::Result<()> {
+    let dst = match dir {
+        Direction::Outgoing => Side::Server,
+        Direction::Incoming => Side::Client,
+    };
+    let mut pending = BytesMut::new();
+    loop {
+        // Shutdown takes effect between reads, so no event is cut in half.
+        tokio::select! {
+            ready = src.readable() => ready?,
+            _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
+        }
+        pending.reserve(READ_CHUNK);
+        let eof = match src.try_read_buf(&mut pending) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                release_if_empty(&mut pending);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let processed = if eof {
+            // What the parser still holds (a line without its end) goes out as it is.
+            Processed {
+                output: vec![(dst, pending.split().freeze())],
+                events: Vec::new(),
+            }
+        } else {
+            inspector.process(dir, dst, &mut pending)
+        };
+        for event in processed.events {
+            inspector.shared.logger.log(event).await;
+        }
+        for (side, bytes) in processed.output {
+            if !bytes.is_empty() {
+                writers.of(side).lock().await.write_all(&bytes).await?;
+            }
+        }
+        if eof {
+            // Half-close: the other direction may still be talking.
+            let _ = writers.of(dst).lock().await.shutdown().await;
+            return Ok(());
+        }
+        release_if_empty(&mut pending);
+    }
+}
+
+/// Idle connections hold no read buffer.
+fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+}
+
+impl Inspector {
+    fn process(&self, dir: Direction, dst: Side, pending: &mut BytesMut) -> Processed {
+        let mut processed = Processed::default();
+        let mut guard = self.parser.lock().expect("parser lock poisoned");
+        let Some(parser) = guard.as_mut() else {
+            processed.output.push((dst, pending.split().freeze()));
+            return processed;
+        };
+        match parser.feed(dir, pending) {
+            Ok(feed) => {
+                for frame in feed.frames {
+                    match frame {
+                        Frame::Opaque(bytes) => processed.output.push((dst, bytes)),
+                        Frame::Pdu(pdu) => {
+                            self.judge(parser.as_ref(), dir, dst, pdu, &mut processed)
+                        }
+                    }
+                }
+                if let Some(why) = feed.passthrough {
+                    log::info!("{}: {why}; relaying it untouched", self.client);
+                    *guard = None;
+                    processed.output.push((dst, pending.split().freeze()));
+                }
+            }
+            Err(lost) => {
+                log::warn!(
+                    "{}: {} parser lost sync ({lost}); relaying the rest of this connection plainly",
+                    self.client,
+                    self.kind.log_name()
+                );
+                *guard = None;
+                processed.output.push((dst, pending.split().freeze()));
+            }
+        }
+        processed
+    }
+
+    /// Run a PDU's events through the filters, log them, and decide what to send.
+    fn judge(
+        &self,
+        parser: &dyn ProtocolSession,
+        dir: Direction,
+        dst: Side,
+        pdu: Pdu,
+        processed: &mut Processed,
+    ) {
+        let filters = self.shared.filters();
+        let config = &self.shared.config;
+        let mut blocked = false;
+        let mut new_text: Option<String> = None;
+        let now = unix_now();
+        for event in &pdu.events {
+            let mut fe = self.filter_event(event);
+            filters.apply(&mut fe);
+            blocked |= fe.blocked;
+            if fe.text != event.text {
+                new_text = Some(fe.text.clone());
+            }
+            for notice in &fe.notices {
+                if let Some(bytes) = parser.notice_to_client(&event.remote_id, notice) {
+                    processed.output.push((Side::Client, bytes));
+                }
+            }
+            if event.kind == EventType::Typing && !config.log_typing_events {
+                continue;
+            }
+            processed.events.push(LogEvent {
+                timestamp: now,
+                client: self.client.clone(),
+                protocol: self.kind.log_name(),
+                outgoing: dir == Direction::Outgoing,
+                kind: event.kind,
+                local_id: fe.local_id,
+                remote_id: fe.remote_id,
+                filtered: fe.blocked,
+                categories: fe.categories,
+                data: if config.hide_eventdata {
+                    HIDDEN.to_string()
+                } else {
+                    event.event_data()
+                },
+            });
+        }
+        if blocked {
+            return;
+        }
+        let bytes = match new_text {
+            None => pdu.bytes,
+            Some(text) => match parser.rewrite(dir, &pdu, Rewrite::Text(&text)) {
+                Some(bytes) => bytes,
+                None => {
+                    log::warn!(
+                        "{}: {} message could not be rewritten; forwarded unchanged",
+                        self.client,
+                        self.kind.log_name()
+                    );
+                    pdu.bytes
+                }
+            },
+        };
+        processed.output.push((dst, bytes));
+    }
+
+    fn filter_event(&self, event: &ChatEvent) -> FilterEvent {
+        FilterEvent {
+            protocol: self.kind,
+            direction: event.direction,
+            kind: event.kind,
+            local_id: event.local_id.to_lowercase(),
+            remote_id: event.remote_id.to_lowercase(),
+            group: event.group,
+            text: event.text.clone(),
+            blocked: false,
+            categories: String::new(),
+            notices: Vec::new(),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
