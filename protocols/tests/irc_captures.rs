@@ -65,7 +65,7 @@ fn irc_survives_random_chunking_and_mutation() {
             let mut chunks = Vec::new();
             for (dir, bytes) in &stream.chunks {
                 let mut bytes = bytes.clone();
-                if rng.next_u32() % 4 == 0 {
+                if rng.next_u32().is_multiple_of(4) {
                     rng.mutate(&mut bytes);
                 }
                 chunks.push((*dir, bytes));

@@ -171,6 +171,18 @@ impl Rig {
         Ok(())
     }
 
+    /// The gateway's address on the client's link.
+    pub fn gateway_ip_towards_client(&self) -> Ipv4Addr {
+        let [a, b, c, _] = self.client_ip.octets();
+        Ipv4Addr::new(a, b, c, 1)
+    }
+
+    /// The gateway's address on the server's link.
+    pub fn gateway_ip_towards_server(&self) -> Ipv4Addr {
+        let [a, b, c, _] = self.server_ip.octets();
+        Ipv4Addr::new(a, b, c, 1)
+    }
+
     /// A fresh directory inside the rig's scratch space, writable by anyone
     /// (clients may run as other users).
     pub fn subdir(&self, name: &str) -> anyhow::Result<std::path::PathBuf> {
