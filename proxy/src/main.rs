@@ -72,6 +72,9 @@ fn start(
     config_path: Option<PathBuf>,
 ) -> Result<(), (u8, anyhow::Error)> {
     let startup = |e: anyhow::Error| (EXIT_STARTUP, e);
+    if !debug {
+        daemon::ensure_not_running(&config.pid_file).map_err(|e| startup(e.into()))?;
+    }
     let listener = net::bind_listener(config.listen_addr, config.port).map_err(|e| {
         startup(anyhow::anyhow!(
             "cannot listen on port {}: {e}",

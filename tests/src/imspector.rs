@@ -45,6 +45,23 @@ impl Imspector {
         std::fs::write(&config, text)?;
         let mut command = ns.command(binary().to_str().expect("utf-8 path"));
         command.arg("-d").arg("-c").arg(&config);
+        Self::spawn(command, dir, log_dir, config)
+    }
+
+    /// Run `imspector -d` with no configuration file, in `dir`: the embedded
+    /// default logs under `dir/imspector-logs`.
+    pub fn start_embedded(ns: &Netns, dir: &Path) -> anyhow::Result<Self> {
+        let mut command = ns.command(binary().to_str().expect("utf-8 path"));
+        command.arg("-d").current_dir(dir);
+        Self::spawn(command, dir, dir.join("imspector-logs"), PathBuf::new())
+    }
+
+    fn spawn(
+        command: std::process::Command,
+        dir: &Path,
+        log_dir: PathBuf,
+        config: PathBuf,
+    ) -> anyhow::Result<Self> {
         let process = Process::spawn("imspector", command, dir.join("imspector.out"))?;
         let ims = Imspector {
             process,

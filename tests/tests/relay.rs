@@ -86,7 +86,11 @@ fn unknown_ports_and_loops_are_refused_with_one_line() -> anyhow::Result<()> {
     rig.redirect(&[6667, 5050], PORT)?;
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
     // 5050 is Yahoo, not enabled: the connection is closed without a byte.
-    assert_closed(client_exchange(&rig, (rig.server_ip, 5050).into(), b"hello".to_vec())?);
+    assert_closed(client_exchange(
+        &rig,
+        (rig.server_ip, 5050).into(),
+        b"hello".to_vec(),
+    )?);
     ims.wait_output("port 5050 is not an enabled protocol; closed")?;
     // Straight to our own port: that would loop.
     let own = SocketAddr::from((rig.gateway_ip_towards_client(), PORT));
@@ -101,7 +105,11 @@ fn an_unreachable_server_closes_the_client_and_says_why() -> anyhow::Result<()> 
     rig.redirect(&[6667], PORT)?;
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
     // Nothing listens on the server: connection refused upstream.
-    assert_closed(client_exchange(&rig, (rig.server_ip, 6667).into(), b"NICK x\r\n".to_vec())?);
+    assert_closed(client_exchange(
+        &rig,
+        (rig.server_ip, 6667).into(),
+        b"NICK x\r\n".to_vec(),
+    )?);
     ims.wait_output(&format!("IRC connection to {}:6667 failed", rig.server_ip))?;
     Ok(())
 }
