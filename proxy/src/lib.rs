@@ -4,6 +4,7 @@
 //! [`run`] is everything after that, so tests can drive it in process.
 
 pub mod config;
+pub mod connect;
 pub mod daemon;
 pub mod diag;
 pub mod event;
@@ -42,6 +43,7 @@ pub fn build_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn log::Sink>>> {
 /// `config_path` is re-read on SIGHUP; `echo` prints events to stderr.
 pub async fn run(
     listener: std::net::TcpListener,
+    http_listener: Option<std::net::TcpListener>,
     config: Config,
     config_path: Option<PathBuf>,
     echo: bool,
@@ -50,6 +52,10 @@ pub async fn run(
     let filters = filter::build(&config.settings)?;
     let (logger, writer) = log::spawn_writer(sinks, echo);
     let listener = tokio::net::TcpListener::from_std(listener).context("listener")?;
+    let http_listener = match http_listener {
+        Some(l) => Some(tokio::net::TcpListener::from_std(l).context("http listener")?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         upstream: net::Upstream {
             interface: config.interface.clone(),
@@ -66,6 +72,9 @@ pub async fn run(
     let mut hangup = signal(SignalKind::hangup())?;
     let mut sessions = JoinSet::new();
     ::log::info!("listening on {}", listener.local_addr()?);
+    if let Some(l) = &http_listener {
+        ::log::info!("CONNECT listener on {}", l.local_addr()?);
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -80,6 +89,9 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            Ok((stream, peer)) = accept_http(http_listener.as_ref()) => {
+                sessions.spawn(connect::serve(stream, peer, shared.clone(), stop_rx.clone()));
+            }
             Some(_) = sessions.join_next() => {}
             _ = hangup.recv() => reload(&shared, config_path.as_deref()),
             _ = terminate.recv() => break,
@@ -88,6 +100,7 @@ pub async fn run(
     }
     ::log::info!("stopping: {} open connections", sessions.len());
     drop(listener);
+    drop(http_listener);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while sessions.join_next().await.is_some() {}
@@ -104,6 +117,16 @@ pub async fn run(
         .map_err(|_| anyhow::anyhow!("event writer panicked"))?;
     ::log::info!("stopped; every event written");
     Ok(())
+}
+
+/// Accept on the CONNECT listener, or never when there is none.
+async fn accept_http(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// SIGHUP: re-read the configuration and swap in new filters. Open connections
