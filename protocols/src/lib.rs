@@ -8,6 +8,7 @@
 pub mod event;
 pub mod invariants;
 pub mod irc;
+pub mod msn;
 pub mod session;
 
 pub use event::{ChatEvent, Direction, EventType};

@@ -5,8 +5,14 @@ use std::path::PathBuf;
 use imspector_protocols::Direction;
 use serde_json::Value;
 
+/// `shared/captures` next to the checkout (found from any depth of worktree).
 pub fn captures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures")
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .ancestors()
+        .map(|dir| dir.join("shared/captures"))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| crate_dir.join("../../shared/captures"))
 }
 
 /// One reassembled TCP connection: (direction, bytes) in wire order. Gaps end it
