@@ -10,6 +10,7 @@ pub mod imspector;
 pub mod irc;
 pub mod netns;
 pub mod process;
+pub mod replay;
 pub mod rig;
 pub mod wait;
 
