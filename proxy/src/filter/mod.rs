@@ -104,3 +104,58 @@ pub fn build(settings: &Settings) -> Result<FilterChain, ConfigError> {
     }
     Ok(FilterChain::new(filters))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::testing::event_between;
+    use super::*;
+
+    /// The sample files in examples/ load and do what their comments say.
+    #[test]
+    fn the_example_files_work_as_documented() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let conf: String = [
+            ("badwords_filename", "badwords.txt"),
+            ("acl_filename", "acl.txt"),
+            ("whitelist_filename", "whitelist.txt"),
+            ("blacklist_filename", "blacklist.txt"),
+            ("regex_filename", "regex.txt"),
+        ]
+        .iter()
+        .map(|(key, file)| format!("{key}={}\n", examples.join(file).display()))
+        .collect();
+        let chain = build(&Settings::parse("t.conf", &conf).unwrap()).unwrap();
+        let run = |local: &str, remote: &str, group: bool, text: &str| {
+            let mut e = event_between(local, remote, text);
+            e.group = group;
+            chain.apply(&mut e);
+            (e.blocked, e.text, e.categories)
+        };
+        let allowed =
+            |text: &str, categories: &str| (false, text.to_string(), categories.to_string());
+        assert_eq!(
+            run(
+                "pupil@school.org",
+                "teacher@school.org",
+                false,
+                "Darned card 1234 5678 9012 3456!!!!"
+            ),
+            allowed("****ed card XXXX-XXXX-XXXX-3456!", "1 badwords;")
+        );
+        assert_eq!(
+            run("pupil@school.org", "library@city.example", false, "hi"),
+            allowed("hi", "")
+        );
+        assert!(run("pupil@school.org", "#games", true, "hi").0);
+        assert!(run("pupil@school.org", "someone@else.example", false, "hi").0);
+        assert_eq!(
+            run("head@staff.school.org", "#games", true, "hi"),
+            allowed("hi", "")
+        );
+        assert!(run("visitor@home.example", "spammer@example.net", false, "hi").0);
+        // The ACL file allows this pair; the 0.5 blacklist still denies it.
+        assert!(run("guest@school.org", "teacher@school.org", false, "hi").0);
+    }
+}
