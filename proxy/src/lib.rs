@@ -132,18 +132,69 @@ async fn accept_http(
 /// SIGHUP: re-read the configuration and swap in new filters. Open connections
 /// stay; a bad file keeps the rules in force.
 fn reload(shared: &Shared, path: Option<&std::path::Path>) {
-    let settings = match path {
-        Some(path) => Settings::load(path),
-        None => Ok(Settings::embedded()),
-    };
-    let result = settings
-        .map_err(anyhow::Error::from)
-        .and_then(|s| filter::build(&s).map_err(anyhow::Error::from));
-    match result {
-        Ok(chain) => {
-            *shared.filters.write().expect("filter lock poisoned") = Arc::new(chain);
-            ::log::info!("SIGHUP: configuration reloaded");
-        }
+    match reload_filters(shared, path) {
+        Ok(()) => ::log::info!("SIGHUP: configuration reloaded"),
         Err(e) => ::log::error!("SIGHUP: reload failed, previous rules stay in force: {e}"),
+    }
+}
+
+/// Build the filters from the file as it is now and put them in force; on an
+/// error the filters in force stay.
+fn reload_filters(shared: &Shared, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let settings = match path {
+        Some(path) => Settings::load(path)?,
+        None => Settings::embedded(),
+    };
+    let chain = filter::build(&settings)?;
+    *shared.filters.write().expect("filter lock poisoned") = Arc::new(chain);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::testing::event_between;
+
+    fn blocked(shared: &Shared, local: &str, remote: &str) -> bool {
+        let mut e = event_between(local, remote, "hello");
+        shared.filters.read().unwrap().apply(&mut e);
+        e.blocked
+    }
+
+    #[test]
+    fn reload_with_a_bad_file_keeps_the_rules_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let acl = dir.path().join("acl.txt");
+        let conf = dir.path().join("imspector.conf");
+        std::fs::write(&acl, "deny alice bob\n").unwrap();
+        std::fs::write(&conf, format!("acl_filename={}\n", acl.display())).unwrap();
+        let config = Config::from_settings(Settings::load(&conf).unwrap()).unwrap();
+        let shared = Shared {
+            filters: RwLock::new(Arc::new(filter::build(&config.settings).unwrap())),
+            upstream: net::Upstream {
+                interface: None,
+                mark: None,
+                timeout: Duration::from_secs(1),
+            },
+            config,
+            logger: log::spawn_writer(Vec::new(), false).0,
+        };
+        assert!(blocked(&shared, "alice", "bob"));
+
+        std::fs::write(&acl, "allow alice carol\npermit alice bob\n").unwrap();
+        let e = reload_filters(&shared, Some(&conf)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:2: a rule starts with allow or deny, not \"permit\"",
+                acl.display()
+            )
+        );
+        assert!(blocked(&shared, "alice", "bob"));
+
+        std::fs::write(&acl, "deny alice carol\n").unwrap();
+        reload_filters(&shared, Some(&conf)).unwrap();
+        assert!(!blocked(&shared, "alice", "bob"));
+        assert!(blocked(&shared, "alice", "carol"));
     }
 }
