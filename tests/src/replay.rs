@@ -83,7 +83,12 @@ impl Recording {
 
     /// Play the recording between a client in `client_ns` connecting to `dst`
     /// and a server in `server_ns` listening on `dst`'s port.
-    pub fn replay(&self, client_ns: &Netns, server_ns: &Netns, dst: SocketAddr) -> anyhow::Result<()> {
+    pub fn replay(
+        &self,
+        client_ns: &Netns,
+        server_ns: &Netns,
+        dst: SocketAddr,
+    ) -> anyhow::Result<()> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let server_segments = self.segments.clone();
         let server_ns_path = format!("/run/netns/{}", server_ns.name);
@@ -137,7 +142,11 @@ fn play(mut conn: TcpStream, segments: &[(Sender, Vec<u8>)], me: Sender) -> anyh
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let _ = conn.read_to_end(&mut extra);
     if !extra.is_empty() {
-        bail!("{} bytes more than recorded: {:?}", extra.len(), String::from_utf8_lossy(&extra));
+        bail!(
+            "{} bytes more than recorded: {:?}",
+            extra.len(),
+            String::from_utf8_lossy(&extra)
+        );
     }
     Ok(())
 }

@@ -70,15 +70,18 @@ fn bytes_pass_unchanged_and_half_close_works_both_ways() -> anyhow::Result<()> {
     rig.redirect(&[6667], PORT)?;
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
     let got = one_shot_server(&rig, 6667, b":srv NOTICE * :bye\r\nno line end")?;
-    // Not UTF-8, a line without its end, an overlong-looking chunk: all must
-    // arrive exactly as sent, and the server only answers after our half-close.
+    // Not UTF-8, a 200 kB line, a message longer than any IRC line, a line
+    // without its end: all must arrive exactly as sent, and the server only
+    // answers after our half-close.
     let mut data = b"NICK x\r\nPRIVMSG bob :\xff\xfe latin1 \xe9\r\n".to_vec();
     data.extend(std::iter::repeat_n(b'z', 200_000));
+    data.extend_from_slice(b"\r\nPRIVMSG bob :");
+    data.extend(std::iter::repeat_n(b'y', 200_000));
     data.extend_from_slice(b"\r\nPRIVMSG bob :partial");
     let answer = client_exchange(&rig, (rig.server_ip, 6667).into(), data.clone())??;
     assert_eq!(got.recv()?, data);
     assert_eq!(answer, b":srv NOTICE * :bye\r\nno line end");
-    // The overlong line made the parser give up: said once, relayed plainly.
+    // The overlong message made the parser give up: said once, relayed plainly.
     ims.wait_output("parser lost sync")?;
     // The Latin-1 message was still logged.
     let lines = ims.wait_log("IRC", "x", "bob", 1)?;
