@@ -65,9 +65,7 @@ struct GenerateArgs {
     #[arg(long, value_enum, default_value = "both")]
     family: FamilyArg,
 
-    /// redirect: nat REDIRECT to imspector's port. tproxy: mangle TPROXY to a
-    /// transparent listener (imspector must run with tproxy enabled) plus
-    /// policy routing
+    /// How intercepted connections reach imspector
     #[arg(long, value_enum, default_value = "redirect")]
     mode: ModeArg,
 
@@ -95,11 +93,11 @@ struct GenerateArgs {
     #[arg(long, value_name = "N", value_parser = parse_mark)]
     mark: Option<u32>,
 
-    /// --mode tproxy: mark for intercepted packets, used by the policy routing
+    /// Mark for intercepted packets under --mode tproxy, used by the policy routing
     #[arg(long, value_name = "N", value_parser = parse_mark, default_value = "1")]
     tproxy_mark: u32,
 
-    /// --mode tproxy: routing table that delivers marked packets locally
+    /// Routing table that delivers marked packets locally under --mode tproxy
     #[arg(long, value_name = "N", value_parser = parse_table, default_value = "100")]
     route_table: u32,
 
@@ -110,14 +108,20 @@ struct GenerateArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum FamilyArg {
+    /// IPv4 only (iptables)
     Ipv4,
+    /// IPv6 only (ip6tables)
     Ipv6,
+    /// IPv4 and IPv6
     Both,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ModeArg {
+    /// nat REDIRECT to imspector's port
     Redirect,
+    /// mangle TPROXY to imspector's transparent listener (imspector must run
+    /// with tproxy enabled), with policy routing
     Tproxy,
 }
 
