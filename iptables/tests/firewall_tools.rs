@@ -173,7 +173,10 @@ fn tproxy_script_sets_policy_routing_once_and_removes_it() {
             "{rules}"
         );
         let routes = ns.ok("ip", &with(ip, &["route", "show", "table", "100"]), "");
-        assert!(routes.starts_with("local default dev lo "), "{ip:?}: {routes}");
+        assert!(
+            routes.starts_with("local default dev lo "),
+            "{ip:?}: {routes}"
+        );
         assert_eq!(routes.lines().count(), 1, "{ip:?}: {routes}");
     }
 
