@@ -6,21 +6,23 @@ use crate::netns::Netns;
 use crate::process::Process;
 use crate::wait;
 
-/// The daemon binary built from this workspace (next to the test binary's
-/// directory: target/<profile>/imspector), or `IMSPECTOR_BIN`.
+/// The daemon binary built from this workspace.
 pub fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("IMSPECTOR_BIN") {
-        return path.into();
-    }
+    workspace_binary("imspector")
+}
+
+/// A binary of this workspace, next to the test binary's directory
+/// (target/<profile>/NAME).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let path = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps")
-        .join("imspector");
+        .join(name);
     assert!(
         path.exists(),
-        "{} is missing: build it first (cargo build -p imspector)",
+        "{} is missing: build the workspace's binaries first (cargo build --workspace --bins)",
         path.display()
     );
     path

@@ -144,3 +144,41 @@ impl Ii {
         wait::read(&self.server_dir.join(chat.to_lowercase()).join("out"))
     }
 }
+
+/// A minimal IRC user behind an HTTP proxy: `CONNECT server` through `proxy`,
+/// register as `nick`, say `text` to `to`, quit. Returns the proxy's status
+/// line. Call it on a thread inside the client's namespace.
+pub fn chat_through_http_proxy(
+    proxy: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+    nick: &str,
+    to: &str,
+    text: &str,
+) -> std::io::Result<String> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut conn = std::net::TcpStream::connect(proxy)?;
+    conn.set_read_timeout(Some(wait::DEADLINE))?;
+    conn.write_all(format!("CONNECT {server} HTTP/1.1\r\nHost: {server}\r\n\r\n").as_bytes())?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    let mut header = String::new();
+    while reader.read_line(&mut header)? > 0 && header != "\r\n" {
+        header.clear();
+    }
+    if !status.contains(" 200 ") {
+        return Ok(status);
+    }
+    conn.write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").as_bytes())?;
+    let mut line = String::new();
+    while !line.contains(" 001 ") {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other("closed before registration"));
+        }
+    }
+    conn.write_all(format!("PRIVMSG {to} :{text}\r\nQUIT\r\n").as_bytes())?;
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    Ok(status)
+}

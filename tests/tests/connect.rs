@@ -1,27 +1,13 @@
 //! The http_port CONNECT listener: tunnels to enabled IM ports for allowed
 //! clients only, and says why when it refuses.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 
-use imspector_e2e::irc::{Ii, Ngircd};
+use imspector_e2e::irc::{chat_through_http_proxy, Ii, Ngircd};
 use imspector_e2e::{Imspector, Rig};
 
 const HTTP_PORT: u16 = 8080;
-
-/// Send a request head to the CONNECT listener and return the response head.
-fn request(stream: &mut TcpStream, head: &str) -> std::io::Result<String> {
-    stream.write_all(head.as_bytes())?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut response = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            return Ok(response);
-        }
-        response.push_str(&line);
-    }
-}
 
 #[test]
 fn connect_tunnels_irc_for_loopback_clients_and_logs_them() -> anyhow::Result<()> {
@@ -40,24 +26,10 @@ fn connect_tunnels_irc_for_loopback_clients_and_logs_them() -> anyhow::Result<()
         "bob",
         None,
     )?;
-    let server = rig.server_ip;
-    let status = rig.gateway.run(move || -> std::io::Result<String> {
-        let mut conn = TcpStream::connect((Ipv4Addr::LOCALHOST, HTTP_PORT))?;
-        let status = request(
-            &mut conn,
-            &format!("CONNECT {server}:6667 HTTP/1.1\r\n\r\n"),
-        )?;
-        conn.write_all(b"NICK carl\r\nUSER carl 0 * :Carl\r\n")?;
-        let mut reader = BufReader::new(conn.try_clone()?);
-        let mut line = String::new();
-        while !line.contains(" 001 ") {
-            line.clear();
-            reader.read_line(&mut line)?;
-        }
-        conn.write_all(b"PRIVMSG bob :through the CONNECT listener\r\nQUIT\r\n")?;
-        let mut rest = Vec::new();
-        let _ = reader.read_to_end(&mut rest);
-        Ok(status)
+    let server = SocketAddr::from((rig.server_ip, 6667));
+    let proxy = SocketAddr::from((Ipv4Addr::LOCALHOST, HTTP_PORT));
+    let status = rig.gateway.run(move || {
+        chat_through_http_proxy(proxy, server, "carl", "bob", "through the CONNECT listener")
     })??;
     assert_eq!(status, "HTTP/1.1 200 Connection established\r\n");
     bob.wait_received("carl", "carl", "through the CONNECT listener")?;

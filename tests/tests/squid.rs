@@ -1,0 +1,163 @@
+//! imspector next to a real Squid in the gateway: clients use Squid as their
+//! proxy and CONNECT to a real IRC server. Once with the owner-uid rules that
+//! imspector-rules generates, applied for real; once with Squid chaining to
+//! imspector's CONNECT listener as a parent. And imspector's own upstream
+//! connections are never sent back into it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use imspector_e2e::imspector::workspace_binary;
+use imspector_e2e::irc::{chat_through_http_proxy, Ii, Ngircd};
+use imspector_e2e::squid::{Squid, SQUID_PORT};
+use imspector_e2e::{Imspector, Rig};
+
+/// Generate rules with imspector-rules and apply them in the gateway.
+fn apply_rules(rig: &Rig, args: &[&str]) -> anyhow::Result<String> {
+    let rules = std::process::Command::new(workspace_binary("imspector-rules"))
+        .arg("generate")
+        .args(args)
+        .output()?;
+    anyhow::ensure!(rules.status.success(), "{rules:?}");
+    let script = rig.dir.path().join("rules.sh");
+    std::fs::write(&script, &rules.stdout)?;
+    rig.gateway.exec("sh", &[script.to_str().unwrap()])?;
+    Ok(String::from_utf8(rules.stdout)?)
+}
+
+/// The client network as Squid's `localnet`.
+fn client_net(rig: &Rig) -> String {
+    format!("{}/24", rig.client_ip)
+}
+
+#[test]
+fn squid_egress_is_redirected_by_the_generated_owner_rules() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    // imspector runs as its own user; its connections are skipped by owner.
+    apply_rules(
+        &rig,
+        &[
+            "--protocols",
+            "irc",
+            "--squid-user",
+            "proxy",
+            "--daemon-user",
+            "nobody",
+        ],
+    )?;
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        "irc_protocol=on\nuser=nobody\ngroup=nogroup\n",
+    )?;
+    let squid = Squid::start(
+        &rig.gateway,
+        &rig.subdir("squid")?,
+        &client_net(&rig),
+        &["allow-im-connect.conf", "owner-redirect.conf"],
+    )?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let bob = Ii::start(
+        &rig.server,
+        &rig.subdir("clients")?,
+        "127.0.0.1".parse()?,
+        "bob",
+        None,
+    )?;
+    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
+    let server = SocketAddr::from((rig.server_ip, 6667));
+    let status = rig.client.run(move || {
+        chat_through_http_proxy(proxy, server, "dana", "bob", "via squid, redirected")
+    })??;
+    assert_eq!(status, "HTTP/1.1 200 Connection established\r\n");
+    bob.wait_received("dana", "dana", "via squid, redirected")?;
+    // Squid's connection came from the gateway itself.
+    let lines = ims.wait_log("IRC", "dana", "bob", 1)?;
+    assert_eq!(lines[0].rest, "1,1,0,,via squid, redirected");
+    assert!(
+        ["127.0.0.1", &rig.gateway_ip_towards_server().to_string()].contains(&lines[0].client_ip()),
+        "{lines:?}"
+    );
+    assert!(squid.access_log().contains(&format!("CONNECT {server}")));
+    Ok(())
+}
+
+#[test]
+fn squid_chains_to_the_connect_listener_as_a_parent() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        "irc_protocol=on\nhttp_port=16668\n",
+    )?;
+    let squid = Squid::start(
+        &rig.gateway,
+        &rig.subdir("squid")?,
+        &client_net(&rig),
+        &["allow-im-connect.conf", "cache-peer.conf"],
+    )?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let bob = Ii::start(
+        &rig.server,
+        &rig.subdir("clients")?,
+        "127.0.0.1".parse()?,
+        "bob",
+        None,
+    )?;
+    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
+    let server = SocketAddr::from((rig.server_ip, 6667));
+    let status = rig.client.run(move || {
+        chat_through_http_proxy(proxy, server, "erin", "bob", "via squid, chained")
+    })??;
+    assert_eq!(status, "HTTP/1.1 200 Connection established\r\n");
+    bob.wait_received("erin", "erin", "via squid, chained")?;
+    let lines = ims.wait_log("IRC", "erin", "bob", 1)?;
+    assert_eq!(lines[0].rest, "1,1,0,,via squid, chained");
+    assert_eq!(lines[0].client_ip(), "127.0.0.1");
+    assert!(
+        squid.access_log().contains("FIRSTUP_PARENT/127.0.0.1"),
+        "{}",
+        squid.access_log()
+    );
+    Ok(())
+}
+
+#[test]
+fn the_upstream_mark_keeps_imspector_out_of_its_own_redirect() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    // The worst case: the redirected user is the one imspector runs as (root
+    // here), so only the mark tells imspector's own connections apart.
+    apply_rules(
+        &rig,
+        &[
+            "--protocols",
+            "irc",
+            "--squid-user",
+            "root",
+            "--mark",
+            "16667",
+        ],
+    )?;
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        "irc_protocol=on\nupstream_mark=16667\n",
+    )?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let dir = rig.subdir("clients")?;
+    let bob = Ii::start(&rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
+    // A local root process (ii) on the gateway is redirected to imspector...
+    let local = Ii::start(
+        &rig.gateway,
+        &dir,
+        IpAddr::V4(rig.server_ip),
+        "root-user",
+        None,
+    )?;
+    local.msg("bob", "no loop")?;
+    // ...and imspector's marked connection reaches the real server.
+    bob.wait_received("root-user", "root-user", "no loop")?;
+    let lines = ims.wait_log("IRC", "root-user", "bob", 1)?;
+    assert_eq!(lines[0].rest, "1,1,0,,no loop");
+    assert!(!ims.process.output().contains("would loop"));
+    Ok(())
+}
