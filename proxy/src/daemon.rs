@@ -77,8 +77,91 @@ pub fn write_pid_file(path: &Path) -> Result<(), DaemonError> {
     })
 }
 
-/// Switch to `group` and `user` (each optional), group first.
-pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), DaemonError> {
+/// Network capabilities the daemon may keep after dropping root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetCaps {
+    /// CAP_NET_ADMIN: SO_MARK on upstream sockets (`upstream_mark`).
+    pub admin: bool,
+    /// CAP_NET_RAW: SO_BINDTODEVICE on upstream sockets (`interface`).
+    pub raw: bool,
+}
+
+impl NetCaps {
+    fn mask(self) -> u32 {
+        const CAP_NET_ADMIN: u32 = 12;
+        const CAP_NET_RAW: u32 = 13;
+        (u32::from(self.admin) << CAP_NET_ADMIN) | (u32::from(self.raw) << CAP_NET_RAW)
+    }
+}
+
+/// Switch to `group` and `user` (each optional), group first, keeping only
+/// the network capabilities in `keep` (and only when switching away from root).
+pub fn drop_privileges(
+    user: Option<&str>,
+    group: Option<&str>,
+    keep: NetCaps,
+) -> Result<(), DaemonError> {
+    let keeping = user.is_some() && keep != NetCaps::default();
+    if keeping {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+            return Err(DaemonError::Switch {
+                what: "capabilities".into(),
+                source: nix::Error::last(),
+            });
+        }
+    }
+    switch_ids(user, group)?;
+    if keeping {
+        set_capabilities(keep.mask())?;
+    }
+    Ok(())
+}
+
+/// Make `mask` the permitted and effective capability sets, nothing else.
+fn set_capabilities(mask: u32) -> Result<(), DaemonError> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let none = Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    };
+    let data = [
+        Data {
+            effective: mask,
+            permitted: mask,
+            inheritable: 0,
+        },
+        none,
+    ];
+    // SAFETY: capset reads a valid header and two data structs (version 3).
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(DaemonError::Switch {
+            what: "capabilities".into(),
+            source: nix::Error::last(),
+        });
+    }
+    Ok(())
+}
+
+fn switch_ids(user: Option<&str>, group: Option<&str>) -> Result<(), DaemonError> {
     if let Some(name) = group {
         let group = Group::from_name(name)
             .ok()

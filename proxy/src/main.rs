@@ -95,7 +95,11 @@ fn start(
         daemon::daemonize().map_err(|e| startup(e.into()))?;
         daemon::write_pid_file(&config.pid_file).map_err(|e| startup(e.into()))?;
     }
-    daemon::drop_privileges(config.user.as_deref(), config.group.as_deref())
+    let keep = daemon::NetCaps {
+        admin: config.upstream_mark.is_some(),
+        raw: config.interface.is_some(),
+    };
+    daemon::drop_privileges(config.user.as_deref(), config.group.as_deref(), keep)
         .map_err(|e| startup(e.into()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
