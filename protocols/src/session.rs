@@ -108,6 +108,10 @@ pub enum Rewrite<'a> {
 
 /// The sans-IO core of one protocol for one connection.
 pub trait ProtocolSession: Send {
+    /// The current time (UNIX seconds), given before each `feed`: the cores
+    /// have no clock, and a few things are named by time (MSN group chats).
+    fn set_now(&mut self, _unix_secs: i64) {}
+
     /// Consume what can be parsed from the front of `buf` (bytes that arrived in
     /// direction `dir`). Incomplete data stays in `buf` for the next call.
     /// Every consumed byte appears in exactly one returned frame, in order.

@@ -279,6 +279,7 @@ impl Inspector {
             processed.output.push((dst, pending.split().freeze()));
             return processed;
         };
+        parser.set_now(unix_now());
         match parser.feed(dir, pending) {
             Ok(feed) => {
                 for frame in feed.frames {

@@ -44,10 +44,8 @@ pub struct MsnSession {
     participants: Vec<String>,
     /// The address the client called (`CAL`), until someone joins.
     called: Option<String>,
-    /// The switchboard session id (`ANS`, or the `CAL` reply), naming group chats.
-    sid: Option<String>,
-    /// The trid of the switchboard login, naming group chats when no sid is seen.
-    login_trid: Option<String>,
+    /// The time the proxy last gave us (UNIX seconds), naming group chats.
+    now: i64,
     /// Set once the switchboard has had more than one other party: the remote id
     /// of the conversation from then on.
     group: Option<String>,
@@ -83,21 +81,13 @@ impl MsnSession {
             (Direction::Outgoing, "ANS") => {
                 // ANS trid email ticket sid
                 self.role = Role::Switchboard;
-                self.login_trid = line.arg(1).map(str::to_string);
                 if let Some(addr) = line.arg(2) {
                     self.local = Some(bare_address(addr).to_string());
                 }
-                self.sid = line.arg(4).map(str::to_string);
             }
             (Direction::Outgoing, "CAL") => {
                 if let Some(addr) = line.arg(2) {
                     self.called = Some(bare_address(addr).to_string());
-                }
-            }
-            // CAL trid RINGING sid
-            (Direction::Incoming, "CAL") if line.arg(2) == Some("RINGING") => {
-                if let Some(sid) = line.arg(3) {
-                    self.sid = Some(sid.to_string());
                 }
             }
             // JOI email nick [caps]; IRO trid n total email nick [caps]
@@ -148,7 +138,6 @@ impl MsnSession {
             // SB login: USR trid email ticket
             (Some(addr), Some(_), None) if addr.contains('@') => {
                 self.role = Role::Switchboard;
-                self.login_trid = line.arg(1).map(str::to_string);
                 self.local = Some(bare_address(addr).to_string());
             }
             _ => {}
@@ -174,12 +163,8 @@ impl MsnSession {
         }
         self.participants.push(addr.to_string());
         if self.participants.len() > 1 && self.group.is_none() {
-            let id = self
-                .sid
-                .as_deref()
-                .or(self.login_trid.as_deref())
-                .unwrap_or("0");
-            self.group = Some(format!("groupchat-{id}"));
+            // As the original: named after the time the group formed.
+            self.group = Some(format!("groupchat-{}", self.now));
         }
     }
 
@@ -311,6 +296,10 @@ fn next_command(buf: &[u8]) -> Result<Option<(usize, usize)>, SyncLost> {
 }
 
 impl ProtocolSession for MsnSession {
+    fn set_now(&mut self, unix_secs: i64) {
+        self.now = unix_secs;
+    }
+
     fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Result<Feed, SyncLost> {
         // First find the commands, then split the buffer: on a loss of sync
         // nothing has been taken from `buf` and the caller relays all of it.
