@@ -153,3 +153,22 @@ impl Lcg {
         }
     }
 }
+
+/// Cut fuzzer input into chunks of both directions: each chunk is one control
+/// byte (low bit: direction, the other bits: length - 1) followed by up to that
+/// many bytes. The fuzzer thereby chooses both the data and where reads end.
+pub fn split_fuzz_input(data: &[u8]) -> Vec<(Direction, &[u8])> {
+    let mut chunks = Vec::new();
+    let mut rest = data;
+    while let Some((&control, tail)) = rest.split_first() {
+        let dir = if control & 1 == 0 {
+            Direction::Outgoing
+        } else {
+            Direction::Incoming
+        };
+        let len = (usize::from(control >> 1) + 1).min(tail.len());
+        chunks.push((dir, &tail[..len]));
+        rest = &tail[len..];
+    }
+    chunks
+}

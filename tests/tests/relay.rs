@@ -65,7 +65,7 @@ fn assert_closed(result: std::io::Result<Vec<u8>>) {
 }
 
 #[test]
-fn bytes_pass_unchanged_and_half_close_works_both_ways() -> anyhow::Result<()> {
+fn bytes_pass_unchanged_and_the_client_may_half_close_first() -> anyhow::Result<()> {
     let rig = Rig::new()?;
     rig.redirect(&[6667], PORT)?;
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
@@ -86,6 +86,44 @@ fn bytes_pass_unchanged_and_half_close_works_both_ways() -> anyhow::Result<()> {
     // The Latin-1 message was still logged.
     let lines = ims.wait_log("IRC", "x", "bob", 1)?;
     assert_eq!(lines[0].rest, "1,1,0,,\u{ff}\u{fe} latin1 \u{e9}");
+    Ok(())
+}
+
+#[test]
+fn the_server_may_half_close_first() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], PORT)?;
+    let _ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
+    // The server says its piece and half-closes; the client, having read it
+    // to the end, still sends, and the server still receives.
+    let (tx, got) = std::sync::mpsc::channel();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let ns = rig.server.name.clone();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let listener = TcpListener::bind(("0.0.0.0", 6667)).unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b":srv NOTICE * :read only from now on\r\n")
+            .unwrap();
+        conn.shutdown(Shutdown::Write).unwrap();
+        let mut data = Vec::new();
+        conn.read_to_end(&mut data).unwrap();
+        tx.send(data).unwrap();
+    });
+    ready.recv()?;
+    let dst = SocketAddr::from((rig.server_ip, 6667));
+    let greeting = rig.client.run(move || -> std::io::Result<Vec<u8>> {
+        let mut conn = TcpStream::connect(dst)?;
+        let mut greeting = Vec::new();
+        conn.read_to_end(&mut greeting)?;
+        conn.write_all(b"NICK late\r\nPRIVMSG bob :after your end\r\n")?;
+        conn.shutdown(Shutdown::Write)?;
+        Ok(greeting)
+    })??;
+    assert_eq!(greeting, b":srv NOTICE * :read only from now on\r\n");
+    assert_eq!(got.recv()?, b"NICK late\r\nPRIVMSG bob :after your end\r\n");
     Ok(())
 }
 
