@@ -364,18 +364,15 @@ impl ProtocolSession for IrcSession {
         let (body, body_range) = parsed.trailing?;
         let text = text_range(body)?;
         // A CR or LF in the replacement would start a new IRC command.
-        let safe: String = new_text
-            .chars()
-            .map(|c| {
-                if matches!(c, '\r' | '\n' | '\0') {
-                    ' '
-                } else {
-                    c
-                }
-            })
-            .collect();
-        let mut out = Vec::with_capacity(line.len() + safe.len());
-        out.extend_from_slice(&line.as_bytes()[..body_range.start + text.start]);
+        let safe = new_text.replace(['\r', '\n'], " ");
+        let bytes = line.as_bytes();
+        let mut out = Vec::with_capacity(line.len() + safe.len() + 1);
+        out.extend_from_slice(&bytes[..body_range.start]);
+        // A last parameter sent without its colon needs one once it may hold spaces.
+        if bytes.get(body_range.start.wrapping_sub(1)) != Some(&b':') {
+            out.push(b':');
+        }
+        out.extend_from_slice(&bytes[body_range.start..body_range.start + text.start]);
         out.extend_from_slice(safe.as_bytes());
         out.extend_from_slice(&line.as_bytes()[body_range.start + text.end..]);
         Some(Bytes::from(out))
@@ -596,6 +593,20 @@ mod tests {
             &out[..],
             b"@a=b :me!u@h PRIVMSG #c :\x01ACTION x  QUIT\x01\r\n"
         );
+    }
+
+    #[test]
+    fn rewrite_adds_the_colon_a_last_parameter_lacked() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&b"PRIVMSG bob hello\r\n"[..]);
+        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        let Frame::Pdu(pdu) = &feed.frames[0] else {
+            panic!()
+        };
+        let out = s
+            .rewrite(Direction::Outgoing, pdu, Rewrite::Text("h*llo there"))
+            .unwrap();
+        assert_eq!(&out[..], b"PRIVMSG bob :h*llo there\r\n");
     }
 
     #[test]
