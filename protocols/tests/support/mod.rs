@@ -5,8 +5,14 @@ use std::path::PathBuf;
 use imspector_protocols::Direction;
 use serde_json::Value;
 
+/// `shared/captures` beside the checkout, which may be a worktree one level deeper.
 pub fn captures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures")
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|dir| dir.join("shared/captures"))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| manifest.join("../../shared/captures"))
 }
 
 /// One reassembled TCP connection: (direction, bytes) in wire order. Gaps end it
