@@ -1,8 +1,9 @@
 //! The protocol-buffer packets of GG 10.5/11 (libgadu's packets.proto).
 //!
-//! Messages both ways share one shape (GG110SendMessage / GG110RecvMessage):
-//! 1 peer UIN, 3 seq, 4 time, 5 plain text, 6 XHTML, 7 rich-text or image data,
-//! 10 chat id. All text is UTF-8. A UIN travels as bytes: a magic byte, the
+//! Messages both ways share most of their shape (GG110SendMessage /
+//! GG110RecvMessage): 1 peer UIN, 3 seq, 4 time, 5 plain text, 6 XHTML,
+//! 10 chat id. Field 7 differs: rich-text or image data in a received message,
+//! an empty string in a sent one. All text is UTF-8. A UIN travels as bytes: a magic byte, the
 //! length of the decimal number, the number's digits.
 
 use super::protobuf::{self, put_bytes, put_fixed32, put_uint, Value};
@@ -16,6 +17,13 @@ const PLAIN: u32 = 5;
 const XHTML: u32 = 6;
 const DATA: u32 = 7;
 const CHAT_ID: u32 = 10;
+
+/// Which of the two message shapes a packet has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Sent,
+    Received,
+}
 
 pub fn uin(bytes: &[u8]) -> Option<u32> {
     let (&len, digits) = bytes.get(1..)?.split_first()?;
@@ -51,12 +59,13 @@ pub fn server_time(payload: &[u8], field: u32) -> Option<u32> {
     protobuf::fixed32(&protobuf::parse(payload)?, field)
 }
 
-pub fn message(payload: &[u8]) -> Option<Message> {
+pub fn message(shape: Shape, payload: &[u8]) -> Option<Message> {
     let fields = protobuf::parse(payload)?;
     let plain = protobuf::bytes(&fields, PLAIN)
         .map(shown)
         .unwrap_or_default();
-    if plain.is_empty() && protobuf::bytes(&fields, DATA).is_some() {
+    let data = protobuf::bytes(&fields, DATA);
+    if shape == Shape::Received && plain.is_empty() && data.is_some() {
         // An image, announced in the data field.
         return None;
     }
@@ -80,9 +89,9 @@ pub fn message(payload: &[u8]) -> Option<Message> {
 
 /// The payload with `text` in place of the message. The plain field is
 /// replaced unless it was empty, the XHTML field becomes markup showing the
-/// text, rich-text data (positions in the old text) is dropped, and every other
-/// field is kept as it was, in its place.
-pub fn rewrite(payload: &[u8], text: &str) -> Option<Vec<u8>> {
+/// text, rich-text data of a received message (positions in the old text) is
+/// dropped, and every other field is kept as it was, in its place.
+pub fn rewrite(shape: Shape, payload: &[u8], text: &str) -> Option<Vec<u8>> {
     let fields = protobuf::parse(payload)?;
     let mut out = Vec::with_capacity(payload.len() + text.len());
     for field in &fields {
@@ -93,7 +102,7 @@ pub fn rewrite(payload: &[u8], text: &str) -> Option<Vec<u8>> {
             (XHTML, Value::Bytes(_)) => {
                 put_bytes(&mut out, XHTML, html::from_text(text).as_bytes())
             }
-            (DATA, Value::Bytes(_)) => {}
+            (DATA, Value::Bytes(_)) if shape == Shape::Received => {}
             _ => out.extend_from_slice(&payload[field.raw.clone()]),
         }
     }

@@ -78,23 +78,24 @@ enum Author {
 #[derive(Debug, Clone, Copy)]
 enum Format {
     Classic(classic::Layout),
-    Protobuf,
+    Protobuf(gg11::Shape),
 }
 
 /// The message packets, by direction and type.
 fn message_format(dir: Direction, ty: u32) -> Option<(Format, Author)> {
+    use gg11::Shape::{Received, Sent};
     use packet::*;
     use Format::{Classic, Protobuf};
     Some(match (dir, ty) {
         (Direction::Outgoing, SEND_MSG) => (Classic(classic::SEND), Author::Local),
         (Direction::Outgoing, SEND_MSG80) => (Classic(classic::SEND80), Author::Local),
-        (Direction::Outgoing, SEND_MSG110 | CHAT_SEND_MSG) => (Protobuf, Author::Local),
+        (Direction::Outgoing, SEND_MSG110 | CHAT_SEND_MSG) => (Protobuf(Sent), Author::Local),
         (Direction::Incoming, RECV_MSG) => (Classic(classic::RECV), Author::Remote),
         (Direction::Incoming, RECV_MSG80) => (Classic(classic::RECV80), Author::Remote),
         (Direction::Incoming, RECV_OWN_MSG) => (Classic(classic::RECV80), Author::LocalElsewhere),
-        (Direction::Incoming, RECV_MSG110 | CHAT_RECV_MSG) => (Protobuf, Author::Remote),
+        (Direction::Incoming, RECV_MSG110 | CHAT_RECV_MSG) => (Protobuf(Received), Author::Remote),
         (Direction::Incoming, RECV_OWN_MSG110 | CHAT_RECV_OWN_MSG) => {
-            (Protobuf, Author::LocalElsewhere)
+            (Protobuf(Received), Author::LocalElsewhere)
         }
         _ => return None,
     })
@@ -151,7 +152,7 @@ impl GaduGaduSession {
         if let Some((format, author)) = message_format(dir, ty) {
             let message = match format {
                 Format::Classic(layout) => classic::message(layout, payload),
-                Format::Protobuf => gg11::message(payload),
+                Format::Protobuf(shape) => gg11::message(shape, payload),
             }?;
             if let (Some(time), Author::Remote) = (message.time, author) {
                 self.server_time = time;
@@ -309,7 +310,7 @@ impl ProtocolSession for GaduGaduSession {
         let (format, _) = message_format(dir, ty)?;
         let payload = match format {
             Format::Classic(layout) => classic::rewrite(layout, payload, &text)?,
-            Format::Protobuf => gg11::rewrite(payload, &text)?,
+            Format::Protobuf(shape) => gg11::rewrite(shape, payload, &text)?,
         };
         frame(ty, &payload)
     }

@@ -366,6 +366,10 @@ fn msg110(
     if let Some(xhtml) = xhtml {
         p.extend_from_slice(&string_field(6, xhtml));
     }
+    if ty == packet::CHAT_SEND_MSG {
+        // libgadu's dummy3, an empty string, sent with every chat message.
+        p.extend_from_slice(&[7 << 3 | 2, 0]);
+    }
     if let Some(chat) = chat {
         p.push(10 << 3 | 1);
         p.extend_from_slice(&chat.to_le_bytes());
@@ -416,14 +420,22 @@ fn gg11_messages_both_ways() {
 fn gg11_chats_are_groups_named_by_chat_id() {
     let mut s = logged_in(login105("1"));
     let chat = Some(0x0102_0304_0506_0708);
-    let ev = event(
+    let sent = pdu(
         &mut s,
         Direction::Outgoing,
-        &msg110(packet::CHAT_SEND_MSG, None, "hi", None, chat),
+        &msg110(packet::CHAT_SEND_MSG, None, "", Some("<b>hi</b>"), chat),
     );
+    let ev = &sent.events[0];
     assert_eq!(
-        (ev.remote_id.as_str(), ev.group),
-        ("chat-72623859790382856", true)
+        (ev.remote_id.as_str(), ev.group, ev.text.as_str()),
+        ("chat-72623859790382856", true, "hi")
+    );
+    let out = s
+        .rewrite(Direction::Outgoing, &sent, Rewrite::Text("hello"))
+        .unwrap();
+    assert_eq!(
+        &out[..],
+        &msg110(packet::CHAT_SEND_MSG, None, "", Some("hello"), chat)[..]
     );
     let ev = event(
         &mut s,
