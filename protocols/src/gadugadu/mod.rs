@@ -101,7 +101,7 @@ fn message_format(dir: Direction, ty: u32) -> Option<(Format, Author)> {
     })
 }
 
-pub(crate) fn le32(bytes: &[u8], at: usize) -> Option<u32> {
+fn le32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
