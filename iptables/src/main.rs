@@ -1,1 +1,5 @@
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    imspector_rules::cli::run(std::env::args().collect())
+}

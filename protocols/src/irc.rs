@@ -19,6 +19,49 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub struct IrcSession {
     /// The nick the server knows us by (or asked for before 001).
     nick: Option<String>,
+    /// Per direction: the line being received carries no event and its start
+    /// went out already, so its rest is forwarded as it arrives.
+    streaming: [bool; 2],
+}
+
+fn index(dir: Direction) -> usize {
+    match dir {
+        Direction::Outgoing => 0,
+        Direction::Incoming => 1,
+    }
+}
+
+/// Commands that change our state or carry events, per direction.
+fn is_interesting(dir: Direction, command: &[u8]) -> bool {
+    let wanted: &[&[u8]] = match dir {
+        Direction::Outgoing => &[b"PRIVMSG", b"NOTICE", b"NICK"],
+        Direction::Incoming => &[b"PRIVMSG", b"NOTICE", b"NICK", b"001", b"670"],
+    };
+    wanted.iter().any(|w| w.eq_ignore_ascii_case(command))
+}
+
+/// Whether a line whose end has not arrived yet may matter to us. Lines that
+/// cannot (server replies, PINGs, MOTD...) are forwarded without waiting for
+/// their end, so a proxy never delays them.
+fn may_matter(dir: Direction, partial: &[u8]) -> bool {
+    /// No IRC command is longer than this.
+    const LONGEST_COMMAND: usize = 32;
+    let mut rest = partial;
+    let skip_spaces = |r: &[u8]| -> usize { r.iter().take_while(|&&b| b == b' ').count() };
+    rest = &rest[skip_spaces(rest)..];
+    for marker in [b'@', b':'] {
+        if rest.first() == Some(&marker) {
+            let Some(space) = memchr::memchr(b' ', rest) else {
+                return true;
+            };
+            rest = &rest[space..];
+            rest = &rest[skip_spaces(rest)..];
+        }
+    }
+    match memchr::memchr(b' ', rest) {
+        Some(space) => is_interesting(dir, &rest[..space]),
+        None => rest.len() <= LONGEST_COMMAND,
+    }
 }
 
 /// One parsed line, borrowing from its bytes.
@@ -249,6 +292,22 @@ impl IrcSession {
 impl ProtocolSession for IrcSession {
     fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Result<Feed, SyncLost> {
         let mut feed = Feed::default();
+        let streaming = &mut self.streaming[index(dir)];
+        if *streaming {
+            match memchr::memchr(b'\n', buf) {
+                Some(nl) => {
+                    feed.frames
+                        .push(Frame::Opaque(buf.split_to(nl + 1).freeze()));
+                    *streaming = false;
+                }
+                None => {
+                    if !buf.is_empty() {
+                        feed.frames.push(Frame::Opaque(buf.split().freeze()));
+                    }
+                    return Ok(feed);
+                }
+            }
+        }
         // Lines without events are forwarded together as one opaque frame.
         let mut plain_len = 0;
         while let Some(nl) = memchr::memchr(b'\n', &buf[plain_len..]) {
@@ -283,7 +342,14 @@ impl ProtocolSession for IrcSession {
             feed.frames
                 .push(Frame::Opaque(buf.split_to(plain_len).freeze()));
         }
-        if feed.passthrough.is_none() && buf.len() > MAX_LINE {
+        if feed.passthrough.is_some() {
+            return Ok(feed);
+        }
+        if !buf.is_empty() && !may_matter(dir, buf) {
+            feed.frames.push(Frame::Opaque(buf.split().freeze()));
+            self.streaming[index(dir)] = true;
+        }
+        if buf.len() > MAX_LINE {
             return Err(SyncLost(format!(
                 "IRC line longer than {MAX_LINE} bytes without a line end"
             )));
@@ -457,10 +523,46 @@ mod tests {
     }
 
     #[test]
-    fn overlong_line_loses_sync() {
+    fn overlong_message_loses_sync() {
         let mut s = IrcSession::default();
-        let mut buf = BytesMut::from(&vec![b'a'; MAX_LINE + 1][..]);
+        let mut data = b"PRIVMSG bob :".to_vec();
+        data.resize(MAX_LINE + 1, b'a');
+        let mut buf = BytesMut::from(&data[..]);
         assert!(s.feed(Direction::Outgoing, &mut buf).is_err());
+    }
+
+    #[test]
+    fn lines_that_cannot_matter_are_not_held_back() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&b":srv 372 me :- a long MOTD li"[..]);
+        let feed = s.feed(Direction::Incoming, &mut buf).unwrap();
+        assert_eq!(
+            feed.frames,
+            vec![Frame::Opaque(Bytes::from_static(
+                b":srv 372 me :- a long MOTD li"
+            ))]
+        );
+        buf.extend_from_slice(b"ne\r\n:bob!b@h PRIVMSG me :hi");
+        let feed = s.feed(Direction::Incoming, &mut buf).unwrap();
+        assert_eq!(
+            feed.frames,
+            vec![Frame::Opaque(Bytes::from_static(b"ne\r\n"))]
+        );
+        // A message waits for its end: it may be rewritten or blocked.
+        assert_eq!(&buf[..], b":bob!b@h PRIVMSG me :hi");
+        // So does a line whose command has not arrived yet.
+        let mut buf = BytesMut::from(&b"@time=x :srv"[..]);
+        assert!(s
+            .feed(Direction::Incoming, &mut buf)
+            .unwrap()
+            .frames
+            .is_empty());
+        // A first word longer than any command is not IRC we act on.
+        let mut buf = BytesMut::from(&vec![b'z'; 100][..]);
+        assert_eq!(
+            s.feed(Direction::Outgoing, &mut buf).unwrap().frames.len(),
+            1
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod event;
 pub mod gadugadu;
 pub mod invariants;
 pub mod irc;
+pub mod msn;
 pub mod session;
 
 pub use event::{ChatEvent, Direction, EventType};

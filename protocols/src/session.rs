@@ -126,6 +126,7 @@ pub trait ProtocolSession: Send {
 pub fn new_session(kind: ProtocolKind) -> Option<Box<dyn ProtocolSession>> {
     match kind {
         ProtocolKind::Irc => Some(Box::new(crate::irc::IrcSession::default())),
+        ProtocolKind::Msn => Some(Box::new(crate::msn::MsnSession::default())),
         ProtocolKind::GaduGadu => Some(Box::new(crate::gadugadu::GaduGaduSession::default())),
         _ => None,
     }

@@ -12,8 +12,13 @@ use std::time::Duration;
 
 use imspector_protocols::ProtocolKind;
 
+use crate::net::cidr::{self, Cidr};
+
 /// Where the original looked for its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/imspector/imspector.conf";
+
+/// Who may use the CONNECT listener unless `http_clients` says otherwise.
+pub const DEFAULT_HTTP_CLIENTS: &str = "127.0.0.0/8,::1/128";
 
 /// Directory for file logs in the embedded default (no config file at all).
 pub const EMBEDDED_LOG_DIR: &str = "imspector-logs";
@@ -38,6 +43,9 @@ pub enum ConfigError {
         line: usize,
         text: String,
     },
+    /// A filter's list, rule or database file.
+    #[error(transparent)]
+    List(#[from] crate::filter::ListError),
 }
 
 /// How far an option is supported.
@@ -55,7 +63,9 @@ pub enum Support {
 pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("port", Support::Supported),
     ("listenaddr", Support::Supported),
-    ("http_port", Support::NotYet),
+    ("http_port", Support::Supported),
+    // (new) client networks the http_port listener serves
+    ("http_clients", Support::Supported),
     ("interface", Support::Supported),
     ("plugin_dir", Support::Ignored),
     ("user", Support::Supported),
@@ -95,24 +105,25 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("syslog_logging", Support::NotYet),
     ("syslog_facility", Support::NotYet),
     ("syslog_server", Support::NotYet),
-    ("badwords_filename", Support::NotYet),
-    ("badwords_replace_character", Support::NotYet),
-    ("badwords_block_count", Support::NotYet),
-    ("whitelist_filename", Support::NotYet),
-    ("blacklist_filename", Support::NotYet),
-    ("block_unlisted", Support::NotYet),
-    ("acl_filename", Support::NotYet),
-    ("db_filter_filename", Support::NotYet),
-    ("block_files", Support::NotYet),
-    ("block_webcams", Support::NotYet),
-    ("regex_filename", Support::NotYet),
-    ("responder_filename", Support::NotYet),
-    ("notice_days", Support::NotYet),
-    ("notice_response", Support::NotYet),
-    ("filtered_mins", Support::NotYet),
-    ("filtered_response", Support::NotYet),
-    ("response_prefix", Support::NotYet),
-    ("response_postfix", Support::NotYet),
+    ("badwords_filename", Support::Supported),
+    ("badwords_replace_character", Support::Supported),
+    ("badwords_block_count", Support::Supported),
+    ("whitelist_filename", Support::Supported),
+    ("blacklist_filename", Support::Supported),
+    ("block_unlisted", Support::Supported),
+    ("acl_filename", Support::Supported),
+    ("db_filter_filename", Support::Supported),
+    ("block_files", Support::Supported),
+    ("block_webcams", Support::Supported),
+    // (new) `pattern => replacement` rules applied to messages
+    ("regex_filename", Support::Supported),
+    ("responder_filename", Support::Supported),
+    ("notice_days", Support::Supported),
+    ("notice_response", Support::Supported),
+    ("filtered_mins", Support::Supported),
+    ("filtered_response", Support::Supported),
+    ("response_prefix", Support::Supported),
+    ("response_postfix", Support::Supported),
     ("ssl", Support::NotYet),
     ("ssl_key", Support::NotYet),
     ("ssl_cert", Support::NotYet),
@@ -270,6 +281,10 @@ pub struct Config {
     pub settings: Settings,
     pub port: u16,
     pub listen_addr: Option<IpAddr>,
+    /// The CONNECT listener's port, if any.
+    pub http_port: Option<u16>,
+    /// Who may use the CONNECT listener.
+    pub http_clients: Vec<Cidr>,
     pub interface: Option<String>,
     pub upstream_mark: Option<u32>,
     pub connect_timeout: Duration,
@@ -305,6 +320,11 @@ impl Config {
         let config = Config {
             port: settings.parsed("port")?.unwrap_or(16667),
             listen_addr: settings.parsed("listenaddr")?,
+            http_port: settings.parsed("http_port")?.filter(|p| *p != 0),
+            http_clients: cidr::parse_list(
+                settings.get("http_clients").unwrap_or(DEFAULT_HTTP_CLIENTS),
+            )
+            .map_err(|why| settings.bad("http_clients", why))?,
             interface: settings.get("interface").map(str::to_string),
             upstream_mark: settings.parsed("upstream_mark")?,
             connect_timeout: Duration::from_secs(settings.parsed("connect_timeout")?.unwrap_or(10)),

@@ -48,12 +48,8 @@ pub fn daemonize() -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Refuse to start while the pid in `path` is alive, then write ours.
-pub fn write_pid_file(path: &Path) -> Result<(), DaemonError> {
-    let err = |source| DaemonError::PidFile {
-        path: path.display().to_string(),
-        source,
-    };
+/// Refuse to start while the pid in `path` is alive.
+pub fn ensure_not_running(path: &Path) -> Result<(), DaemonError> {
     if let Ok(text) = fs::read_to_string(path) {
         if let Ok(pid) = text.trim().parse::<i32>() {
             let alive = pid > 0
@@ -70,7 +66,15 @@ pub fn write_pid_file(path: &Path) -> Result<(), DaemonError> {
             }
         }
     }
-    fs::write(path, format!("{}\n", std::process::id())).map_err(err)
+    Ok(())
+}
+
+/// Write our pid (after [`ensure_not_running`] and the fork).
+pub fn write_pid_file(path: &Path) -> Result<(), DaemonError> {
+    fs::write(path, format!("{}\n", std::process::id())).map_err(|source| DaemonError::PidFile {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Switch to `group` and `user` (each optional), group first.
@@ -134,10 +138,11 @@ mod tests {
         let path = dir.path().join("imspector.pid");
         // pid 1 is always alive.
         fs::write(&path, "1\n").unwrap();
-        let e = write_pid_file(&path).unwrap_err();
+        let e = ensure_not_running(&path).unwrap_err();
         assert!(e.to_string().ends_with("already running as pid 1"), "{e}");
         // A pid that cannot exist.
         fs::write(&path, "2147483646\n").unwrap();
+        ensure_not_running(&path).unwrap();
         write_pid_file(&path).unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),

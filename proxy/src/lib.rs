@@ -4,6 +4,7 @@
 //! [`run`] is everything after that, so tests can drive it in process.
 
 pub mod config;
+pub mod connect;
 pub mod daemon;
 pub mod diag;
 pub mod event;
@@ -42,6 +43,7 @@ pub fn build_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn log::Sink>>> {
 /// `config_path` is re-read on SIGHUP; `echo` prints events to stderr.
 pub async fn run(
     listener: std::net::TcpListener,
+    http_listener: Option<std::net::TcpListener>,
     config: Config,
     config_path: Option<PathBuf>,
     echo: bool,
@@ -50,6 +52,10 @@ pub async fn run(
     let filters = filter::build(&config.settings)?;
     let (logger, writer) = log::spawn_writer(sinks, echo);
     let listener = tokio::net::TcpListener::from_std(listener).context("listener")?;
+    let http_listener = match http_listener {
+        Some(l) => Some(tokio::net::TcpListener::from_std(l).context("http listener")?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         upstream: net::Upstream {
             interface: config.interface.clone(),
@@ -66,6 +72,9 @@ pub async fn run(
     let mut hangup = signal(SignalKind::hangup())?;
     let mut sessions = JoinSet::new();
     ::log::info!("listening on {}", listener.local_addr()?);
+    if let Some(l) = &http_listener {
+        ::log::info!("CONNECT listener on {}", l.local_addr()?);
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -80,6 +89,9 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            Ok((stream, peer)) = accept_http(http_listener.as_ref()) => {
+                sessions.spawn(connect::serve(stream, peer, shared.clone(), stop_rx.clone()));
+            }
             Some(_) = sessions.join_next() => {}
             _ = hangup.recv() => reload(&shared, config_path.as_deref()),
             _ = terminate.recv() => break,
@@ -88,6 +100,7 @@ pub async fn run(
     }
     ::log::info!("stopping: {} open connections", sessions.len());
     drop(listener);
+    drop(http_listener);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while sessions.join_next().await.is_some() {}
@@ -106,21 +119,82 @@ pub async fn run(
     Ok(())
 }
 
+/// Accept on the CONNECT listener, or never when there is none.
+async fn accept_http(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// SIGHUP: re-read the configuration and swap in new filters. Open connections
 /// stay; a bad file keeps the rules in force.
 fn reload(shared: &Shared, path: Option<&std::path::Path>) {
-    let settings = match path {
-        Some(path) => Settings::load(path),
-        None => Ok(Settings::embedded()),
-    };
-    let result = settings
-        .map_err(anyhow::Error::from)
-        .and_then(|s| filter::build(&s).map_err(anyhow::Error::from));
-    match result {
-        Ok(chain) => {
-            *shared.filters.write().expect("filter lock poisoned") = Arc::new(chain);
-            ::log::info!("SIGHUP: configuration reloaded");
-        }
+    match reload_filters(shared, path) {
+        Ok(()) => ::log::info!("SIGHUP: configuration reloaded"),
         Err(e) => ::log::error!("SIGHUP: reload failed, previous rules stay in force: {e}"),
+    }
+}
+
+/// Build the filters from the file as it is now and put them in force; on an
+/// error the filters in force stay.
+fn reload_filters(shared: &Shared, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let settings = match path {
+        Some(path) => Settings::load(path)?,
+        None => Settings::embedded(),
+    };
+    let chain = filter::build(&settings)?;
+    *shared.filters.write().expect("filter lock poisoned") = Arc::new(chain);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::testing::event_between;
+
+    fn blocked(shared: &Shared, local: &str, remote: &str) -> bool {
+        let mut e = event_between(local, remote, "hello");
+        shared.filters.read().unwrap().apply(&mut e);
+        e.blocked
+    }
+
+    #[test]
+    fn reload_with_a_bad_file_keeps_the_rules_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let acl = dir.path().join("acl.txt");
+        let conf = dir.path().join("imspector.conf");
+        std::fs::write(&acl, "deny alice bob\n").unwrap();
+        std::fs::write(&conf, format!("acl_filename={}\n", acl.display())).unwrap();
+        let config = Config::from_settings(Settings::load(&conf).unwrap()).unwrap();
+        let shared = Shared {
+            filters: RwLock::new(Arc::new(filter::build(&config.settings).unwrap())),
+            upstream: net::Upstream {
+                interface: None,
+                mark: None,
+                timeout: Duration::from_secs(1),
+            },
+            config,
+            logger: log::spawn_writer(Vec::new(), false).0,
+        };
+        assert!(blocked(&shared, "alice", "bob"));
+
+        std::fs::write(&acl, "allow alice carol\npermit alice bob\n").unwrap();
+        let e = reload_filters(&shared, Some(&conf)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:2: a rule starts with allow or deny, not \"permit\"",
+                acl.display()
+            )
+        );
+        assert!(blocked(&shared, "alice", "bob"));
+
+        std::fs::write(&acl, "deny alice carol\n").unwrap();
+        reload_filters(&shared, Some(&conf)).unwrap();
+        assert!(!blocked(&shared, "alice", "bob"));
+        assert!(blocked(&shared, "alice", "carol"));
     }
 }

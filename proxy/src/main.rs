@@ -72,12 +72,15 @@ fn start(
     config_path: Option<PathBuf>,
 ) -> Result<(), (u8, anyhow::Error)> {
     let startup = |e: anyhow::Error| (EXIT_STARTUP, e);
-    let listener = net::bind_listener(config.listen_addr, config.port).map_err(|e| {
-        startup(anyhow::anyhow!(
-            "cannot listen on port {}: {e}",
-            config.port
-        ))
-    })?;
+    if !debug {
+        daemon::ensure_not_running(&config.pid_file).map_err(|e| startup(e.into()))?;
+    }
+    let bind = |port: u16, what: &str| {
+        net::bind_listener(config.listen_addr, port)
+            .map_err(|e| startup(anyhow::anyhow!("cannot listen on {what} {port}: {e}")))
+    };
+    let listener = bind(config.port, "port")?;
+    let http_listener = config.http_port.map(|p| bind(p, "http_port")).transpose()?;
     if let Some(dir) = &config.file_logging_dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| startup(anyhow::anyhow!("{}: {e}", dir.display())))?;
@@ -99,7 +102,13 @@ fn start(
         .build()
         .map_err(|e| startup(e.into()))?;
     runtime
-        .block_on(imspector::run(listener, config, config_path, debug))
+        .block_on(imspector::run(
+            listener,
+            http_listener,
+            config,
+            config_path,
+            debug,
+        ))
         .map_err(|e| (EXIT_RUNTIME, e))
 }
 

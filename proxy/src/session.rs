@@ -73,6 +73,32 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, sto
             return;
         }
     };
+    relay_inspected(
+        client,
+        server,
+        kind,
+        client_name,
+        shared,
+        stop,
+        BytesMut::new(),
+    )
+    .await;
+}
+
+/// Relay an established pair of connections through `kind`'s parser.
+/// `initial` holds bytes the client already sent (after a CONNECT request).
+pub async fn relay_inspected(
+    client: TcpStream,
+    server: TcpStream,
+    kind: ProtocolKind,
+    client_name: String,
+    shared: Arc<Shared>,
+    stop: Stop,
+    initial: BytesMut,
+) {
+    let dst = server
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let parser = new_session(kind);
     if parser.is_none() {
         log::info!(
@@ -88,7 +114,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, sto
         parser: Mutex::new(parser),
         shared,
     };
-    if let Err(e) = relay(client, server, &inspector, stop).await {
+    if let Err(e) = relay(client, server, &inspector, stop, initial).await {
         log::debug!("{client_name}: connection ended: {e}");
     }
 }
@@ -122,6 +148,7 @@ async fn relay(
     server: TcpStream,
     inspector: &Inspector,
     stop: Stop,
+    initial: BytesMut,
 ) -> io::Result<()> {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
@@ -135,8 +162,16 @@ async fn relay(
         &writers,
         inspector,
         stop.clone(),
+        initial,
     );
-    let incoming = pump(Direction::Incoming, server_read, &writers, inspector, stop);
+    let incoming = pump(
+        Direction::Incoming,
+        server_read,
+        &writers,
+        inspector,
+        stop,
+        BytesMut::new(),
+    );
     tokio::pin!(outgoing, incoming);
     let (mut out_done, mut in_done) = (false, false);
     // A clean end of one direction is a half-close: keep the other going.
@@ -171,12 +206,16 @@ async fn pump(
     writers: &Writers,
     inspector: &Inspector,
     mut stop: Stop,
+    mut pending: BytesMut,
 ) -> io::Result<()> {
     let dst = match dir {
         Direction::Outgoing => Side::Server,
         Direction::Incoming => Side::Client,
     };
-    let mut pending = BytesMut::new();
+    if !pending.is_empty() {
+        let processed = inspector.process(dir, dst, &mut pending);
+        deliver(processed, writers, inspector).await?;
+    }
     loop {
         // Shutdown takes effect between reads, so no event is cut in half.
         tokio::select! {
@@ -202,14 +241,7 @@ async fn pump(
         } else {
             inspector.process(dir, dst, &mut pending)
         };
-        for event in processed.events {
-            inspector.shared.logger.log(event).await;
-        }
-        for (side, bytes) in processed.output {
-            if !bytes.is_empty() {
-                writers.of(side).lock().await.write_all(&bytes).await?;
-            }
-        }
+        deliver(processed, writers, inspector).await?;
         if eof {
             // Half-close: the other direction may still be talking.
             let _ = writers.of(dst).lock().await.shutdown().await;
@@ -217,6 +249,19 @@ async fn pump(
         }
         release_if_empty(&mut pending);
     }
+}
+
+/// Log the events of one read, then send its bytes on.
+async fn deliver(processed: Processed, writers: &Writers, inspector: &Inspector) -> io::Result<()> {
+    for event in processed.events {
+        inspector.shared.logger.log(event).await;
+    }
+    for (side, bytes) in processed.output {
+        if !bytes.is_empty() {
+            writers.of(side).lock().await.write_all(&bytes).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Idle connections hold no read buffer.

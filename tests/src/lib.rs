@@ -1,1 +1,19 @@
+//! The end-to-end rig: three network namespaces (client, gateway, server) joined
+//! by veth pairs, real iptables rules in the gateway, the imspector binary of this
+//! workspace running there, and real servers and clients as processes.
+//!
+//! Every rig makes its own uniquely named namespaces and subnets, so tests run in
+//! parallel, and removes them when dropped, also when a test fails. Protocols add
+//! servers and clients (see [`irc`]); the rig stays the same. Needs root.
 
+pub mod imspector;
+pub mod irc;
+pub mod netns;
+pub mod process;
+pub mod replay;
+pub mod rig;
+pub mod wait;
+
+pub use imspector::Imspector;
+pub use netns::Netns;
+pub use rig::Rig;

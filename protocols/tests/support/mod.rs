@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use imspector_protocols::Direction;
 use serde_json::Value;
 
-/// `shared/captures` beside the checkout, which may be a worktree one level deeper.
+/// `shared/captures` next to the checkout (found from any depth of worktree).
 pub fn captures_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
         .ancestors()
         .map(|dir| dir.join("shared/captures"))
         .find(|dir| dir.is_dir())
-        .unwrap_or_else(|| manifest.join("../../shared/captures"))
+        .unwrap_or_else(|| crate_dir.join("../../shared/captures"))
 }
 
 /// One reassembled TCP connection: (direction, bytes) in wire order. Gaps end it
@@ -25,7 +25,10 @@ pub struct Stream {
 
 impl Stream {
     pub fn chunk_refs(&self) -> Vec<(Direction, &[u8])> {
-        self.chunks.iter().map(|(d, b)| (*d, b.as_slice())).collect()
+        self.chunks
+            .iter()
+            .map(|(d, b)| (*d, b.as_slice()))
+            .collect()
     }
 
     /// The expected chat events (`events`, not `other_events`).
@@ -51,15 +54,17 @@ pub fn streams(protocol: &str) -> Vec<Stream> {
     names.sort();
     let mut out = Vec::new();
     for name in names {
-        let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected").join(&name)).unwrap())
-                .unwrap();
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("expected").join(&name)).unwrap(),
+        )
+        .unwrap();
         if expected["protocol"] != protocol {
             continue;
         }
-        let stream: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("streams").join(&name)).unwrap())
-                .unwrap();
+        let stream: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("streams").join(&name)).unwrap(),
+        )
+        .unwrap();
         let mut chunks = Vec::new();
         for seg in stream["segments"].as_array().unwrap() {
             if seg.get("gap").is_some() {

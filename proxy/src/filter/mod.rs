@@ -3,8 +3,26 @@
 //! A filter may rewrite the text (the protocol re-encodes the PDU), block the
 //! event (it is not delivered and is logged with filtered=1), add to the
 //! categories, or ask for a notice to be shown to the local user.
+//!
+//! [`build`] assembles the chain from the configuration; docs/filters.md
+//! describes each filter and why they run in this order.
+
+mod acl;
+mod acl_rules;
+mod badwords;
+mod blocktypes;
+mod dbfilter;
+mod ids;
+mod listfile;
+mod regex;
+mod responder;
+pub mod testing;
 
 use imspector_protocols::{Direction, EventType, ProtocolKind};
+
+use crate::config::{ConfigError, Settings};
+
+pub use listfile::ListError;
 
 /// An event as the filters see it. Ids are lower-cased.
 #[derive(Debug, Clone)]
@@ -52,9 +70,92 @@ impl FilterChain {
     }
 }
 
-/// Build the chain from the configuration.
-pub fn build(
-    _settings: &crate::config::Settings,
-) -> Result<FilterChain, crate::config::ConfigError> {
-    Ok(FilterChain::default())
+/// Build the chain from the configuration, in this order:
+/// 1. blocking by event type (`block_files`, `block_webcams`);
+/// 2. the 0.9 ACL file (`acl_filename`), then the 0.5 lists (`whitelist_filename`,
+///    `blacklist_filename`); a deny from either blocks;
+/// 3. the database filter (`db_filter_filename`), which only learns (AWL) from
+///    events nothing else blocked;
+/// 4. bad words, counted on the text as the user typed it;
+/// 5. regex rewriting;
+/// 6. notices, last, because they react to `blocked`.
+pub fn build(settings: &Settings) -> Result<FilterChain, ConfigError> {
+    let mut filters: Vec<Box<dyn Filter>> = Vec::new();
+    if let Some(f) = blocktypes::BlockTypes::from_settings(settings)? {
+        filters.push(Box::new(f));
+    }
+    if let Some(path) = settings.path("acl_filename") {
+        filters.push(Box::new(acl_rules::AclRules::load(&path)?));
+    }
+    if let Some(f) = acl::Lists::from_settings(settings)? {
+        filters.push(Box::new(f));
+    }
+    if let Some(path) = settings.path("db_filter_filename") {
+        filters.push(Box::new(dbfilter::DbFilter::open(&path)?));
+    }
+    if let Some(f) = badwords::BadWords::from_settings(settings)? {
+        filters.push(Box::new(f));
+    }
+    if let Some(path) = settings.path("regex_filename") {
+        filters.push(Box::new(self::regex::RegexRules::load(&path)?));
+    }
+    if let Some(f) = responder::Responder::from_settings(settings)? {
+        filters.push(Box::new(f));
+    }
+    Ok(FilterChain::new(filters))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::testing::event_between;
+    use super::*;
+
+    /// The sample files in examples/ load and do what their comments say.
+    #[test]
+    fn the_example_files_work_as_documented() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let conf: String = [
+            ("badwords_filename", "badwords.txt"),
+            ("acl_filename", "acl.txt"),
+            ("whitelist_filename", "whitelist.txt"),
+            ("blacklist_filename", "blacklist.txt"),
+            ("regex_filename", "regex.txt"),
+        ]
+        .iter()
+        .map(|(key, file)| format!("{key}={}\n", examples.join(file).display()))
+        .collect();
+        let chain = build(&Settings::parse("t.conf", &conf).unwrap()).unwrap();
+        let run = |local: &str, remote: &str, group: bool, text: &str| {
+            let mut e = event_between(local, remote, text);
+            e.group = group;
+            chain.apply(&mut e);
+            (e.blocked, e.text, e.categories)
+        };
+        let allowed =
+            |text: &str, categories: &str| (false, text.to_string(), categories.to_string());
+        assert_eq!(
+            run(
+                "pupil@school.org",
+                "teacher@school.org",
+                false,
+                "Darned card 1234 5678 9012 3456!!!!"
+            ),
+            allowed("****ed card XXXX-XXXX-XXXX-3456!", "1 badwords;")
+        );
+        assert_eq!(
+            run("pupil@school.org", "library@city.example", false, "hi"),
+            allowed("hi", "")
+        );
+        assert!(run("pupil@school.org", "#games", true, "hi").0);
+        assert!(run("pupil@school.org", "someone@else.example", false, "hi").0);
+        assert_eq!(
+            run("head@staff.school.org", "#games", true, "hi"),
+            allowed("hi", "")
+        );
+        assert!(run("visitor@home.example", "spammer@example.net", false, "hi").0);
+        // The ACL file allows this pair; the 0.5 blacklist still denies it.
+        assert!(run("guest@school.org", "teacher@school.org", false, "hi").0);
+    }
 }

@@ -1,6 +1,8 @@
 //! Sockets: the listener, the original destination of a redirected connection,
 //! and the upstream connection. The only module with platform socket options.
 
+pub mod cidr;
+
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -80,14 +82,17 @@ impl Upstream {
     }
 }
 
+/// An IPv4-mapped IPv6 address (a v4 client on a dual-stack socket) as IPv4.
+pub fn plain_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// True when `dst` is our own listener: connecting there would loop.
 pub fn is_own_listener(dst: SocketAddr, local: SocketAddr, port: u16) -> bool {
-    fn plain(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        }
-    }
+    let plain = plain_ip;
     dst.port() == port
         && (plain(dst.ip()) == plain(local.ip())
             || dst.ip().is_loopback()
@@ -96,13 +101,7 @@ pub fn is_own_listener(dst: SocketAddr, local: SocketAddr, port: u16) -> bool {
 
 /// `IP:port`, `[v6]:port`, with IPv4-mapped addresses shown as IPv4.
 pub fn display_addr(addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => format!("{v4}:{}", v6.port()),
-            None => addr.to_string(),
-        },
-        SocketAddr::V4(_) => addr.to_string(),
-    }
+    SocketAddr::new(plain_ip(addr.ip()), addr.port()).to_string()
 }
 
 #[cfg(test)]

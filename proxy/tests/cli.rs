@@ -1,0 +1,78 @@
+//! The command line as a firewall script sees it: exit codes and messages.
+
+use std::process::{Command, Output};
+
+fn imspector(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imspector"))
+        .args(args)
+        .output()
+        .expect("running imspector")
+}
+
+fn config(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
+#[test]
+fn version_and_help() {
+    let out = imspector(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("imspector {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = imspector(&["-h"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["-c <FILE>", "-d", "--check-config", "--version"] {
+        assert!(help.contains(flag), "{help}");
+    }
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_warns_loudly() {
+    let file =
+        config("# the original's syntax\nport=16667\nirc_protocol=on\ncolour=blue\nssl=on\n");
+    let path = file.path().display().to_string();
+    let out = imspector(&["-c", &path, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{path}: configuration OK\n")
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: {path}:4: unknown option \"colour\" ignored"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: {path}:5: option ssl is not implemented yet and has NO EFFECT"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_rejects_a_bad_value_with_file_line_and_key() {
+    let file = config("irc_protocol=on\n\nirc_ports=6667,sixty\n");
+    let path = file.path().display().to_string();
+    let out = imspector(&["-c", &path, "--check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("imspector: error: {path}:3: irc_ports: \"sixty\" is not a port number\n")
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let out = imspector(&["-c", "/nonexistent/imspector.conf", "--check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .starts_with("imspector: error: /nonexistent/imspector.conf: cannot read"));
+}

@@ -1,0 +1,144 @@
+//! The imspector binary of this workspace, running in a namespace.
+
+use std::path::{Path, PathBuf};
+
+use crate::netns::Netns;
+use crate::process::Process;
+use crate::wait;
+
+/// The daemon binary built from this workspace (next to the test binary's
+/// directory: target/<profile>/imspector), or `IMSPECTOR_BIN`.
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("IMSPECTOR_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("imspector");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p imspector)",
+        path.display()
+    );
+    path
+}
+
+pub struct Imspector {
+    pub process: Process,
+    pub log_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Imspector {
+    /// Run `imspector -d -c CONFIG` in `ns`. The config gets
+    /// `file_logging_dir` pointing into `dir` unless it sets one itself.
+    pub fn start(ns: &Netns, dir: &Path, config: &str) -> anyhow::Result<Self> {
+        let log_dir = dir.join("logs");
+        let mut text = config.to_string();
+        if !text.contains("file_logging_dir") {
+            text.push_str(&format!("\nfile_logging_dir={}\n", log_dir.display()));
+        }
+        let config = dir.join("imspector.conf");
+        std::fs::write(&config, text)?;
+        let mut command = ns.command(binary().to_str().expect("utf-8 path"));
+        command.arg("-d").arg("-c").arg(&config);
+        Self::spawn(command, dir, log_dir, config)
+    }
+
+    /// Run `imspector -d` with no configuration file, in `dir`: the embedded
+    /// default logs under `dir/imspector-logs`.
+    pub fn start_embedded(ns: &Netns, dir: &Path) -> anyhow::Result<Self> {
+        let mut command = ns.command(binary().to_str().expect("utf-8 path"));
+        command.arg("-d").current_dir(dir);
+        Self::spawn(command, dir, dir.join("imspector-logs"), PathBuf::new())
+    }
+
+    fn spawn(
+        command: std::process::Command,
+        dir: &Path,
+        log_dir: PathBuf,
+        config: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let process = Process::spawn("imspector", command, dir.join("imspector.out"))?;
+        let ims = Imspector {
+            process,
+            log_dir,
+            config,
+        };
+        ims.wait_output("listening on")?;
+        Ok(ims)
+    }
+
+    /// Wait until the daemon's diagnostics contain `text`.
+    pub fn wait_output(&self, text: &str) -> anyhow::Result<()> {
+        wait::until(&format!("imspector to print {text:?}"), || {
+            self.process.output().contains(text).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; imspector printed:\n{}", self.process.output()))
+    }
+
+    /// Today's log file of one conversation, as in the original's layout.
+    pub fn log_file(&self, protocol: &str, local: &str, remote: &str) -> PathBuf {
+        let date = chrono::Local::now().format("%Y-%m-%d").to_string();
+        self.log_dir
+            .join(protocol)
+            .join(local)
+            .join(remote)
+            .join(date)
+    }
+
+    /// Wait until that log has at least `count` lines and return them.
+    pub fn wait_log(
+        &self,
+        protocol: &str,
+        local: &str,
+        remote: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<LogLine>> {
+        let path = self.log_file(protocol, local, remote);
+        wait::until(&format!("{count} lines in {}", path.display()), || {
+            let lines: Vec<LogLine> = wait::read(&path).lines().map(LogLine::parse).collect();
+            (lines.len() >= count).then_some(lines)
+        })
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; log has:\n{}\nimspector printed:\n{}",
+                wait::read(&path),
+                self.process.output()
+            )
+        })
+    }
+}
+
+/// One line of the file log: `client,timestamp,outgoing,type,filtered,categories,data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub client: String,
+    pub timestamp: i64,
+    /// `outgoing,type,filtered,categories,data`: the part a test can predict.
+    pub rest: String,
+}
+
+impl LogLine {
+    pub fn parse(line: &str) -> Self {
+        let mut parts = line.splitn(3, ',');
+        let client = parts.next().unwrap_or_default().to_string();
+        let timestamp = parts.next().unwrap_or_default().parse().unwrap_or(-1);
+        LogLine {
+            client,
+            timestamp,
+            rest: parts.next().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// The client address without the port.
+    pub fn client_ip(&self) -> &str {
+        match self.client.rsplit_once(':') {
+            Some((ip, _)) => ip.trim_start_matches('[').trim_end_matches(']'),
+            None => &self.client,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Real IRC software: the ngircd server and the ii client (both from Debian).
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crate::netns::Netns;
+use crate::process::Process;
+use crate::wait;
+
+/// ngircd on port 6667 (IPv4 and IPv6) in `ns`.
+pub struct Ngircd {
+    pub process: Process,
+}
+
+impl Ngircd {
+    pub fn start(ns: &Netns, dir: &Path) -> anyhow::Result<Self> {
+        let config = dir.join("ngircd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[Global]\nName = irc.test\nInfo = test server\nListen = 0.0.0.0,::\n\
+                 Ports = 6667\nServerUID = nobody\nServerGID = nogroup\n\
+                 PidFile = {}/ngircd.pid\nMotdPhrase = welcome to the test\n\
+                 [Limits]\nMaxConnectionsIP = 0\nMaxNickLength = 30\n\
+                 [Options]\nPAM = no\nDNS = no\nIdent = no\n",
+                dir.display()
+            ),
+        )?;
+        let mut command = ns.command("ngircd");
+        command.arg("-n").arg("-f").arg(&config);
+        let process = Process::spawn("ngircd", command, dir.join("ngircd.out"))?;
+        wait::until("ngircd to listen", || {
+            process.output().contains("ready").then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; ngircd printed:\n{}", process.output()))?;
+        Ok(Ngircd { process })
+    }
+}
+
+/// The ii client, driven through its FIFOs.
+pub struct Ii {
+    pub nick: String,
+    /// ii's directory for this server: `in`, `out`, and one directory per chat.
+    pub server_dir: PathBuf,
+    pub process: Process,
+}
+
+impl Ii {
+    /// Connect as `nick` to `server`:6667 from `ns`. `as_uid` runs it as that user.
+    pub fn start(
+        ns: &Netns,
+        dir: &Path,
+        server: IpAddr,
+        nick: &str,
+        as_uid: Option<u32>,
+    ) -> anyhow::Result<Self> {
+        let base = dir.join(format!("ii-{nick}"));
+        std::fs::create_dir_all(&base)?;
+        let mut command = match as_uid {
+            None => ns.command("ii"),
+            Some(uid) => {
+                nix::unistd::chown(&base, Some(uid.into()), Some(uid.into()))?;
+                let mut c = ns.command("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                    "ii",
+                ]);
+                c
+            }
+        };
+        command.args(["-s", &server.to_string(), "-p", "6667", "-n", nick, "-i"]);
+        command.arg(&base);
+        let process = Process::spawn("ii", command, dir.join(format!("ii-{nick}.out")))?;
+        let ii = Ii {
+            nick: nick.to_string(),
+            server_dir: base.join(server.to_string()),
+            process,
+        };
+        wait::until(&format!("{nick} to be registered"), || {
+            wait::read(&ii.server_dir.join("out"))
+                .contains("welcome to the test")
+                .then_some(())
+        })
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; ii printed:\n{}\nserver said:\n{}",
+                ii.process.output(),
+                wait::read(&ii.server_dir.join("out"))
+            )
+        })?;
+        Ok(ii)
+    }
+
+    fn write(&self, fifo: &Path, line: &str) -> anyhow::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(fifo)?;
+        f.write_all(format!("{line}\n").as_bytes())?;
+        Ok(())
+    }
+
+    /// Send a line to the server window: a command such as `/j #chan`, or a raw
+    /// IRC command such as `/PRIVMSG a,b :text`.
+    pub fn command(&self, line: &str) -> anyhow::Result<()> {
+        self.write(&self.server_dir.join("in"), line)
+    }
+
+    /// A private message (`/j nick text` opens the query and sends).
+    pub fn msg(&self, nick: &str, text: &str) -> anyhow::Result<()> {
+        self.command(&format!("/j {nick} {text}"))
+    }
+
+    /// Join a channel and wait until the server confirmed it.
+    pub fn join(&self, channel: &str) -> anyhow::Result<()> {
+        self.command(&format!("/j {channel}"))?;
+        let out = self.server_dir.join(channel).join("out");
+        let me = format!("{}(", self.nick);
+        wait::until(&format!("{} to join {channel}", self.nick), || {
+            wait::read(&out).contains(&me).then_some(())
+        })
+    }
+
+    /// Say something in a joined channel.
+    pub fn say(&self, channel: &str, text: &str) -> anyhow::Result<()> {
+        self.write(&self.server_dir.join(channel).join("in"), text)
+    }
+
+    /// Wait until the window `chat` (a nick or channel) shows `<from> text`.
+    pub fn wait_received(&self, chat: &str, from: &str, text: &str) -> anyhow::Result<()> {
+        let out = self.server_dir.join(chat.to_lowercase()).join("out");
+        let want = format!("<{from}> {text}");
+        wait::until(&format!("{} to receive {want:?}", self.nick), || {
+            wait::read(&out)
+                .lines()
+                .any(|l| l.ends_with(&want))
+                .then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; {} has:\n{}", out.display(), wait::read(&out)))
+    }
+
+    /// Everything the window `chat` shows.
+    pub fn window(&self, chat: &str) -> String {
+        wait::read(&self.server_dir.join(chat.to_lowercase()).join("out"))
+    }
+}

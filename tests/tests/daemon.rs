@@ -1,0 +1,132 @@
+//! The daemon as an admin runs it: in the background with a pid file and a
+//! lower-privileged user, the embedded default, signals.
+
+use std::net::IpAddr;
+
+use imspector_e2e::irc::{Ii, Ngircd};
+use imspector_e2e::{imspector, wait, Imspector, Rig};
+use nix::sys::signal::Signal;
+
+const PORT: u16 = 16667;
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// The real uid of a process, from /proc.
+fn uid_of(pid: i32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn background_daemon_with_pid_file_user_drop_and_signals() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], PORT)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let dir = rig.subdir("ims")?;
+    let pid_file = dir.join("imspector.pid");
+    let log_dir = dir.join("logs");
+    let config = dir.join("imspector.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "irc_protocol=on\nuser=nobody\ngroup=nogroup\npidfilename={}\nfile_logging_dir={}\n",
+            pid_file.display(),
+            log_dir.display()
+        ),
+    )?;
+    let start = || {
+        rig.gateway
+            .command(imspector::binary().to_str().unwrap())
+            .arg("-c")
+            .arg(&config)
+            .output()
+    };
+    // The foreground process returns at once; the daemon lives on.
+    let first = start()?;
+    assert!(first.status.success(), "{first:?}");
+    let pid: i32 = wait::until("the pid file", || wait::read(&pid_file).trim().parse().ok())?;
+    assert!(alive(pid));
+    let nobody = nix::unistd::User::from_name("nobody")?
+        .unwrap()
+        .uid
+        .as_raw();
+    wait::until("the daemon to drop to nobody", || {
+        (uid_of(pid) == nobody).then_some(())
+    })?;
+
+    // A second start is refused while the first runs.
+    let second = start()?;
+    assert_eq!(second.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("already running as pid {pid}")),
+        "{stderr}"
+    );
+
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::start(&rig.server, &clients, "127.0.0.1".parse()?, "bob", None)?;
+    let alice = Ii::start(
+        &rig.client,
+        &clients,
+        IpAddr::V4(rig.server_ip),
+        "alice",
+        None,
+    )?;
+    alice.msg("bob", "before the reload")?;
+    bob.wait_received("alice", "alice", "before the reload")?;
+
+    // SIGHUP reloads without dropping the open connection.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGHUP)?;
+    alice.msg("bob", "after the reload")?;
+    bob.wait_received("alice", "alice", "after the reload")?;
+    assert!(alive(pid));
+
+    // SIGTERM: every event is written, then the daemon exits.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM)?;
+    wait::until("the daemon to exit", || (!alive(pid)).then_some(()))?;
+    let date = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let log = wait::read(&log_dir.join("IRC/alice/bob").join(date));
+    let rest: Vec<&str> = log
+        .lines()
+        .map(|l| l.splitn(3, ',').nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        rest,
+        ["1,1,0,,before the reload", "1,1,0,,after the reload"]
+    );
+    Ok(())
+}
+
+#[test]
+fn embedded_default_needs_no_config_and_sigterm_exits_zero() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], PORT)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let mut ims = Imspector::start_embedded(&rig.gateway, &rig.subdir("ims")?)?;
+    ims.wait_output("using the embedded default")?;
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::start(&rig.server, &clients, "127.0.0.1".parse()?, "bob", None)?;
+    let alice = Ii::start(
+        &rig.client,
+        &clients,
+        IpAddr::V4(rig.server_ip),
+        "alice",
+        None,
+    )?;
+    alice.msg("bob", "no config needed")?;
+    bob.wait_received("alice", "alice", "no config needed")?;
+    let lines = ims.wait_log("IRC", "alice", "bob", 1)?;
+    assert_eq!(lines[0].rest, "1,1,0,,no config needed");
+    // With -d, events are echoed to stderr too.
+    ims.wait_output("alice -> bob: type 1 filtered 0 [] no config needed")?;
+    ims.process.signal(Signal::SIGTERM)?;
+    assert_eq!(ims.process.wait_exit()?, Some(0));
+    assert!(ims
+        .process
+        .output()
+        .contains("stopped; every event written"));
+    Ok(())
+}
