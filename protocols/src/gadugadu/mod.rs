@@ -5,7 +5,8 @@
 //! limit) means the stream is not Gadu-Gadu as we know it.
 //!
 //! The local id is the UIN of the client's login packet (any generation); the
-//! remote id is the peer's UIN. A GG 6/7/8.0 conference message is addressed
+//! remote id is the peer's UIN. A server takes nothing before the login, so
+//! nothing before it is an event, and the first login holds for the connection. A GG 6/7/8.0 conference message is addressed
 //! to one UIN per packet and carries the other recipients: it is a group event
 //! with that UIN as remote id. A GG 11 group chat has an id of its own: the
 //! remote id is `chat-<id>`. Incoming group lines get the sender as prefix.
@@ -122,6 +123,19 @@ fn frame(ty: u32, payload: &[u8]) -> Option<Bytes> {
     Some(Bytes::from(out))
 }
 
+/// The local UIN and generation a login packet tells.
+fn login(dir: Direction, ty: u32, payload: &[u8]) -> Option<(u32, Generation)> {
+    use packet::*;
+    match (dir, ty) {
+        (Direction::Outgoing, LOGIN | LOGIN_EXT | LOGIN60 | LOGIN70 | LOGIN80BETA) => {
+            Some((le32(payload, 0)?, Generation::Gg6))
+        }
+        (Direction::Outgoing, LOGIN80) => Some((le32(payload, 0)?, Generation::Gg8)),
+        (Direction::Outgoing, LOGIN105) => Some((gg11::login_uin(payload)?, Generation::Gg11)),
+        _ => None,
+    }
+}
+
 /// "NAME SIZE bytes", the event text of a file offer.
 fn file_text(name: &str, size: u64) -> String {
     format!("{name} {size} bytes")
@@ -149,6 +163,12 @@ impl GaduGaduSession {
     /// Update state from one packet and return its chat event, if it has one.
     fn inspect(&mut self, dir: Direction, ty: u32, payload: &[u8]) -> Option<ChatEvent> {
         use packet::*;
+        let Some((local, _)) = self.login else {
+            // A server takes nothing but a login first, and one login holds
+            // for the whole connection.
+            self.login = login(dir, ty, payload);
+            return None;
+        };
         if let Some((format, author)) = message_format(dir, ty) {
             let message = match format {
                 Format::Classic(layout) => classic::message(layout, payload),
@@ -160,21 +180,6 @@ impl GaduGaduSession {
             return self.message_event(author, message);
         }
         match (dir, ty) {
-            (Direction::Outgoing, LOGIN | LOGIN_EXT | LOGIN60 | LOGIN70 | LOGIN80BETA) => {
-                self.login = le32(payload, 0)
-                    .map(|uin| (uin, Generation::Gg6))
-                    .or(self.login);
-            }
-            (Direction::Outgoing, LOGIN80) => {
-                self.login = le32(payload, 0)
-                    .map(|uin| (uin, Generation::Gg8))
-                    .or(self.login);
-            }
-            (Direction::Outgoing, LOGIN105) => {
-                self.login = gg11::login_uin(payload)
-                    .map(|uin| (uin, Generation::Gg11))
-                    .or(self.login);
-            }
             (Direction::Incoming, LOGIN110_OK) => {
                 self.server_time = gg11::server_time(payload, 4).unwrap_or(self.server_time);
             }
@@ -185,7 +190,7 @@ impl GaduGaduSession {
             (_, DCC7_NEW) => return self.dcc7_offer(dir, payload),
             (Direction::Incoming, TRANSFER_INFO) => {
                 let (peer, author, name, size) = gg11::transfer(payload)?;
-                let direction = if Some(author) == self.login.map(|(uin, _)| uin) {
+                let direction = if author == local {
                     Direction::Outgoing
                 } else {
                     Direction::Incoming

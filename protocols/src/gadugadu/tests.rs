@@ -130,6 +130,18 @@ fn gg6_messages_both_ways_with_cp1250_text() {
 }
 
 #[test]
+fn nothing_before_the_login_is_an_event_and_the_first_login_holds() {
+    let mut s = GaduGaduSession::default();
+    no_event(&mut s, Direction::Outgoing, &send_msg(42, b"early", &[]));
+    no_event(&mut s, Direction::Outgoing, &login60(1234));
+    no_event(&mut s, Direction::Outgoing, &login80(99));
+    let ev = event(&mut s, Direction::Outgoing, &send_msg(42, b"hi", &[]));
+    assert_eq!(ev.local_id, "1234");
+    let notice = s.notice_to_client("42", "x").unwrap();
+    assert_eq!(le32(&notice, 0), Some(packet::RECV_MSG));
+}
+
+#[test]
 fn login70_gives_the_local_uin() {
     let mut p = 4_000_000_000u32.to_le_bytes().to_vec();
     p.push(2);
@@ -653,7 +665,7 @@ fn gg6_notice_bytes_carry_the_latest_server_time() {
 
 #[test]
 fn unknown_packets_pass_as_one_opaque_frame_and_partial_packets_wait() {
-    let mut s = GaduGaduSession::default();
+    let mut s = logged_in(login60(1));
     let mut data = packet(0x01, &[1, 2, 3, 4]);
     data.extend_from_slice(&packet(0x1234, &[]));
     let msg = send_msg(42, b"hello", &[]);
