@@ -350,9 +350,12 @@ impl ProtocolSession for IrcSession {
             self.streaming[index(dir)] = true;
         }
         if buf.len() > MAX_LINE {
-            return Err(SyncLost(format!(
-                "IRC line longer than {MAX_LINE} bytes without a line end"
-            )));
+            let why = "IRC line longer than 64 KiB without a line end: not IRC as we know it";
+            // Frames already split off must still go out (see `SyncLost`).
+            if feed.frames.is_empty() {
+                return Err(SyncLost(why.to_string()));
+            }
+            feed.passthrough = Some(why);
         }
         Ok(feed)
     }
@@ -368,13 +371,16 @@ impl ProtocolSession for IrcSession {
         let bytes = line.as_bytes();
         let mut out = Vec::with_capacity(line.len() + safe.len() + 1);
         out.extend_from_slice(&bytes[..body_range.start]);
-        // A last parameter sent without its colon needs one once it may hold spaces.
+        let mut after = &bytes[body_range.start + text.end..];
+        // A last parameter sent without its colon needs one once it may hold
+        // spaces; the spaces that followed it would then join the text.
         if bytes.get(body_range.start.wrapping_sub(1)) != Some(&b':') {
             out.push(b':');
+            after = &after[after.iter().take_while(|&&b| b == b' ').count()..];
         }
         out.extend_from_slice(&bytes[body_range.start..body_range.start + text.start]);
         out.extend_from_slice(safe.as_bytes());
-        out.extend_from_slice(&line.as_bytes()[body_range.start + text.end..]);
+        out.extend_from_slice(after);
         Some(Bytes::from(out))
     }
 
@@ -529,6 +535,18 @@ mod tests {
     }
 
     #[test]
+    fn overlong_message_after_complete_lines_keeps_them() {
+        let mut s = IrcSession::default();
+        let mut data = b"PRIVMSG bob :first\r\nPRIVMSG bob :".to_vec();
+        data.resize(MAX_LINE + 100, b'a');
+        let mut buf = BytesMut::from(&data[..]);
+        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        assert_eq!(feed.frames.len(), 1);
+        assert!(feed.passthrough.is_some());
+        assert_eq!(buf.len(), MAX_LINE + 100 - b"PRIVMSG bob :first\r\n".len());
+    }
+
+    #[test]
     fn lines_that_cannot_matter_are_not_held_back() {
         let mut s = IrcSession::default();
         let mut buf = BytesMut::from(&b":srv 372 me :- a long MOTD li"[..]);
@@ -598,7 +616,7 @@ mod tests {
     #[test]
     fn rewrite_adds_the_colon_a_last_parameter_lacked() {
         let mut s = IrcSession::default();
-        let mut buf = BytesMut::from(&b"PRIVMSG bob hello\r\n"[..]);
+        let mut buf = BytesMut::from(&b"PRIVMSG bob hello  \r\n"[..]);
         let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
         let Frame::Pdu(pdu) = &feed.frames[0] else {
             panic!()

@@ -6,6 +6,7 @@
 //! so every parser can be unit-tested and fuzzed on plain byte slices.
 
 pub mod event;
+pub mod gadugadu;
 pub mod invariants;
 pub mod irc;
 pub mod msn;

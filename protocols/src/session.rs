@@ -88,13 +88,16 @@ pub struct Pdu {
 pub struct Feed {
     pub frames: Vec<Frame>,
     /// Set when the session from now on carries data the parser must not look at
-    /// (IRC STARTTLS, XMPP STARTTLS...). Everything left in the buffer and every
-    /// later byte is to be relayed untouched. The string says why, for the log.
+    /// (IRC STARTTLS, XMPP STARTTLS...), or that it lost sync after the frames
+    /// returned here. Everything left in the buffer and every later byte is to
+    /// be relayed untouched. The string says why, for the log.
     pub passthrough: Option<&'static str>,
 }
 
 /// The parser could not make sense of the stream and cannot resynchronise.
-/// The caller relays the rest of the connection unchanged.
+/// The caller relays the rest of the connection unchanged. Returned only when
+/// nothing was taken from the buffer in that call; a parser that already split
+/// frames off returns them with [`Feed::passthrough`] instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct SyncLost(pub String);
@@ -131,6 +134,7 @@ pub fn new_session(kind: ProtocolKind) -> Option<Box<dyn ProtocolSession>> {
     match kind {
         ProtocolKind::Irc => Some(Box::new(crate::irc::IrcSession::default())),
         ProtocolKind::Msn => Some(Box::new(crate::msn::MsnSession::default())),
+        ProtocolKind::GaduGadu => Some(Box::new(crate::gadugadu::GaduGaduSession::default())),
         _ => None,
     }
 }

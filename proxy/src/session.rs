@@ -342,7 +342,7 @@ impl Inspector {
                 timestamp: now,
                 client: self.client.clone(),
                 protocol: self.kind.log_name(),
-                outgoing: dir == Direction::Outgoing,
+                outgoing: event.direction == Direction::Outgoing,
                 kind: event.kind,
                 local_id: fe.local_id,
                 remote_id: fe.remote_id,

@@ -102,6 +102,15 @@ fn msn_recordings_pass_unchanged_and_are_logged() -> anyhow::Result<()> {
 }
 
 #[test]
+fn gadu_gadu_recordings_pass_unchanged_and_are_logged() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let (ims, recordings) = replay_all(&rig, "gadu-gadu")?;
+    let checked = assert_logged(&ims, "Gadu-Gadu", &recordings)?;
+    assert_eq!(checked, 9);
+    Ok(())
+}
+
+#[test]
 fn recordings_of_protocols_without_a_parser_pass_unchanged() -> anyhow::Result<()> {
     for protocol in ["oscar", "xmpp"] {
         let rig = Rig::new()?;

@@ -1,0 +1,68 @@
+//! Windows-1250 (CP1250), the charset of Gadu-Gadu's plain-text parts before GG 11.
+//!
+//! The five bytes CP1250 leaves unassigned decode to the C1 control of the same
+//! value, so decoding never fails and encoding what was decoded gives the same bytes.
+
+/// Unicode code points of the bytes 0x80..=0xFF.
+const HIGH: [u16; 128] = [
+    0x20AC, 0x0081, 0x201A, 0x0083, 0x201E, 0x2026, 0x2020, 0x2021, //
+    0x0088, 0x2030, 0x0160, 0x2039, 0x015A, 0x0164, 0x017D, 0x0179, //
+    0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, //
+    0x0098, 0x2122, 0x0161, 0x203A, 0x015B, 0x0165, 0x017E, 0x017A, //
+    0x00A0, 0x02C7, 0x02D8, 0x0141, 0x00A4, 0x0104, 0x00A6, 0x00A7, //
+    0x00A8, 0x00A9, 0x015E, 0x00AB, 0x00AC, 0x00AD, 0x00AE, 0x017B, //
+    0x00B0, 0x00B1, 0x02DB, 0x0142, 0x00B4, 0x00B5, 0x00B6, 0x00B7, //
+    0x00B8, 0x0105, 0x015F, 0x00BB, 0x013D, 0x02DD, 0x013E, 0x017C, //
+    0x0154, 0x00C1, 0x00C2, 0x0102, 0x00C4, 0x0139, 0x0106, 0x00C7, //
+    0x010C, 0x00C9, 0x0118, 0x00CB, 0x011A, 0x00CD, 0x00CE, 0x010E, //
+    0x0110, 0x0143, 0x0147, 0x00D3, 0x00D4, 0x0150, 0x00D6, 0x00D7, //
+    0x0158, 0x016E, 0x00DA, 0x0170, 0x00DC, 0x00DD, 0x0162, 0x00DF, //
+    0x0155, 0x00E1, 0x00E2, 0x0103, 0x00E4, 0x013A, 0x0107, 0x00E7, //
+    0x010D, 0x00E9, 0x0119, 0x00EB, 0x011B, 0x00ED, 0x00EE, 0x010F, //
+    0x0111, 0x0144, 0x0148, 0x00F3, 0x00F4, 0x0151, 0x00F6, 0x00F7, //
+    0x0159, 0x016F, 0x00FA, 0x0171, 0x00FC, 0x00FD, 0x0163, 0x02D9, //
+];
+
+pub fn decode(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            0..=0x7F => b as char,
+            _ => char::from_u32(u32::from(HIGH[usize::from(b - 0x80)])).unwrap_or('?'),
+        })
+        .collect()
+}
+
+/// Characters CP1250 cannot represent become `?`.
+pub fn encode(text: &str) -> Vec<u8> {
+    text.chars().map(encode_char).collect()
+}
+
+fn encode_char(c: char) -> u8 {
+    if c.is_ascii() {
+        return c as u8;
+    }
+    HIGH.iter()
+        .position(|&u| u32::from(u) == u32::from(c))
+        .map_or(b'?', |i| 0x80 + i as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polish_letters_round_trip() {
+        let bytes = b"Za\xbf\xf3\xb3\xe6 g\xea\x9cl\xb9 ja\x9f\xf1 \xa3\x8c\x8f\xaf";
+        let text = decode(bytes);
+        assert_eq!(text, "Zażółć gęślą jaźń ŁŚŹŻ");
+        assert_eq!(encode(&text), bytes);
+    }
+
+    #[test]
+    fn every_byte_round_trips_and_foreign_characters_become_question_marks() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(encode(&decode(&all)), all);
+        assert_eq!(encode("a€b漢"), b"a\x80b?");
+    }
+}
