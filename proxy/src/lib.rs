@@ -92,7 +92,13 @@ pub async fn run(
             Ok((stream, peer)) = accept_http(http_listener.as_ref()) => {
                 sessions.spawn(connect::serve(stream, peer, shared.clone(), stop_rx.clone()));
             }
-            Some(_) = sessions.join_next() => {}
+            Some(ended) = sessions.join_next() => {
+                if let Err(e) = ended {
+                    if e.is_panic() {
+                        ::log::error!("a connection ended on an internal error (reported above)");
+                    }
+                }
+            }
             _ = hangup.recv() => reload(&shared, config_path.as_deref()),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
