@@ -6,15 +6,8 @@ mod support;
 
 use bytes::BytesMut;
 use imspector_protocols::gadugadu::GaduGaduSession;
-use imspector_protocols::invariants::{replay, Lcg};
+use imspector_protocols::invariants::replay;
 use imspector_protocols::{ChatEvent, Direction, Frame, ProtocolSession, Rewrite};
-
-fn direction(name: &str) -> Direction {
-    match name {
-        "outgoing" => Direction::Outgoing,
-        _ => Direction::Incoming,
-    }
-}
 
 #[test]
 fn gadu_gadu_captures_give_the_expected_events() {
@@ -22,39 +15,7 @@ fn gadu_gadu_captures_give_the_expected_events() {
         let mut session = GaduGaduSession::default();
         let result = replay(&mut session, &stream.chunk_refs());
         assert_eq!(result.stopped, None, "{}", stream.name);
-        let expected = stream.expected_events();
-        assert_eq!(
-            result.events.len(),
-            expected.len(),
-            "{}: events {:#?}",
-            stream.name,
-            result.events
-        );
-        for (got, want) in result.events.iter().zip(expected) {
-            let name = &stream.name;
-            assert_eq!(
-                got.direction,
-                direction(want["direction"].as_str().unwrap()),
-                "{name}"
-            );
-            assert_eq!(
-                got.kind.code() as u64,
-                want["type"].as_u64().unwrap(),
-                "{name}"
-            );
-            assert_eq!(got.local_id, want["local_id"].as_str().unwrap(), "{name}");
-            assert_eq!(got.remote_id, want["remote_id"].as_str().unwrap(), "{name}");
-            assert_eq!(got.group, want["group"].as_bool().unwrap(), "{name}");
-            assert_eq!(got.text, want["text"].as_str().unwrap(), "{name}");
-            if got.group && got.direction == Direction::Incoming {
-                assert_eq!(
-                    got.prefix,
-                    format!("{}: ", want["sender"].as_str().unwrap())
-                );
-            } else {
-                assert_eq!(got.prefix, "", "{name}");
-            }
-        }
+        support::assert_expected_events(&stream, &result.events);
         // The login packet told the local UIN: a notice shows it back.
         let local = stream.expected["local_id"].as_str().unwrap();
         let notice = session
@@ -127,30 +88,5 @@ fn rewritten_captures_carry_the_new_texts() {
 
 #[test]
 fn gadu_gadu_survives_random_chunking_and_mutation() {
-    let mut rng = Lcg(0x66);
-    for stream in support::streams("gadu-gadu") {
-        for _ in 0..200 {
-            let mut chunks = Vec::new();
-            for (dir, bytes) in &stream.chunks {
-                let mut bytes = bytes.clone();
-                // One chunk in four is damaged.
-                if rng.next_u32() & 3 == 0 {
-                    rng.mutate(&mut bytes);
-                }
-                chunks.push((*dir, bytes));
-            }
-            let split: Vec<(Direction, Vec<u8>)> = chunks
-                .iter()
-                .flat_map(|(d, b)| {
-                    rng.chunks(b)
-                        .into_iter()
-                        .map(|c| (*d, c.to_vec()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let refs: Vec<(Direction, &[u8])> =
-                split.iter().map(|(d, b)| (*d, b.as_slice())).collect();
-            replay(&mut GaduGaduSession::default(), &refs);
-        }
-    }
+    support::replay_damaged::<GaduGaduSession>("gadu-gadu", 200, 0x66);
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use imspector_protocols::Direction;
+use imspector_protocols::invariants::{replay, Lcg};
+use imspector_protocols::{ChatEvent, Direction, EventType, ProtocolSession};
 use serde_json::Value;
 
 /// `shared/captures` next to the checkout (found from any depth of worktree).
@@ -84,4 +85,74 @@ pub fn streams(protocol: &str) -> Vec<Stream> {
     }
     assert!(!out.is_empty(), "no {protocol} captures found");
     out
+}
+
+fn direction(name: &str) -> Direction {
+    match name {
+        "outgoing" => Direction::Outgoing,
+        _ => Direction::Incoming,
+    }
+}
+
+/// `events` are the stream's expected events, in order: direction, type, ids,
+/// group, text (a file transfer's text starts with the expected name), and the
+/// `sender: ` prefix of incoming group lines where the expectation names one.
+pub fn assert_expected_events(stream: &Stream, events: &[ChatEvent]) {
+    let name = &stream.name;
+    let expected = stream.expected_events();
+    assert_eq!(events.len(), expected.len(), "{name}: events {events:#?}");
+    for (got, want) in events.iter().zip(expected) {
+        assert_eq!(
+            got.direction,
+            direction(want["direction"].as_str().unwrap()),
+            "{name}"
+        );
+        assert_eq!(
+            u64::from(got.kind.code()),
+            want["type"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(got.remote_id, want["remote_id"].as_str().unwrap(), "{name}");
+        if let Some(local) = want["local_id"].as_str() {
+            assert_eq!(got.local_id, local, "{name}");
+        }
+        if let Some(group) = want["group"].as_bool() {
+            assert_eq!(got.group, group, "{name}");
+        }
+        // Typing notifications have no text.
+        let text = want["text"].as_str().unwrap_or("");
+        match got.kind {
+            EventType::File => assert!(got.text.starts_with(text), "{name}: {got:?}"),
+            _ => assert_eq!(got.text, text, "{name}"),
+        }
+        if let (true, Direction::Incoming, Some(sender)) =
+            (got.group, got.direction, want["sender"].as_str())
+        {
+            assert_eq!(got.prefix, format!("{sender}: "), "{name}");
+        }
+    }
+}
+
+/// Replay every stream of `protocol` `rounds` times, with one chunk in four
+/// damaged and every chunk cut at random points: the invariants of
+/// `invariants::replay` must hold throughout.
+pub fn replay_damaged<S: ProtocolSession + Default>(protocol: &str, rounds: usize, seed: u64) {
+    let mut rng = Lcg(seed);
+    for stream in streams(protocol) {
+        for _ in 0..rounds {
+            let mut pieces: Vec<(Direction, Vec<u8>)> = Vec::new();
+            for (dir, bytes) in &stream.chunks {
+                let mut bytes = bytes.clone();
+                if rng.next_u32() & 3 == 0 {
+                    rng.mutate(&mut bytes);
+                }
+                for piece in rng.chunks(&bytes) {
+                    pieces.push((*dir, piece.to_vec()));
+                }
+            }
+            let refs: Vec<(Direction, &[u8])> =
+                pieces.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+            replay(&mut S::default(), &refs);
+        }
+    }
 }
