@@ -18,7 +18,10 @@ pub struct Replay {
 /// check that the bytes each side would receive equal the bytes sent, and that
 /// rewriting a PDU to its own text reproduces an equivalent PDU.
 /// Panics with a description when a property does not hold.
-pub fn replay(session: &mut dyn ProtocolSession, chunks: &[(Direction, &[u8])]) -> Replay {
+pub fn replay<S: ProtocolSession + Clone>(
+    session: &mut S,
+    chunks: &[(Direction, &[u8])],
+) -> Replay {
     let mut result = Replay::default();
     let mut pending = [BytesMut::new(), BytesMut::new()];
     let mut sent = [Vec::new(), Vec::new()];
@@ -31,18 +34,22 @@ pub fn replay(session: &mut dyn ProtocolSession, chunks: &[(Direction, &[u8])]) 
             continue;
         }
         pending[i].extend_from_slice(data);
+        let before = session.clone();
         match session.feed(*dir, &mut pending[i]) {
             Ok(feed) => {
+                // The bytes of this read up to the frame at hand.
+                let mut preceding = Vec::new();
                 for frame in feed.frames {
                     match frame {
-                        Frame::Opaque(b) => received[i].extend_from_slice(&b),
+                        Frame::Opaque(b) => preceding.extend_from_slice(&b),
                         Frame::Pdu(pdu) => {
-                            check_identity_rewrite(session, *dir, &pdu);
-                            received[i].extend_from_slice(&pdu.bytes);
+                            check_identity_rewrite(&before, *dir, &preceding, &pdu);
+                            preceding.extend_from_slice(&pdu.bytes);
                             result.events.extend(pdu.events);
                         }
                     }
                 }
+                received[i].extend_from_slice(&preceding);
                 if let Some(why) = feed.passthrough {
                     result.stopped = Some(why.to_string());
                 }
@@ -75,11 +82,13 @@ fn index(dir: Direction) -> usize {
 
 /// Rewriting a PDU's text to the text it already has must give bytes that parse
 /// to one PDU with the same events (byte equality is not required: an encoder
-/// may normalise). The bytes are fed back into the same session, which message
-/// PDUs must not change the state of.
-fn check_identity_rewrite(
-    session: &mut dyn ProtocolSession,
+/// may normalise). They are parsed by a copy of the session in the state it
+/// had just before the PDU: `before` (the state before this read) fed the
+/// `preceding` bytes of the read.
+fn check_identity_rewrite<S: ProtocolSession + Clone>(
+    before: &S,
     dir: Direction,
+    preceding: &[u8],
     pdu: &crate::session::Pdu,
 ) {
     let Some(first) = pdu.events.first() else {
@@ -88,6 +97,13 @@ fn check_identity_rewrite(
     if pdu.events.iter().any(|e| e.text != first.text) {
         return;
     }
+    let mut session = before.clone();
+    let mut lead = BytesMut::from(preceding);
+    let _ = session.feed(dir, &mut lead);
+    assert!(
+        lead.is_empty(),
+        "the bytes before a PDU parse again to frames"
+    );
     let Some(bytes) = session.rewrite(dir, pdu, Rewrite::Text(&first.text)) else {
         return;
     };

@@ -15,7 +15,7 @@ use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, SyncLost};
 /// A longer line means this is not IRC as we know it.
 pub const MAX_LINE: usize = 64 * 1024;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct IrcSession {
     /// The nick the server knows us by (or asked for before 001).
     nick: Option<String>,

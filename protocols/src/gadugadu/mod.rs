@@ -43,7 +43,7 @@ enum Generation {
     Gg11,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct GaduGaduSession {
     /// The local UIN and the generation it logged in with.
     login: Option<(u32, Generation)>,

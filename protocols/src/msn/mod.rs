@@ -35,7 +35,7 @@ enum Role {
 /// The display name injected notices come from.
 const NOTICE_NICK: &str = "IMSpector";
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MsnSession {
     role: Role,
     /// The local user's address, without endpoint.

@@ -66,7 +66,7 @@ pub fn slp_data(chunk: &[u8], version: Version) -> Option<&[u8]> {
 }
 
 /// Collects the MSNSLP INVITE of one direction until its body is complete.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Assembler {
     pending: Option<Vec<u8>>,
 }

@@ -136,7 +136,11 @@ pub fn assert_expected_events(stream: &Stream, events: &[ChatEvent]) {
 /// Replay every stream of `protocol` `rounds` times, with one chunk in four
 /// damaged and every chunk cut at random points: the invariants of
 /// `invariants::replay` must hold throughout.
-pub fn replay_damaged<S: ProtocolSession + Default>(protocol: &str, rounds: usize, seed: u64) {
+pub fn replay_damaged<S: ProtocolSession + Default + Clone>(
+    protocol: &str,
+    rounds: usize,
+    seed: u64,
+) {
     let mut rng = Lcg(seed);
     for stream in streams(protocol) {
         for _ in 0..rounds {
