@@ -92,22 +92,51 @@ fn file_invitation_is_logged_then_blocked() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Alice sends `text`; returns what the server received and the notices alice got.
+fn send_text(peers: &mut Scripted<Msn>, text: &str) -> anyhow::Result<(Vec<Item>, Vec<Item>)> {
+    let bytes = peers.protocol.message(text);
+    peers.client.send(&bytes)?;
+    let (at_server, at_client) = peers.sync()?;
+    let items =
+        |frames: Vec<imspector_e2e::scripted::Frame>| frames.into_iter().map(|f| f.item).collect();
+    Ok((items(at_server), items(at_client)))
+}
+
+fn text(from: Option<&str>, text: &str) -> Item {
+    Item::Text {
+        from: from.map(str::to_string),
+        text: text.to_string(),
+    }
+}
+
 #[test]
 fn a_second_participant_makes_a_group_chat() -> anyhow::Result<()> {
-    let mut peers = Scripted::start(Msn::new(), "")?;
-    let hi = peers.protocol.message("hi bob");
-    assert_eq!(client_sends(&mut peers, &hi)?, vec![hi]);
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "responder_filename={}\nnotice_days=7\n",
+        dir.path().join("responder.db").display()
+    );
+    let mut peers = Scripted::start(Msn::new(), &config)?;
+    let notice = "Message from IMSpector: -=Your activities are being logged=-";
+    assert_eq!(
+        send_text(&mut peers, "hi bob")?,
+        (vec![text(None, "hi bob")], vec![text(Some(BOB), notice)])
+    );
 
     let before = unix_now();
     server_relays(&mut peers, &msn::joi(CAROL, "Carol"))?;
     let after = unix_now();
-    server_relays(
-        &mut peers,
-        &msn::incoming_text(CAROL, "Carol", "hello alice"),
-    )?;
+    // The group chat is a new conversation: its notice comes with its first
+    // message and shows in the same window, from the first participant.
+    let hello = msn::incoming_text(CAROL, "Carol", "hello alice");
+    peers.server.send(&hello)?;
+    assert_eq!(peers.client_frame()?.item, text(Some(BOB), notice));
+    assert_eq!(peers.client_frame()?.raw, hello);
     server_relays(&mut peers, &msn::incoming_text(BOB, "Bob", "hi all"))?;
-    let both = peers.protocol.message("hello both");
-    assert_eq!(client_sends(&mut peers, &both)?, vec![both]);
+    assert_eq!(
+        send_text(&mut peers, "hello both")?,
+        (vec![text(None, "hello both")], vec![])
+    );
 
     let chats = peers.ims.log_dir.join("MSN").join(ALICE);
     let group = wait::until("the group chat's log directory", || {

@@ -98,10 +98,17 @@ impl Conn {
 
     fn fill(&mut self) -> anyhow::Result<()> {
         let mut chunk = [0u8; 4096];
-        let n = self
-            .stream
-            .read(&mut chunk)
-            .with_context(|| format!("{} reading (has {:?})", self.name, self.lossy()))?;
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                // A signal to the test process is no end of the data.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => {
+                    break read.with_context(|| {
+                        format!("{} reading (has {:?})", self.name, self.lossy())
+                    })?
+                }
+            }
+        };
         if n == 0 {
             bail!(
                 "{} saw the connection close (has {:?})",
