@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use imspector::filter::testing::Logged;
+use nix::sys::signal::Signal;
+
 use crate::netns::Netns;
 use crate::process::Process;
 use crate::wait;
@@ -37,14 +40,10 @@ pub struct Imspector {
 impl Imspector {
     /// Run `imspector -d -c CONFIG` in `ns`. The config gets
     /// `file_logging_dir` pointing into `dir` unless it sets one itself.
-    pub fn start(ns: &Netns, dir: &Path, config: &str) -> anyhow::Result<Self> {
+    pub fn start(ns: &Netns, dir: &Path, config_text: &str) -> anyhow::Result<Self> {
         let log_dir = dir.join("logs");
-        let mut text = config.to_string();
-        if !text.contains("file_logging_dir") {
-            text.push_str(&format!("\nfile_logging_dir={}\n", log_dir.display()));
-        }
         let config = dir.join("imspector.conf");
-        std::fs::write(&config, text)?;
+        std::fs::write(&config, with_log_dir(config_text, &log_dir))?;
         let mut command = ns.command(binary().to_str().expect("utf-8 path"));
         command.arg("-d").arg("-c").arg(&config);
         Self::spawn(command, dir, log_dir, config)
@@ -80,6 +79,38 @@ impl Imspector {
             self.process.output().contains(text).then_some(())
         })
         .map_err(|e| anyhow::anyhow!("{e}; imspector printed:\n{}", self.process.output()))
+    }
+
+    /// Replace the configuration file with `config` (and the same log
+    /// directory) and reload with SIGHUP. Fails with the daemon's complaint
+    /// when it rejects the new configuration.
+    pub fn reload(&self, config: &str) -> anyhow::Result<()> {
+        std::fs::write(&self.config, with_log_dir(config, &self.log_dir))?;
+        let reloads = || self.process.output().matches("SIGHUP:").count();
+        let before = reloads();
+        self.process.signal(Signal::SIGHUP)?;
+        wait::until("the reload", || (reloads() > before).then_some(()))?;
+        let output = self.process.output();
+        match output.rsplit("SIGHUP:").next() {
+            Some(last) if last.starts_with(" configuration reloaded") => Ok(()),
+            Some(last) => anyhow::bail!("{}", last.lines().next().unwrap_or_default()),
+            None => anyhow::bail!("no reload line"),
+        }
+    }
+
+    /// Wait for the `n`th line (from 1) of a conversation's log and read it as
+    /// the filters decided it.
+    pub fn wait_logged(
+        &self,
+        protocol: &str,
+        local: &str,
+        remote: &str,
+        n: usize,
+    ) -> anyhow::Result<Logged> {
+        let lines = self.wait_log(protocol, local, remote, n)?;
+        let line = &lines[n - 1];
+        line.logged()
+            .ok_or_else(|| anyhow::anyhow!("unreadable log line {line:?}"))
     }
 
     /// Today's log file of one conversation, as in the original's layout.
@@ -136,6 +167,11 @@ impl LogLine {
         }
     }
 
+    /// The outgoing flag, type, filtered flag, categories and data.
+    pub fn logged(&self) -> Option<Logged> {
+        Logged::from_file_line(&format!("{},{},{}", self.client, self.timestamp, self.rest))
+    }
+
     /// The client address without the port.
     pub fn client_ip(&self) -> &str {
         match self.client.rsplit_once(':') {
@@ -143,4 +179,13 @@ impl LogLine {
             None => &self.client,
         }
     }
+}
+
+/// A configuration with `file_logging_dir` pointing at `log_dir` unless it sets one itself.
+fn with_log_dir(config: &str, log_dir: &Path) -> String {
+    let mut text = config.to_string();
+    if !text.contains("file_logging_dir") {
+        text.push_str(&format!("\nfile_logging_dir={}\n", log_dir.display()));
+    }
+    text
 }

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod process;
 pub mod replay;
 pub mod rig;
+pub mod scripted;
 pub mod squid;
 pub mod wait;
 

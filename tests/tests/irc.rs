@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use imspector_e2e::imspector::LogLine;
 use imspector_e2e::irc::{Ii, Ngircd};
-use imspector_e2e::{Imspector, Rig};
+use imspector_e2e::{wait, Imspector, Rig};
 
 const PORT: u16 = 16667;
 
@@ -126,6 +126,12 @@ fn local_id_follows_nick_changes() -> anyhow::Result<()> {
     alice.msg("bob", "before")?;
     bob.wait_received("alice", "alice", "before")?;
     alice.command("/n carol")?;
+    // Bob can write to carol once the server has renamed alice.
+    wait::until("the server to rename alice", || {
+        wait::read(&alice.server_dir.join("out"))
+            .contains("changed nick to \"carol\"")
+            .then_some(())
+    })?;
     bob.msg("carol", "after")?;
     alice.wait_received("bob", "bob", "after")?;
     let client = s.rig.client_ip.to_string();

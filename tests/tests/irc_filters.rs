@@ -4,10 +4,9 @@
 
 use std::net::IpAddr;
 
-use imspector::filter::testing::{self, FilterRig, Logged, Outcome};
+use imspector::filter::testing::{self, FilterRig, Outcome};
 use imspector_e2e::irc::{Ii, Ngircd};
 use imspector_e2e::{wait, Imspector, Rig};
-use nix::sys::signal::Signal;
 
 struct IrcFilterRig {
     alice: Ii,
@@ -87,22 +86,9 @@ impl FilterRig for IrcFilterRig {
     }
 
     fn configure(&mut self, conf: &str) -> Result<(), String> {
-        std::fs::write(&self.ims.config, format!("{}{conf}", self.base_config))
-            .map_err(|e| e.to_string())?;
-        let reloads = |ims: &Imspector| ims.process.output().matches("SIGHUP:").count();
-        let before = reloads(&self.ims);
         self.ims
-            .process
-            .signal(Signal::SIGHUP)
-            .map_err(|e| e.to_string())?;
-        wait::until("the reload", || (reloads(&self.ims) > before).then_some(()))
-            .map_err(|e| e.to_string())?;
-        let output = self.ims.process.output();
-        match output.rsplit("SIGHUP:").next() {
-            Some(last) if last.starts_with(" configuration reloaded") => Ok(()),
-            Some(last) => Err(last.lines().next().unwrap_or_default().to_string()),
-            None => Err("no reload line".into()),
-        }
+            .reload(&format!("{}{conf}", self.base_config))
+            .map_err(|e| e.to_string())
     }
 
     fn send(&mut self, text: &str) -> Result<Outcome, String> {
@@ -118,14 +104,10 @@ impl FilterRig for IrcFilterRig {
         })
         .map_err(e)?;
         self.sent += 1;
-        let lines = self
+        let logged = self
             .ims
-            .wait_log("IRC", "alice", "bob", self.sent)
+            .wait_logged("IRC", "alice", "bob", self.sent)
             .map_err(e)?;
-        let line = &lines[self.sent - 1];
-        let logged =
-            Logged::from_file_line(&format!("{},{},{}", line.client, line.timestamp, line.rest))
-                .ok_or("unreadable log line")?;
         let got = self.bob_got();
         let delivered = got.get(self.seen..).unwrap_or_default().to_vec();
         self.seen = got.len();
