@@ -366,6 +366,9 @@ impl ProtocolSession for IrcSession {
         let parsed = parse_line(line)?;
         let (body, body_range) = parsed.trailing?;
         let text = text_range(body)?;
+        if body[text.clone()] == *new_text {
+            return Some(pdu.bytes.clone());
+        }
         // A CR or LF in the replacement would start a new IRC command.
         let safe = new_text.replace(['\r', '\n'], " ");
         let bytes = line.as_bytes();
