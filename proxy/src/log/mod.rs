@@ -116,7 +116,8 @@ fn writer_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     loop {
-        let first = match clock.block_on(tokio::time::timeout(TICK, rx.recv())) {
+        let received = clock.block_on(async { tokio::time::timeout(TICK, rx.recv()).await });
+        let first = match received {
             Ok(Some(command)) => command,
             Ok(None) => break,
             Err(_) => {

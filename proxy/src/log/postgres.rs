@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use postgres::config::Host;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls};
 
@@ -29,9 +30,17 @@ impl PostgresBackend {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(dir) => dir.display().to_string(),
+            })
+            .collect();
         let shown = format!(
-            "host {:?} dbname {}",
-            config.get_hosts(),
+            "{} database {}",
+            hosts.join(","),
             config.get_dbname().unwrap_or("(default)")
         );
         Ok(PostgresBackend {

@@ -161,16 +161,19 @@ struct Worker {
     cursor: Option<Cursor>,
     /// Set while the database is away: when to try again and the next wait.
     retry: Option<(Instant, Duration)>,
-    /// Down was reported, or a backlog is being replayed: `committed` when the
-    /// replay started.
+    /// After an outage: `committed` when the connection came back.
     replay_from: Option<u64>,
     down_reported: bool,
+    /// The journal's last seq when this worker started: what a previous run
+    /// left for it, unless already committed.
+    before_start: Option<u64>,
 }
 
 impl Worker {
     fn new(backend: Box<dyn Backend>, shared: Arc<Shared>) -> Worker {
         Worker {
             backend,
+            before_start: Some(shared.spool.last_seq()),
             shared,
             committed: None,
             cursor: None,
@@ -208,9 +211,16 @@ impl Worker {
             Ok(committed) => {
                 self.committed = Some(committed);
                 self.retry = None;
-                let backlog = spool.last_seq().saturating_sub(committed);
-                if self.down_reported || backlog > 0 {
+                if self.down_reported {
                     self.replay_from = Some(committed);
+                }
+                let left = self.before_start.take().unwrap_or(0);
+                if left > committed {
+                    log::info!(
+                        "{} sink: writing {} events spooled before imspector restarted",
+                        self.name(),
+                        left - committed
+                    );
                 }
             }
             Err(e) => self.went_down(e),
