@@ -95,7 +95,11 @@ fn check_identity_rewrite(
     let feed = session
         .feed(dir, &mut again)
         .unwrap_or_else(|e| panic!("rewritten PDU does not parse: {e}"));
-    assert!(again.is_empty(), "rewritten PDU left {} bytes unparsed", again.len());
+    assert!(
+        again.is_empty(),
+        "rewritten PDU left {} bytes unparsed",
+        again.len()
+    );
     let events: Vec<ChatEvent> = feed
         .frames
         .into_iter()

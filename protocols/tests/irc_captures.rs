@@ -26,8 +26,18 @@ fn irc_captures_give_the_expected_events() {
                 _ => Direction::Incoming,
             };
             assert_eq!(got.direction, dir, "{}", stream.name);
-            assert_eq!(got.kind.code() as u64, want["type"].as_u64().unwrap(), "{}", stream.name);
-            assert_eq!(got.remote_id, want["remote_id"].as_str().unwrap(), "{}", stream.name);
+            assert_eq!(
+                got.kind.code() as u64,
+                want["type"].as_u64().unwrap(),
+                "{}",
+                stream.name
+            );
+            assert_eq!(
+                got.remote_id,
+                want["remote_id"].as_str().unwrap(),
+                "{}",
+                stream.name
+            );
             if let Some(local) = want["local_id"].as_str() {
                 assert_eq!(got.local_id, local, "{}", stream.name);
             }
@@ -39,7 +49,10 @@ fn irc_captures_give_the_expected_events() {
             }
         }
         if stream.name.contains("starttls") {
-            assert!(result.stopped.is_some(), "STARTTLS must switch to passthrough");
+            assert!(
+                result.stopped.is_some(),
+                "STARTTLS must switch to passthrough"
+            );
         }
     }
 }

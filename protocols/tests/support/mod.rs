@@ -19,7 +19,10 @@ pub struct Stream {
 
 impl Stream {
     pub fn chunk_refs(&self) -> Vec<(Direction, &[u8])> {
-        self.chunks.iter().map(|(d, b)| (*d, b.as_slice())).collect()
+        self.chunks
+            .iter()
+            .map(|(d, b)| (*d, b.as_slice()))
+            .collect()
     }
 
     /// The expected chat events (`events`, not `other_events`).
@@ -45,15 +48,17 @@ pub fn streams(protocol: &str) -> Vec<Stream> {
     names.sort();
     let mut out = Vec::new();
     for name in names {
-        let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected").join(&name)).unwrap())
-                .unwrap();
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("expected").join(&name)).unwrap(),
+        )
+        .unwrap();
         if expected["protocol"] != protocol {
             continue;
         }
-        let stream: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("streams").join(&name)).unwrap())
-                .unwrap();
+        let stream: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("streams").join(&name)).unwrap(),
+        )
+        .unwrap();
         let mut chunks = Vec::new();
         for seg in stream["segments"].as_array().unwrap() {
             if seg.get("gap").is_some() {

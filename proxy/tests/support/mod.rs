@@ -363,12 +363,12 @@ pub fn event(n: usize) -> LogEvent {
         timestamp: 1_700_000_000 + n as i64,
         client: format!("192.168.0.{}:{}", n % 250 + 1, 40000 + n),
         protocol: ["IRC", "MSN", "Jabber", "Gadu-Gadu"][n % 4],
-        outgoing: n % 2 == 0,
+        outgoing: matches!(n % 2, 0),
         kind: kinds[n % 4],
         local_id: format!("alice{n}@example.org"),
         remote_id: format!("#chan-{}", n % 7),
-        filtered: n % 3 == 0,
-        categories: if n % 5 == 0 {
+        filtered: matches!(n % 3, 0),
+        categories: if matches!(n % 5, 0) {
             format!("{} badwords;", n % 9)
         } else {
             String::new()
