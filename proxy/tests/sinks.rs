@@ -192,25 +192,129 @@ fn sqlite_reuses_a_table_of_imspector_0_5() {
     assert_eq!(rows[1..], want);
 }
 
+/// Run a command of the namespace set-up; it must succeed.
+fn must(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed");
+}
+
 #[test]
-fn hidden_event_data_reaches_the_database_as_hidden() {
-    // The session replaces the text when hide_eventdata=on; the sink stores
-    // exactly that and nothing of the original text.
+fn hide_eventdata_keeps_the_text_out_of_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hidden.db");
-    let mut e = event(1);
-    e.data = imspector::event::HIDDEN.to_string();
-    log_through_config(
-        &format!(
-            "hide_eventdata=on\nsqlite_file={}\nspool_dir={}\n",
-            db.display(),
-            dir.path().join("spool").display()
-        ),
-        &[e],
+    let text = format!(
+        "irc_protocol=on\nhide_eventdata=on\nsqlite_file={}\nspool_dir={}\n",
+        db.display(),
+        dir.path().join("spool").display()
+    );
+    let config = Config::from_settings(Settings::parse("test.conf", &text).unwrap()).unwrap();
+    // A network namespace for this thread only, with a REDIRECT of IRC to the
+    // proxy as on a gateway; the client, the proxy and the server live in it.
+    let forwarded = std::thread::spawn(move || {
+        // SAFETY: unshare has no memory effects; it moves this thread alone.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET) needs root: {}",
+            std::io::Error::last_os_error()
+        );
+        must("ip", &["link", "set", "lo", "up"]);
+        must(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-d",
+                "127.0.0.1",
+                "--dport",
+                "6667",
+                "-m",
+                "mark",
+                "!",
+                "--mark",
+                "1",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "16667",
+            ],
+        );
+        relay_one_irc_message(config)
+    })
+    .join()
+    .unwrap();
+    assert!(
+        forwarded.ends_with("PRIVMSG bob :the secret plan\r\n"),
+        "{forwarded:?}"
     );
     let rows = sqlite_rows(&db);
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].protocol.as_str(),
+            rows[0].local_id.as_str(),
+            rows[0].remote_id.as_str()
+        ),
+        ("IRC", "alice", "bob")
+    );
     assert_eq!(rows[0].data, "*HIDDEN*");
+}
+
+/// Client -> REDIRECT -> one proxy session -> server; returns what the server got.
+fn relay_one_irc_message(config: Config) -> String {
+    use std::sync::{Arc, RwLock};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (forwarded, writer) = rt.block_on(async move {
+        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&config).unwrap(), false);
+        let shared = Arc::new(imspector::session::Shared {
+            upstream: imspector::net::Upstream {
+                interface: None,
+                // The proxy's own connection to the server is not redirected.
+                mark: Some(1),
+                timeout: config.connect_timeout,
+            },
+            filters: RwLock::new(Arc::new(
+                imspector::filter::build(&config.settings).unwrap(),
+            )),
+            logger,
+            config,
+        });
+        let server = TcpListener::bind("127.0.0.1:6667").await.unwrap();
+        let proxy = TcpListener::bind("127.0.0.1:16667").await.unwrap();
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let session = tokio::spawn(async move {
+            let (stream, peer) = proxy.accept().await.unwrap();
+            imspector::session::serve(stream, peer, shared, stop_rx).await;
+        });
+        let mut client = TcpStream::connect("127.0.0.1:6667").await.unwrap();
+        let (mut upstream, _) = server.accept().await.unwrap();
+        client
+            .write_all(b"NICK alice\r\nUSER a 0 * :A\r\nPRIVMSG bob :the secret plan\r\n")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        upstream.read_to_end(&mut got).await.unwrap();
+        drop(upstream);
+        session.await.unwrap();
+        (String::from_utf8(got).unwrap(), writer)
+    });
+    writer.join().unwrap();
+    forwarded
 }
 
 /// Makes a path unwritable even for root (the immutable attribute) until dropped.

@@ -250,7 +250,7 @@ impl Postgres {
             .arg(self.dir.path().join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-k {} -c listen_addresses='' -c fsync=off",
+                "-k {} -c listen_addresses=''",
                 self.dir.path().display()
             ))
             .args(["-w", "-t", "120"])
