@@ -55,7 +55,14 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let events: Vec<LogEvent> = (0..EVENTS).map(support::event).collect();
+    // 20 users in conversation, as on a small network (the file sink keeps a
+    // file per conversation and day).
+    let events: Vec<LogEvent> = (0..EVENTS)
+        .map(|n| LogEvent {
+            local_id: format!("user{}@example.org", n % 20),
+            ..support::event(n)
+        })
+        .collect();
     println!("{EVENTS} events per run, {RUNS} runs per sink");
     measure(
         "file",
