@@ -92,19 +92,22 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     // (new) SO_MARK on upstream connections, so firewall rules can skip them
     ("upstream_mark", Support::Supported),
     ("file_logging_dir", Support::Supported),
-    ("cats_logging_filename", Support::NotYet),
-    ("mysql_server", Support::NotYet),
-    ("mysql_database", Support::NotYet),
-    ("mysql_username", Support::NotYet),
-    ("mysql_password", Support::NotYet),
-    ("mysql_port", Support::NotYet),
-    ("mysql_socket", Support::NotYet),
-    ("pgsql_connect", Support::NotYet),
-    ("sqlite_file", Support::NotYet),
-    ("spool_dir", Support::NotYet),
-    ("syslog_logging", Support::NotYet),
-    ("syslog_facility", Support::NotYet),
-    ("syslog_server", Support::NotYet),
+    ("cats_logging_filename", Support::Supported),
+    ("mysql_server", Support::Supported),
+    ("mysql_database", Support::Supported),
+    ("mysql_username", Support::Supported),
+    ("mysql_password", Support::Supported),
+    // (new) MySQL port, or a unix socket instead of server and port
+    ("mysql_port", Support::Supported),
+    ("mysql_socket", Support::Supported),
+    ("pgsql_connect", Support::Supported),
+    ("sqlite_file", Support::Supported),
+    // (new) where database sinks journal their events
+    ("spool_dir", Support::Supported),
+    // (new) one line per event to syslog
+    ("syslog_logging", Support::Supported),
+    ("syslog_facility", Support::Supported),
+    ("syslog_server", Support::Supported),
     ("badwords_filename", Support::Supported),
     ("badwords_replace_character", Support::Supported),
     ("badwords_block_count", Support::Supported),
@@ -212,6 +215,11 @@ impl Settings {
         }
     }
 
+    /// True for the embedded default (no configuration file).
+    pub fn is_embedded(&self) -> bool {
+        self.values.is_empty() && self.source.starts_with('<')
+    }
+
     /// Options that are set but that this build cannot honour yet.
     pub fn unsupported(&self) -> Vec<String> {
         let mut found: Vec<_> = self
@@ -300,7 +308,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
-        let embedded = settings.values.is_empty() && settings.source.starts_with('<');
+        let embedded = settings.is_embedded();
         let mut protocols = BTreeMap::new();
         for kind in ProtocolKind::ALL {
             let prefix = kind.config_prefix();

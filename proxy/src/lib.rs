@@ -29,10 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The sinks the configuration asks for.
 pub fn build_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn log::Sink>>> {
-    let mut sinks: Vec<Box<dyn log::Sink>> = Vec::new();
-    if let Some(dir) = &config.file_logging_dir {
-        sinks.push(Box::new(log::file::FileSink::new(dir)));
-    }
+    let sinks = log::build::build(config)?;
     if sinks.is_empty() {
         ::log::warn!("no logging is configured: events are not stored anywhere");
     }

@@ -2,18 +2,35 @@
 //! writer thread owns every sink and writes batches to each.
 //!
 //! The channel is bounded so that a slow sink slows the chat down rather than
-//! growing memory without limit; nothing is dropped.
+//! growing memory without limit; nothing is dropped. The database sinks are
+//! [`spooled::Spooled`]: the writer only appends to their journals on disk, and
+//! each has its own thread that talks to its database, so one database that is
+//! slow or away never holds up the others.
 
+pub mod build;
+pub mod cats;
 pub mod file;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod spool;
+pub mod spooled;
+pub mod sql;
+pub mod sqlite;
+pub mod syslog;
 
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::event::LogEvent;
 
 /// How many events may wait for the writer.
 const CHANNEL_CAPACITY: usize = 4096;
 /// Most events written in one batch (one transaction for SQL sinks).
-const MAX_BATCH: usize = 512;
+pub const MAX_BATCH: usize = 512;
+/// How often sinks get a [`Sink::tick`] while no event comes.
+const TICK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -33,6 +50,10 @@ pub trait Sink: Send {
     /// Store `events` in order. On error none or some may have been stored;
     /// the caller decides whether to retry.
     fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError>;
+    /// Called about once a [`TICK`] while idle, to retry what failed.
+    fn tick(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 enum Command {
@@ -87,9 +108,27 @@ fn writer_loop(
     mut sinks: Vec<Box<dyn Sink>>,
     echo: bool,
 ) {
+    // Only for the receive timeout.
+    let clock = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("building the writer's timer");
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
+    loop {
+        let received = clock.block_on(async { tokio::time::timeout(TICK, rx.recv()).await });
+        let first = match received {
+            Ok(Some(command)) => command,
+            Ok(None) => break,
+            Err(_) => {
+                for sink in sinks.iter_mut() {
+                    if let Err(e) = sink.tick() {
+                        log::error!("{} sink: {e}", sink.name());
+                    }
+                }
+                continue;
+            }
+        };
         let mut next = Some(first);
         while let Some(command) = next {
             match command {
@@ -121,6 +160,8 @@ fn writer_loop(
             let _ = done.send(());
         }
     }
+    // Dropping the sinks stops their threads after they wrote what they can.
+    drop(sinks);
 }
 
 /// One line for the debug output.
@@ -137,4 +178,26 @@ fn describe(e: &LogEvent) -> String {
         e.categories,
         e.data
     )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use imspector_protocols::EventType;
+
+    /// An outgoing IRC message from alice to #chan.
+    pub fn event(data: &str) -> LogEvent {
+        LogEvent {
+            timestamp: 1160853407,
+            client: "192.168.0.4:62013".into(),
+            protocol: "IRC",
+            outgoing: true,
+            kind: EventType::Message,
+            local_id: "alice".into(),
+            remote_id: "#chan".into(),
+            filtered: false,
+            categories: String::new(),
+            data: data.into(),
+        }
+    }
 }

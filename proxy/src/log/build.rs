@@ -1,0 +1,117 @@
+//! The sinks the logging options ask for.
+
+use std::path::{Path, PathBuf};
+
+use super::cats::CatsSink;
+use super::file::FileSink;
+use super::spooled::{Backend, Spooled};
+use super::sqlite::SqliteBackend;
+use super::syslog::{self, SyslogSink, Target};
+use super::Sink;
+use crate::config::{Config, ConfigError, Settings};
+
+/// Where database sinks keep their journals unless `spool_dir` says otherwise.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/imspector";
+/// The same for the embedded default (no configuration file).
+pub const EMBEDDED_SPOOL_DIR: &str = "imspector-spool";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Sink(#[from] super::SinkError),
+}
+
+pub fn build(config: &Config) -> Result<Vec<Box<dyn Sink>>, BuildError> {
+    let s = &config.settings;
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if let Some(dir) = &config.file_logging_dir {
+        sinks.push(Box::new(FileSink::new(dir)));
+    }
+    if let Some(path) = s.path("cats_logging_filename") {
+        sinks.push(Box::new(CatsSink::new(path)));
+    }
+    if s.flag("syslog_logging")?.unwrap_or(false) {
+        sinks.push(Box::new(syslog_sink(s)?));
+    }
+    let spool_dir = s.path("spool_dir").unwrap_or_else(|| {
+        PathBuf::from(if s.is_embedded() {
+            EMBEDDED_SPOOL_DIR
+        } else {
+            DEFAULT_SPOOL_DIR
+        })
+    });
+    for backend in backends(s)? {
+        let dir = spool_of(&spool_dir, backend.name());
+        sinks.push(Box::new(Spooled::start(backend, &dir)?));
+    }
+    Ok(sinks)
+}
+
+fn syslog_sink(s: &Settings) -> Result<SyslogSink, ConfigError> {
+    let facility = match s.get("syslog_facility") {
+        None => syslog::facility("local0").expect("a facility name"),
+        Some(name) => syslog::facility(name)
+            .ok_or_else(|| s.bad("syslog_facility", format!("{name:?} is not a facility")))?,
+    };
+    let target = match s.get("syslog_server").filter(|v| !v.is_empty()) {
+        None => Target::Local,
+        Some(v) => Target::parse(v).map_err(|why| s.bad("syslog_server", why))?,
+    };
+    Ok(SyslogSink::new(target, facility))
+}
+
+fn backends(s: &Settings) -> Result<Vec<Box<dyn Backend>>, ConfigError> {
+    let mut found: Vec<Box<dyn Backend>> = Vec::new();
+    if let Some(path) = s.path("sqlite_file") {
+        found.push(Box::new(SqliteBackend::new(path)));
+    }
+    if s.get("mysql_server").is_some() || s.get("mysql_socket").is_some() {
+        found.push(mysql_backend(s)?);
+    }
+    if let Some(connect) = s.get("pgsql_connect").filter(|v| !v.is_empty()) {
+        found.push(postgres_backend(s, connect)?);
+    }
+    Ok(found)
+}
+
+#[cfg(feature = "mysql")]
+fn mysql_backend(s: &Settings) -> Result<Box<dyn Backend>, ConfigError> {
+    use super::mysql::{MysqlBackend, MysqlTarget};
+    let required = |key: &str| match s.get(key).filter(|v| !v.is_empty()) {
+        Some(v) => Ok(v.to_string()),
+        None => Err(s.bad(key, "must be set for MySQL logging")),
+    };
+    let target = MysqlTarget {
+        server: s.get("mysql_server").unwrap_or("localhost").to_string(),
+        port: s.parsed("mysql_port")?,
+        socket: s.path("mysql_socket").map(|p| p.display().to_string()),
+        database: required("mysql_database")?,
+        username: required("mysql_username")?,
+        password: s.get("mysql_password").unwrap_or_default().to_string(),
+    };
+    Ok(Box::new(MysqlBackend::new(target)))
+}
+
+#[cfg(not(feature = "mysql"))]
+fn mysql_backend(s: &Settings) -> Result<Box<dyn Backend>, ConfigError> {
+    Err(s.bad("mysql_server", "this build has no MySQL support"))
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_backend(s: &Settings, connect: &str) -> Result<Box<dyn Backend>, ConfigError> {
+    let backend = super::postgres::PostgresBackend::new(connect)
+        .map_err(|why| s.bad("pgsql_connect", why))?;
+    Ok(Box::new(backend))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_backend(s: &Settings, _: &str) -> Result<Box<dyn Backend>, ConfigError> {
+    Err(s.bad("pgsql_connect", "this build has no PostgreSQL support"))
+}
+
+/// The journal directory of one backend under `spool_dir`.
+pub fn spool_of(spool_dir: &Path, backend: &str) -> PathBuf {
+    spool_dir.join(backend)
+}

@@ -1,0 +1,95 @@
+//! `cats_logging_filename`: one file with a line for every event that filters
+//! put in a category (non-empty `categories`), for a quick look at what was
+//! caught. A line is the file log's line with protocol, local and remote id in
+//! front: `protocol,localid,remoteid,client,timestamp,outgoing,type,filtered,categories,eventdata`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::file::format_line;
+use super::{Sink, SinkError};
+use crate::event::LogEvent;
+
+pub struct CatsSink {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl CatsSink {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        CatsSink {
+            path: path.into(),
+            file: None,
+        }
+    }
+
+    fn append(&mut self, text: &[u8]) -> std::io::Result<()> {
+        if self.file.is_none() {
+            self.file = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?,
+            );
+        }
+        let result = self.file.as_mut().expect("opened above").write_all(text);
+        if result.is_err() {
+            // Reopen next time: the file may have been rotated away.
+            self.file = None;
+        }
+        result
+    }
+}
+
+pub fn format_cats_line(e: &LogEvent) -> String {
+    format!(
+        "{},{},{},{}",
+        e.protocol,
+        e.local_id,
+        e.remote_id,
+        format_line(e)
+    )
+}
+
+impl Sink for CatsSink {
+    fn name(&self) -> &str {
+        "cats"
+    }
+
+    fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError> {
+        let text: String = events
+            .iter()
+            .filter(|e| !e.categories.is_empty())
+            .map(format_cats_line)
+            .collect();
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.append(text.as_bytes())
+            .map_err(|source| SinkError::Io {
+                path: self.path.display().to_string(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::tests::event;
+
+    #[test]
+    fn only_categorised_events_one_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cats.log");
+        let mut sink = CatsSink::new(&path);
+        let mut caught = event("you are a bad\nword");
+        caught.categories = "2 badwords;".into();
+        sink.write(&[event("plain"), caught]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "IRC,alice,#chan,192.168.0.4:62013,1160853407,1,1,0,2 badwords;,you are a bad\\nword\n"
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! What the SQL sinks share: the original's `messages` table, the progress
+//! table of the spool, and the statements, written once for the three dialects.
+
+use super::SinkError;
+use crate::event::LogEvent;
+
+/// The columns imspector fills, in the table's order (`id` comes first and is
+/// generated). `categories` is missing from tables made by IMSpector 0.5.
+pub const COLUMNS: [&str; 10] = [
+    "timestamp",
+    "clientaddress",
+    "protocolname",
+    "outgoing",
+    "type",
+    "localid",
+    "remoteid",
+    "filtered",
+    "categories",
+    "eventdata",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Mysql,
+    Postgres,
+}
+
+impl Dialect {
+    /// The original's table, created when missing.
+    pub fn create_messages(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "CREATE TABLE IF NOT EXISTS messages (
+                    id integer PRIMARY KEY AUTOINCREMENT,
+                    timestamp integer NOT NULL,
+                    clientaddress text NOT NULL,
+                    protocolname text NOT NULL,
+                    outgoing integer NOT NULL,
+                    type integer NOT NULL,
+                    localid text NOT NULL,
+                    remoteid text NOT NULL,
+                    filtered integer NOT NULL,
+                    categories text NOT NULL,
+                    eventdata blob NOT NULL)"
+            }
+            Dialect::Mysql => {
+                "CREATE TABLE IF NOT EXISTS messages (
+                    id int NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                    timestamp int NOT NULL,
+                    clientaddress text NOT NULL,
+                    protocolname text NOT NULL,
+                    outgoing int NOT NULL,
+                    type int NOT NULL,
+                    localid text NOT NULL,
+                    remoteid text NOT NULL,
+                    filtered int NOT NULL,
+                    categories text NOT NULL,
+                    eventdata blob NOT NULL
+                ) DEFAULT CHARSET=utf8mb4"
+            }
+            Dialect::Postgres => {
+                "CREATE TABLE IF NOT EXISTS messages (
+                    id serial PRIMARY KEY,
+                    timestamp timestamp with time zone NOT NULL DEFAULT now(),
+                    clientaddress text NOT NULL,
+                    protocolname text NOT NULL,
+                    outgoing integer NOT NULL,
+                    type integer NOT NULL,
+                    localid text NOT NULL,
+                    remoteid text NOT NULL,
+                    filtered integer NOT NULL,
+                    categories text NOT NULL,
+                    eventdata text NOT NULL)"
+            }
+        }
+    }
+
+    /// Where each journal's committed sequence number is kept (see `spooled.rs`).
+    pub fn create_progress(self) -> &'static str {
+        "CREATE TABLE IF NOT EXISTS imspector_spool (
+            spool varchar(64) NOT NULL PRIMARY KEY,
+            seq bigint NOT NULL)"
+    }
+
+    /// Selects no row; its column names tell which layout the table has.
+    pub fn probe_messages(self) -> &'static str {
+        "SELECT * FROM messages WHERE 1 = 0"
+    }
+
+    pub fn select_progress(self) -> String {
+        format!(
+            "SELECT seq FROM imspector_spool WHERE spool = {}",
+            self.p(1)
+        )
+    }
+
+    pub fn insert_progress(self) -> String {
+        format!(
+            "INSERT INTO imspector_spool (spool, seq) VALUES ({}, 0)",
+            self.p(1)
+        )
+    }
+
+    pub fn update_progress(self) -> String {
+        format!(
+            "UPDATE imspector_spool SET seq = {} WHERE spool = {}",
+            self.p(1),
+            self.p(2)
+        )
+    }
+
+    /// One row of `layout`; parameters in the order of [`Row`]'s fields.
+    pub fn insert_message(self, layout: Layout) -> String {
+        let columns: Vec<&str> = COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| layout == Layout::WithCategories || *c != "categories")
+            .collect();
+        let values: Vec<String> = (1..=columns.len())
+            .map(|i| match (self, i) {
+                // The event's time, not the time of the insert (a replayed
+                // event keeps when it happened).
+                (Dialect::Postgres, 1) => "to_timestamp($1)".to_string(),
+                _ => self.p(i),
+            })
+            .collect();
+        let quoted: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
+        format!(
+            "INSERT INTO messages ({}) VALUES ({})",
+            quoted.join(", "),
+            values.join(", ")
+        )
+    }
+
+    /// Placeholder number `i` (from 1).
+    fn p(self, i: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${i}"),
+            Dialect::Sqlite | Dialect::Mysql => "?".to_string(),
+        }
+    }
+
+    /// `timestamp` and `type` are keywords in some dialects.
+    fn quote(self, column: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("`{column}`"),
+            Dialect::Sqlite | Dialect::Postgres => format!("\"{column}\""),
+        }
+    }
+}
+
+/// Which of the original's tables is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// IMSpector 0.9 and this program.
+    WithCategories,
+    /// IMSpector 0.5.
+    WithoutCategories,
+}
+
+impl Layout {
+    /// The layout of a table with these columns, or why it cannot be used.
+    pub fn detect<S: AsRef<str>>(columns: &[S]) -> Result<Layout, SinkError> {
+        let has = |name: &str| {
+            columns
+                .iter()
+                .any(|c| c.as_ref().eq_ignore_ascii_case(name))
+        };
+        let missing: Vec<&str> = COLUMNS
+            .iter()
+            .copied()
+            .filter(|c| *c != "categories" && !has(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(SinkError::Other(format!(
+                "table messages exists but lacks the columns {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(if has("categories") {
+            Layout::WithCategories
+        } else {
+            Layout::WithoutCategories
+        })
+    }
+}
+
+/// A column value, as each backend binds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// UNIX seconds (PostgreSQL binds it as a time).
+    Time(i64),
+    Int(i32),
+    Text(&'a str),
+    /// `eventdata`: a blob in MySQL and SQLite, holding the UTF-8 text.
+    Data(&'a str),
+}
+
+/// One event as the values of [`Dialect::insert_message`], in [`COLUMNS`] order.
+pub fn values(e: &LogEvent, layout: Layout) -> Vec<Value<'_>> {
+    let mut v = vec![
+        Value::Time(e.timestamp),
+        Value::Text(&e.client),
+        Value::Text(e.protocol),
+        Value::Int(e.outgoing.into()),
+        Value::Int(e.kind.code().into()),
+        Value::Text(&e.local_id),
+        Value::Text(&e.remote_id),
+        Value::Int(e.filtered.into()),
+    ];
+    if layout == Layout::WithCategories {
+        v.push(Value::Text(&e.categories));
+    }
+    v.push(Value::Data(&e.data));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_statements_per_dialect_and_layout() {
+        assert_eq!(
+            Dialect::Postgres.insert_message(Layout::WithCategories),
+            "INSERT INTO messages (\"timestamp\", \"clientaddress\", \"protocolname\", \
+             \"outgoing\", \"type\", \"localid\", \"remoteid\", \"filtered\", \"categories\", \
+             \"eventdata\") VALUES (to_timestamp($1), $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        assert_eq!(
+            Dialect::Mysql.insert_message(Layout::WithoutCategories),
+            "INSERT INTO messages (`timestamp`, `clientaddress`, `protocolname`, `outgoing`, \
+             `type`, `localid`, `remoteid`, `filtered`, `eventdata`) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+    }
+
+    #[test]
+    fn layouts_are_told_apart_and_foreign_tables_refused() {
+        let v09 = [
+            "id",
+            "timestamp",
+            "clientaddress",
+            "protocolname",
+            "outgoing",
+            "type",
+        ];
+        let rest = ["localid", "remoteid", "filtered", "eventdata"];
+        let old: Vec<&str> = v09.iter().chain(rest.iter()).copied().collect();
+        assert_eq!(Layout::detect(&old).unwrap(), Layout::WithoutCategories);
+        let mut new = old.clone();
+        new.insert(9, "categories");
+        assert_eq!(Layout::detect(&new).unwrap(), Layout::WithCategories);
+        let e = Layout::detect(&["id", "text"]).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("lacks the columns timestamp, clientaddress"));
+    }
+}

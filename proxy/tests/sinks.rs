@@ -1,0 +1,674 @@
+//! The SQL sinks against real servers: every field read back, tables of the
+//! original reused, and no event lost or repeated when the database goes away
+//! while imspector runs and restarts.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use imspector::config::{Config, Settings};
+use imspector::event::LogEvent;
+use imspector::log::{self, Sink};
+use support::{event, Mariadb, Postgres};
+
+/// A row as every backend gives it back: the `messages` columns after `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    timestamp: i64,
+    client: String,
+    protocol: String,
+    outgoing: i64,
+    kind: i64,
+    local_id: String,
+    remote_id: String,
+    filtered: i64,
+    /// `None` in a table without the column.
+    categories: Option<String>,
+    data: String,
+}
+
+fn expected(e: &LogEvent, with_categories: bool) -> Row {
+    Row {
+        timestamp: e.timestamp,
+        client: e.client.clone(),
+        protocol: e.protocol.to_string(),
+        outgoing: e.outgoing.into(),
+        kind: e.kind.code().into(),
+        local_id: e.local_id.clone(),
+        remote_id: e.remote_id.clone(),
+        filtered: e.filtered.into(),
+        categories: with_categories.then(|| e.categories.clone()),
+        data: e.data.clone(),
+    }
+}
+
+const ORIGINAL_COLUMNS: [&str; 11] = [
+    "id",
+    "timestamp",
+    "clientaddress",
+    "protocolname",
+    "outgoing",
+    "type",
+    "localid",
+    "remoteid",
+    "filtered",
+    "categories",
+    "eventdata",
+];
+
+/// Start the sinks of a configuration, write `events` through the writer
+/// thread, and stop (which waits until the databases have them).
+fn log_through_config(config_text: &str, events: &[LogEvent]) {
+    let settings = Settings::parse("test.conf", config_text).unwrap();
+    let config = Config::from_settings(settings).unwrap();
+    let sinks = imspector::build_sinks(&config).unwrap();
+    log_through(sinks, events);
+}
+
+fn log_through(sinks: Vec<Box<dyn Sink>>, events: &[LogEvent]) {
+    let (logger, writer) = log::spawn_writer(sinks, false);
+    send(&logger, events);
+    drop(logger);
+    writer.join().unwrap();
+}
+
+fn send(logger: &log::Logger, events: &[LogEvent]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for e in events {
+            logger.log(e.clone()).await;
+        }
+    });
+}
+
+/// Events whose text stresses the storage: emoji, quotes, control characters.
+fn tricky_events() -> Vec<LogEvent> {
+    let mut events: Vec<LogEvent> = (0..20).map(event).collect();
+    events[1].data = "emoji 😀🎉 and CJK 漢字, quote ' \" backslash \\".into();
+    events[2].data = (1u8..32)
+        .chain(127..128)
+        .map(char::from)
+        .chain("\u{80}\u{ff}\u{fffd}\u{10ffff}".chars())
+        .collect();
+    events[3].local_id = "émile@exämple.org".into();
+    events[4].data = "x".repeat(60_000);
+    events
+}
+
+// ---------------------------------------------------------------- SQLite
+
+fn sqlite_rows(path: &Path) -> Vec<Row> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let with_categories = sqlite_columns(path).contains(&"categories".to_string());
+    let sql = if with_categories {
+        "SELECT timestamp, clientaddress, protocolname, outgoing, type, localid, remoteid, \
+         filtered, categories, CAST(eventdata AS TEXT) FROM messages ORDER BY id"
+    } else {
+        "SELECT timestamp, clientaddress, protocolname, outgoing, type, localid, remoteid, \
+         filtered, NULL, CAST(eventdata AS TEXT) FROM messages ORDER BY id"
+    };
+    let mut stmt = conn.prepare(sql).unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Row {
+                timestamp: r.get(0)?,
+                client: r.get(1)?,
+                protocol: r.get(2)?,
+                outgoing: r.get(3)?,
+                kind: r.get(4)?,
+                local_id: r.get(5)?,
+                remote_id: r.get(6)?,
+                filtered: r.get(7)?,
+                categories: r.get(8)?,
+                data: r.get(9)?,
+            })
+        })
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+/// Rows so far; 0 while the table does not exist yet.
+fn sqlite_count(path: &Path) -> usize {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+fn sqlite_columns(path: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let stmt = conn.prepare("SELECT * FROM messages").unwrap();
+    let names = stmt.column_names().iter().map(|c| c.to_string()).collect();
+    names
+}
+
+#[test]
+fn sqlite_stores_every_field_in_the_original_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("imspector.db");
+    let events = tricky_events();
+    log_through_config(
+        &format!(
+            "sqlite_file={}\nspool_dir={}\n",
+            db.display(),
+            dir.path().join("spool").display()
+        ),
+        &events,
+    );
+    assert_eq!(sqlite_columns(&db), ORIGINAL_COLUMNS);
+    let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+    assert_eq!(sqlite_rows(&db), want);
+}
+
+#[test]
+fn sqlite_reuses_a_table_of_imspector_0_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE messages (id integer PRIMARY KEY AUTOINCREMENT, timestamp integer,
+             clientaddress text, protocolname text, outgoing integer, type integer,
+             localid text, remoteid text, filtered integer, eventdata blob);
+             INSERT INTO messages VALUES (NULL, 1160853407, '10.0.0.1:1', 'MSN', 1, 1,
+             'a@b', 'c@d', 0, 'from the original');",
+        )
+        .unwrap();
+    let events: Vec<LogEvent> = (0..5).map(event).collect();
+    log_through_config(
+        &format!(
+            "sqlite_file={}\nspool_dir={}\n",
+            db.display(),
+            dir.path().join("spool").display()
+        ),
+        &events,
+    );
+    let rows = sqlite_rows(&db);
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[0].data, "from the original");
+    let want: Vec<Row> = events.iter().map(|e| expected(e, false)).collect();
+    assert_eq!(rows[1..], want);
+}
+
+/// Run a command of the namespace set-up; it must succeed.
+fn must(program: &str, args: &[&str]) {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed");
+}
+
+#[test]
+fn hide_eventdata_keeps_the_text_out_of_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hidden.db");
+    let text = format!(
+        "irc_protocol=on\nhide_eventdata=on\nsqlite_file={}\nspool_dir={}\n",
+        db.display(),
+        dir.path().join("spool").display()
+    );
+    let config = Config::from_settings(Settings::parse("test.conf", &text).unwrap()).unwrap();
+    // A network namespace for this thread only, with a REDIRECT of IRC to the
+    // proxy as on a gateway; the client, the proxy and the server live in it.
+    let forwarded = std::thread::spawn(move || {
+        // SAFETY: unshare has no memory effects; it moves this thread alone.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET) needs root: {}",
+            std::io::Error::last_os_error()
+        );
+        must("ip", &["link", "set", "lo", "up"]);
+        must(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-d",
+                "127.0.0.1",
+                "--dport",
+                "6667",
+                "-m",
+                "mark",
+                "!",
+                "--mark",
+                "1",
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                "16667",
+            ],
+        );
+        relay_one_irc_message(config)
+    })
+    .join()
+    .unwrap();
+    assert!(
+        forwarded.ends_with("PRIVMSG bob :the secret plan\r\n"),
+        "{forwarded:?}"
+    );
+    let rows = sqlite_rows(&db);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].protocol.as_str(),
+            rows[0].local_id.as_str(),
+            rows[0].remote_id.as_str()
+        ),
+        ("IRC", "alice", "bob")
+    );
+    assert_eq!(rows[0].data, "*HIDDEN*");
+}
+
+/// Client -> REDIRECT -> one proxy session -> server; returns what the server got.
+fn relay_one_irc_message(config: Config) -> String {
+    use std::sync::{Arc, RwLock};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (forwarded, writer) = rt.block_on(async move {
+        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&config).unwrap(), false);
+        let shared = Arc::new(imspector::session::Shared {
+            upstream: imspector::net::Upstream {
+                interface: None,
+                // The proxy's own connection to the server is not redirected.
+                mark: Some(1),
+                timeout: config.connect_timeout,
+            },
+            filters: RwLock::new(Arc::new(
+                imspector::filter::build(&config.settings).unwrap(),
+            )),
+            logger,
+            config,
+        });
+        let server = TcpListener::bind("127.0.0.1:6667").await.unwrap();
+        let proxy = TcpListener::bind("127.0.0.1:16667").await.unwrap();
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let session = tokio::spawn(async move {
+            let (stream, peer) = proxy.accept().await.unwrap();
+            imspector::session::serve(stream, peer, shared, stop_rx).await;
+        });
+        let mut client = TcpStream::connect("127.0.0.1:6667").await.unwrap();
+        let (mut upstream, _) = server.accept().await.unwrap();
+        client
+            .write_all(b"NICK alice\r\nUSER a 0 * :A\r\nPRIVMSG bob :the secret plan\r\n")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        upstream.read_to_end(&mut got).await.unwrap();
+        drop(upstream);
+        session.await.unwrap();
+        (String::from_utf8(got).unwrap(), writer)
+    });
+    writer.join().unwrap();
+    forwarded
+}
+
+/// Makes a path unwritable even for root (the immutable attribute) until dropped.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Immutable {
+        chattr("+i", path);
+        Immutable(path.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        chattr("-i", &self.0);
+    }
+}
+
+fn chattr(change: &str, path: &Path) {
+    let status = Command::new("chattr")
+        .arg(change)
+        .arg(path)
+        .status()
+        .expect("running chattr (package e2fsprogs)");
+    assert!(
+        status.success(),
+        "chattr {change} {} failed: this test needs root and a file system with the \
+         immutable attribute (ext4, xfs, btrfs, tmpfs)",
+        path.display()
+    );
+}
+
+#[test]
+fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
+    support::capture_log();
+    let dir = tempfile::tempdir().unwrap();
+    let db_dir = dir.path().join("db");
+    std::fs::create_dir(&db_dir).unwrap();
+    let db = db_dir.join("imspector.db");
+    let config = format!(
+        "sqlite_file={}\nspool_dir={}\n",
+        db.display(),
+        dir.path().join("spool").display()
+    );
+    let events: Vec<LogEvent> = (0..300).map(event).collect();
+    let settings = Settings::parse("test.conf", &config).unwrap();
+    let config = Config::from_settings(settings).unwrap();
+
+    let (logger, writer) = log::spawn_writer(imspector::build_sinks(&config).unwrap(), false);
+    send(&logger, &events[..100]);
+    support::eventually("the first events in the database", || sqlite_count(&db) > 0);
+    // The database file and its directory become unwritable: SQLite cannot
+    // create its journal nor write the file.
+    let file_locked = Immutable::set(&db);
+    let dir_locked = Immutable::set(&db_dir);
+    send(&logger, &events[100..200]);
+    drop(logger);
+    writer.join().unwrap();
+    let while_down = sqlite_rows(&db).len();
+    assert!(while_down < 200, "the file was written while unwritable");
+
+    // imspector restarts while the file is still unwritable.
+    let (logger, writer) = log::spawn_writer(imspector::build_sinks(&config).unwrap(), false);
+    send(&logger, &events[200..250]);
+    drop(dir_locked);
+    drop(file_locked);
+    send(&logger, &events[250..]);
+    support::eventually("every event in the database", || {
+        sqlite_count(&db) >= events.len()
+    });
+    drop(logger);
+    writer.join().unwrap();
+
+    let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+    assert_eq!(sqlite_rows(&db), want);
+    let down = support::log_lines("WARN sqlite sink is down");
+    assert!(!down.is_empty(), "no line said the sink went down");
+    assert!(down[0].contains("imspector.db"), "{down:?}");
+    let back = support::log_lines("INFO sqlite sink is back: ");
+    assert!(
+        back.iter().any(|l| l.ends_with(" spooled events replayed")),
+        "no line said the sink is back: {back:?}"
+    );
+}
+
+// ---------------------------------------------------------------- MariaDB
+
+#[cfg(feature = "mysql")]
+mod mariadb {
+    use super::*;
+    use mysql::prelude::Queryable;
+
+    fn rows(db: &Mariadb) -> Vec<Row> {
+        let opts = mysql::OptsBuilder::new()
+            .socket(Some(db.socket().display().to_string()))
+            .user(Some(support::DB_USER))
+            .pass(Some(support::DB_PASSWORD))
+            .db_name(Some(support::DB_NAME));
+        let mut conn = mysql::Conn::new(opts).unwrap();
+        conn.query_drop("SET NAMES utf8mb4").unwrap();
+        let with_categories = columns(db).contains(&"categories".to_string());
+        let categories = if with_categories {
+            "categories"
+        } else {
+            "NULL"
+        };
+        conn.query_map(
+            format!(
+                "SELECT timestamp, clientaddress, protocolname, outgoing, type, localid, \
+                 remoteid, filtered, {categories}, eventdata FROM messages ORDER BY id"
+            ),
+            |r: mysql::Row| {
+                let data: Vec<u8> = r.get(9).unwrap();
+                Row {
+                    timestamp: r.get(0).unwrap(),
+                    client: r.get(1).unwrap(),
+                    protocol: r.get(2).unwrap(),
+                    outgoing: r.get(3).unwrap(),
+                    kind: r.get(4).unwrap(),
+                    local_id: r.get(5).unwrap(),
+                    remote_id: r.get(6).unwrap(),
+                    filtered: r.get(7).unwrap(),
+                    categories: r.get(8).unwrap(),
+                    data: String::from_utf8(data).unwrap(),
+                }
+            },
+        )
+        .unwrap()
+    }
+
+    /// Rows so far; 0 while the server or the table is not there.
+    fn count(db: &Mariadb) -> usize {
+        let opts = mysql::OptsBuilder::new()
+            .socket(Some(db.socket().display().to_string()))
+            .user(Some(support::DB_USER))
+            .pass(Some(support::DB_PASSWORD))
+            .db_name(Some(support::DB_NAME));
+        mysql::Conn::new(opts)
+            .and_then(|mut c| c.query_first::<usize, _>("SELECT count(*) FROM messages"))
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    fn columns(db: &Mariadb) -> Vec<String> {
+        db.sql(&format!(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = \
+             '{}' AND table_name = 'messages' ORDER BY ordinal_position",
+            support::DB_NAME
+        ))
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+
+    fn config(db: &Mariadb, spool: &Path) -> String {
+        format!("{}spool_dir={}\n", db.config(), spool.display())
+    }
+
+    #[test]
+    fn mariadb_stores_every_field_in_a_utf8mb4_table_and_reuses_an_original_one() {
+        let db = Mariadb::start();
+        let spool = tempfile::tempdir().unwrap();
+        let events = tricky_events();
+        log_through_config(&config(&db, spool.path()), &events);
+        assert_eq!(columns(&db), ORIGINAL_COLUMNS);
+        let create = db.sql(&format!("SHOW CREATE TABLE {}.messages", support::DB_NAME));
+        assert!(create.contains("CHARSET=utf8mb4"), "{create}");
+        assert!(create.contains("`eventdata` blob NOT NULL"), "{create}");
+        assert!(create.contains("`timestamp` int(11) NOT NULL"), "{create}");
+        let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+        assert_eq!(rows(&db), want);
+
+        // A table made by IMSpector 0.5 (no categories) is written as it is.
+        db.sql(&format!(
+            "USE {}; DROP TABLE messages;
+             CREATE TABLE messages (id int NOT NULL auto_increment PRIMARY KEY,
+             timestamp int NOT NULL default '0', clientaddress text NOT NULL,
+             protocolname text NOT NULL, outgoing int NOT NULL default '0',
+             type int NOT NULL default '0', localid text NOT NULL, remoteid text NOT NULL,
+             filtered int NOT NULL default '0', eventdata blob NOT NULL) CHARSET=utf8mb4;",
+            support::DB_NAME
+        ));
+        let more: Vec<LogEvent> = (100..105).map(event).collect();
+        log_through_config(&config(&db, spool.path()), &more);
+        let want: Vec<Row> = more.iter().map(|e| expected(e, false)).collect();
+        assert_eq!(rows(&db), want);
+    }
+
+    #[test]
+    fn mariadb_outage_loses_and_repeats_nothing_across_a_restart() {
+        support::capture_log();
+        let mut db = Mariadb::start();
+        let spool = tempfile::tempdir().unwrap();
+        let config = config(&db, spool.path());
+        let events: Vec<LogEvent> = (0..600).map(event).collect();
+        let cfg = Config::from_settings(Settings::parse("test.conf", &config).unwrap()).unwrap();
+
+        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+        send(&logger, &events[..200]);
+        support::eventually("the first events in the database", || count(&db) > 0);
+        db.stop();
+        send(&logger, &events[200..300]);
+        // imspector restarts while the server is still down.
+        drop(logger);
+        writer.join().unwrap();
+        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+        send(&logger, &events[300..400]);
+        db.resume();
+        send(&logger, &events[400..]);
+        support::eventually("every event in the database", || count(&db) >= events.len());
+        drop(logger);
+        writer.join().unwrap();
+
+        let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+        assert_eq!(rows(&db), want);
+        let down = support::log_lines("WARN mysql sink is down");
+        assert!(!down.is_empty(), "no line said the sink went down");
+        let back = support::log_lines("INFO mysql sink is back: ");
+        assert!(!back.is_empty(), "no line said the sink is back");
+    }
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+#[cfg(feature = "postgres")]
+mod postgresql {
+    use super::*;
+
+    fn client(db: &Postgres) -> postgres::Client {
+        postgres::Client::connect(&db.connect_string(), postgres::NoTls).unwrap()
+    }
+
+    fn rows(db: &Postgres) -> Vec<Row> {
+        let with_categories = columns(db).contains(&"categories".to_string());
+        let categories = if with_categories {
+            "categories"
+        } else {
+            "NULL::text"
+        };
+        client(db)
+            .query(
+                &format!(
+                    "SELECT extract(epoch FROM timestamp)::bigint, clientaddress, protocolname, \
+                     outgoing::bigint, type::bigint, localid, remoteid, filtered::bigint, \
+                     {categories}, eventdata FROM messages ORDER BY id"
+                ),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| Row {
+                timestamp: r.get(0),
+                client: r.get(1),
+                protocol: r.get(2),
+                outgoing: r.get(3),
+                kind: r.get(4),
+                local_id: r.get(5),
+                remote_id: r.get(6),
+                filtered: r.get(7),
+                categories: r.get(8),
+                data: r.get(9),
+            })
+            .collect()
+    }
+
+    /// Rows so far; 0 while the server or the table is not there.
+    fn count(db: &Postgres) -> usize {
+        postgres::Client::connect(&db.connect_string(), postgres::NoTls)
+            .and_then(|mut c| c.query_one("SELECT count(*) FROM messages", &[]))
+            .map_or(0, |r| r.get::<_, i64>(0) as usize)
+    }
+
+    fn columns(db: &Postgres) -> Vec<String> {
+        client(db)
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_name = 'messages' ORDER BY ordinal_position",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    fn config(db: &Postgres, spool: &Path) -> String {
+        format!(
+            "pgsql_connect={}\nspool_dir={}\n",
+            db.connect_string(),
+            spool.display()
+        )
+    }
+
+    #[test]
+    fn postgres_stores_every_field_and_reuses_an_original_table() {
+        let db = Postgres::start();
+        let spool = tempfile::tempdir().unwrap();
+        let events = tricky_events();
+        log_through_config(&config(&db, spool.path()), &events);
+        assert_eq!(columns(&db), ORIGINAL_COLUMNS);
+        let types = db.sql(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'messages' \
+             AND column_name IN ('timestamp', 'eventdata') ORDER BY column_name",
+        );
+        assert_eq!(types, "text\ntimestamp with time zone\n");
+        let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+        assert_eq!(rows(&db), want);
+
+        db.sql(&format!(
+            "DROP TABLE messages;
+             CREATE TABLE messages (id serial PRIMARY KEY,
+             timestamp timestamp with time zone NOT NULL DEFAULT now(),
+             clientaddress text NOT NULL, protocolname text NOT NULL, outgoing integer NOT NULL,
+             type integer NOT NULL, localid text NOT NULL, remoteid text NOT NULL,
+             filtered integer NOT NULL, eventdata text NOT NULL);
+             ALTER TABLE messages OWNER TO {};",
+            support::DB_USER
+        ));
+        let more: Vec<LogEvent> = (100..105).map(event).collect();
+        log_through_config(&config(&db, spool.path()), &more);
+        let want: Vec<Row> = more.iter().map(|e| expected(e, false)).collect();
+        assert_eq!(rows(&db), want);
+    }
+
+    #[test]
+    fn postgres_outage_loses_and_repeats_nothing_across_a_restart() {
+        support::capture_log();
+        let mut db = Postgres::start();
+        let spool = tempfile::tempdir().unwrap();
+        let config = config(&db, spool.path());
+        let events: Vec<LogEvent> = (0..600).map(event).collect();
+        let cfg = Config::from_settings(Settings::parse("test.conf", &config).unwrap()).unwrap();
+
+        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+        send(&logger, &events[..200]);
+        support::eventually("the first events in the database", || count(&db) > 0);
+        db.stop();
+        send(&logger, &events[200..300]);
+        drop(logger);
+        writer.join().unwrap();
+        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+        send(&logger, &events[300..400]);
+        db.resume();
+        send(&logger, &events[400..]);
+        support::eventually("every event in the database", || count(&db) >= events.len());
+        drop(logger);
+        writer.join().unwrap();
+
+        let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+        assert_eq!(rows(&db), want);
+        let down = support::log_lines("WARN postgres sink is down");
+        assert!(!down.is_empty(), "no line said the sink went down");
+        let back = support::log_lines("INFO postgres sink is back: ");
+        assert!(!back.is_empty(), "no line said the sink is back");
+    }
+}
