@@ -5,7 +5,6 @@
 //!
 //! A missing server program is a test failure with the package to install,
 //! never a silent skip.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,15 +2,13 @@
 //! original reused, and no event lost or repeated when the database goes away
 //! while imspector runs and restarts.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use imspector::config::{Config, Settings};
 use imspector::event::LogEvent;
 use imspector::log::{self, Sink};
-use support::{event, Mariadb, Postgres};
+use imspector_e2e::databases::{self, event, Mariadb, Postgres};
 
 /// A row as every backend gives it back: the `messages` columns after `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,7 +347,7 @@ fn chattr(change: &str, path: &Path) {
 
 #[test]
 fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
-    support::capture_log();
+    databases::capture_log();
     let dir = tempfile::tempdir().unwrap();
     let db_dir = dir.path().join("db");
     std::fs::create_dir(&db_dir).unwrap();
@@ -365,7 +363,7 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
 
     let (logger, writer) = log::spawn_writer(imspector::build_sinks(&config).unwrap(), false);
     send(&logger, &events[..100]);
-    support::eventually("the first events in the database", || sqlite_count(&db) > 0);
+    databases::eventually("the first events in the database", || sqlite_count(&db) > 0);
     // The database file and its directory become unwritable: SQLite cannot
     // create its journal nor write the file.
     let file_locked = Immutable::set(&db);
@@ -382,7 +380,7 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
     drop(dir_locked);
     drop(file_locked);
     send(&logger, &events[250..]);
-    support::eventually("every event in the database", || {
+    databases::eventually("every event in the database", || {
         sqlite_count(&db) >= events.len()
     });
     drop(logger);
@@ -390,10 +388,10 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
 
     let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
     assert_eq!(sqlite_rows(&db), want);
-    let down = support::log_lines("WARN sqlite sink is down");
+    let down = databases::log_lines("WARN sqlite sink is down");
     assert!(!down.is_empty(), "no line said the sink went down");
     assert!(down[0].contains("imspector.db"), "{down:?}");
-    let back = support::log_lines("INFO sqlite sink is back: ");
+    let back = databases::log_lines("INFO sqlite sink is back: ");
     assert!(
         back.iter().any(|l| l.ends_with(" spooled events replayed")),
         "no line said the sink is back: {back:?}"
@@ -402,7 +400,6 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
 
 // ---------------------------------------------------------------- MariaDB
 
-#[cfg(feature = "mysql")]
 mod mariadb {
     use super::*;
     use mysql::prelude::Queryable;
@@ -410,9 +407,9 @@ mod mariadb {
     fn rows(db: &Mariadb) -> Vec<Row> {
         let opts = mysql::OptsBuilder::new()
             .socket(Some(db.socket().display().to_string()))
-            .user(Some(support::DB_USER))
-            .pass(Some(support::DB_PASSWORD))
-            .db_name(Some(support::DB_NAME));
+            .user(Some(databases::DB_USER))
+            .pass(Some(databases::DB_PASSWORD))
+            .db_name(Some(databases::DB_NAME));
         let mut conn = mysql::Conn::new(opts).unwrap();
         conn.query_drop("SET NAMES utf8mb4").unwrap();
         let with_categories = columns(db).contains(&"categories".to_string());
@@ -449,9 +446,9 @@ mod mariadb {
     fn count(db: &Mariadb) -> usize {
         let opts = mysql::OptsBuilder::new()
             .socket(Some(db.socket().display().to_string()))
-            .user(Some(support::DB_USER))
-            .pass(Some(support::DB_PASSWORD))
-            .db_name(Some(support::DB_NAME));
+            .user(Some(databases::DB_USER))
+            .pass(Some(databases::DB_PASSWORD))
+            .db_name(Some(databases::DB_NAME));
         mysql::Conn::new(opts)
             .and_then(|mut c| c.query_first::<usize, _>("SELECT count(*) FROM messages"))
             .ok()
@@ -463,7 +460,7 @@ mod mariadb {
         db.sql(&format!(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = \
              '{}' AND table_name = 'messages' ORDER BY ordinal_position",
-            support::DB_NAME
+            databases::DB_NAME
         ))
         .lines()
         .map(str::to_string)
@@ -481,7 +478,10 @@ mod mariadb {
         let events = tricky_events();
         log_through_config(&config(&db, spool.path()), &events);
         assert_eq!(columns(&db), ORIGINAL_COLUMNS);
-        let create = db.sql(&format!("SHOW CREATE TABLE {}.messages", support::DB_NAME));
+        let create = db.sql(&format!(
+            "SHOW CREATE TABLE {}.messages",
+            databases::DB_NAME
+        ));
         assert!(create.contains("CHARSET=utf8mb4"), "{create}");
         assert!(create.contains("`eventdata` blob NOT NULL"), "{create}");
         assert!(create.contains("`timestamp` int(11) NOT NULL"), "{create}");
@@ -496,7 +496,7 @@ mod mariadb {
              protocolname text NOT NULL, outgoing int NOT NULL default '0',
              type int NOT NULL default '0', localid text NOT NULL, remoteid text NOT NULL,
              filtered int NOT NULL default '0', eventdata blob NOT NULL) CHARSET=utf8mb4;",
-            support::DB_NAME
+            databases::DB_NAME
         ));
         let more: Vec<LogEvent> = (100..105).map(event).collect();
         log_through_config(&config(&db, spool.path()), &more);
@@ -506,7 +506,7 @@ mod mariadb {
 
     #[test]
     fn mariadb_outage_loses_and_repeats_nothing_across_a_restart() {
-        support::capture_log();
+        databases::capture_log();
         let mut db = Mariadb::start();
         let spool = tempfile::tempdir().unwrap();
         let config = config(&db, spool.path());
@@ -515,7 +515,7 @@ mod mariadb {
 
         let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
         send(&logger, &events[..200]);
-        support::eventually("the first events in the database", || count(&db) > 0);
+        databases::eventually("the first events in the database", || count(&db) > 0);
         db.stop();
         send(&logger, &events[200..300]);
         // imspector restarts while the server is still down.
@@ -525,22 +525,21 @@ mod mariadb {
         send(&logger, &events[300..400]);
         db.resume();
         send(&logger, &events[400..]);
-        support::eventually("every event in the database", || count(&db) >= events.len());
+        databases::eventually("every event in the database", || count(&db) >= events.len());
         drop(logger);
         writer.join().unwrap();
 
         let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
         assert_eq!(rows(&db), want);
-        let down = support::log_lines("WARN mysql sink is down");
+        let down = databases::log_lines("WARN mysql sink is down");
         assert!(!down.is_empty(), "no line said the sink went down");
-        let back = support::log_lines("INFO mysql sink is back: ");
+        let back = databases::log_lines("INFO mysql sink is back: ");
         assert!(!back.is_empty(), "no line said the sink is back");
     }
 }
 
 // ---------------------------------------------------------------- PostgreSQL
 
-#[cfg(feature = "postgres")]
 mod postgresql {
     use super::*;
 
@@ -632,7 +631,7 @@ mod postgresql {
              type integer NOT NULL, localid text NOT NULL, remoteid text NOT NULL,
              filtered integer NOT NULL, eventdata text NOT NULL);
              ALTER TABLE messages OWNER TO {};",
-            support::DB_USER
+            databases::DB_USER
         ));
         let more: Vec<LogEvent> = (100..105).map(event).collect();
         log_through_config(&config(&db, spool.path()), &more);
@@ -642,7 +641,7 @@ mod postgresql {
 
     #[test]
     fn postgres_outage_loses_and_repeats_nothing_across_a_restart() {
-        support::capture_log();
+        databases::capture_log();
         let mut db = Postgres::start();
         let spool = tempfile::tempdir().unwrap();
         let config = config(&db, spool.path());
@@ -651,7 +650,7 @@ mod postgresql {
 
         let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
         send(&logger, &events[..200]);
-        support::eventually("the first events in the database", || count(&db) > 0);
+        databases::eventually("the first events in the database", || count(&db) > 0);
         db.stop();
         send(&logger, &events[200..300]);
         drop(logger);
@@ -660,15 +659,15 @@ mod postgresql {
         send(&logger, &events[300..400]);
         db.resume();
         send(&logger, &events[400..]);
-        support::eventually("every event in the database", || count(&db) >= events.len());
+        databases::eventually("every event in the database", || count(&db) >= events.len());
         drop(logger);
         writer.join().unwrap();
 
         let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
         assert_eq!(rows(&db), want);
-        let down = support::log_lines("WARN postgres sink is down");
+        let down = databases::log_lines("WARN postgres sink is down");
         assert!(!down.is_empty(), "no line said the sink went down");
-        let back = support::log_lines("INFO postgres sink is back: ");
+        let back = databases::log_lines("INFO postgres sink is back: ");
         assert!(!back.is_empty(), "no line said the sink is back");
     }
 }
