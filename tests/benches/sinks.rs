@@ -4,13 +4,11 @@
 //! `cargo bench -p imspector --bench sinks` (as root: it starts private MariaDB
 //! and PostgreSQL servers like the tests do). Prints the median of a few runs.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::Instant;
 
 use imspector::config::{Config, Settings};
 use imspector::event::LogEvent;
+use imspector_e2e::databases;
 
 const EVENTS: usize = 20_000;
 const RUNS: usize = 5;
@@ -60,7 +58,7 @@ fn main() {
     let events: Vec<LogEvent> = (0..EVENTS)
         .map(|n| LogEvent {
             local_id: format!("user{}@example.org", n % 20),
-            ..support::event(n)
+            ..databases::event(n)
         })
         .collect();
     println!("{EVENTS} events per run, {RUNS} runs per sink");
@@ -80,20 +78,20 @@ fn main() {
         },
         &events,
     );
-    let mariadb = support::Mariadb::start();
+    let mariadb = databases::Mariadb::start();
     measure(
         "mariadb",
         |d| {
             mariadb.sql(&format!(
                 "DROP TABLE IF EXISTS {}.messages",
-                support::DB_NAME
+                databases::DB_NAME
             ));
             format!("{}spool_dir={}\n", mariadb.config(), d.display())
         },
         &events,
     );
     drop(mariadb);
-    let postgres = support::Postgres::start();
+    let postgres = databases::Postgres::start();
     measure(
         "postgres",
         |d| {
