@@ -121,7 +121,7 @@ enum ModeArg {
     /// nat REDIRECT to imspector's port
     Redirect,
     /// mangle TPROXY to imspector's transparent listener (imspector must run
-    /// with tproxy enabled), with policy routing
+    /// with tproxy=on), with policy routing
     Tproxy,
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use imspector_protocols::ProtocolKind;
 
 use crate::net::cidr::{self, Cidr};
+use crate::net::Interception;
 
 /// Where the original looked for its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/imspector/imspector.conf";
@@ -63,6 +64,8 @@ pub enum Support {
 pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("port", Support::Supported),
     ("listenaddr", Support::Supported),
+    // (new) on: connections arrive by TPROXY instead of REDIRECT
+    ("tproxy", Support::Supported),
     ("http_port", Support::Supported),
     // (new) client networks the http_port listener serves
     ("http_clients", Support::Supported),
@@ -289,6 +292,7 @@ pub struct Config {
     pub settings: Settings,
     pub port: u16,
     pub listen_addr: Option<IpAddr>,
+    pub interception: Interception,
     /// The CONNECT listener's port, if any.
     pub http_port: Option<u16>,
     /// Who may use the CONNECT listener.
@@ -328,6 +332,11 @@ impl Config {
         let config = Config {
             port: settings.parsed("port")?.unwrap_or(16667),
             listen_addr: settings.parsed("listenaddr")?,
+            interception: if settings.flag("tproxy")?.unwrap_or(false) {
+                Interception::Tproxy
+            } else {
+                Interception::Redirect
+            },
             http_port: settings.parsed("http_port")?.filter(|p| *p != 0),
             http_clients: cidr::parse_list(
                 settings.get("http_clients").unwrap_or(DEFAULT_HTTP_CLIENTS),

@@ -75,12 +75,15 @@ fn start(
     if !debug {
         daemon::ensure_not_running(&config.pid_file).map_err(|e| startup(e.into()))?;
     }
-    let bind = |port: u16, what: &str| {
-        net::bind_listener(config.listen_addr, port)
+    let bind = |port: u16, what: &str, interception| {
+        net::bind_listener(config.listen_addr, port, interception)
             .map_err(|e| startup(anyhow::anyhow!("cannot listen on {what} {port}: {e}")))
     };
-    let listener = bind(config.port, "port")?;
-    let http_listener = config.http_port.map(|p| bind(p, "http_port")).transpose()?;
+    let listener = bind(config.port, "port", config.interception)?;
+    let http_listener = config
+        .http_port
+        .map(|p| bind(p, "http_port", net::Interception::Redirect))
+        .transpose()?;
     if let Some(dir) = &config.file_logging_dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| startup(anyhow::anyhow!("{}: {e}", dir.display())))?;

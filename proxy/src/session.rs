@@ -44,7 +44,7 @@ impl Shared {
 /// Serve one accepted connection to the end.
 pub async fn serve(client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: Stop) {
     let client_name = display_addr(peer);
-    let dst = match net::original_destination(&client) {
+    let dst = match net::original_destination(&client, shared.config.interception) {
         Ok(dst) => dst,
         Err(e) => {
             log::warn!("{client_name}: no original destination ({e}); is the REDIRECT rule in place? closed");

@@ -183,6 +183,25 @@ impl Rig {
         Ipv4Addr::new(a, b, c, 1)
     }
 
+    /// Generate rules with the workspace's imspector-rules and apply them in the
+    /// gateway, as an admin's firewall script would. Returns the script.
+    pub fn apply_generated_rules(&self, args: &[&str]) -> anyhow::Result<String> {
+        let rules =
+            std::process::Command::new(crate::imspector::workspace_binary("imspector-rules"))
+                .arg("generate")
+                .args(args)
+                .output()?;
+        anyhow::ensure!(
+            rules.status.success(),
+            "imspector-rules {args:?}: {rules:?}"
+        );
+        let script = self.dir.path().join("rules.sh");
+        std::fs::write(&script, &rules.stdout)?;
+        self.gateway
+            .exec("sh", &[script.to_str().expect("utf-8 path")])?;
+        Ok(String::from_utf8(rules.stdout)?)
+    }
+
     /// A fresh directory inside the rig's scratch space, writable by anyone
     /// (clients may run as other users).
     pub fn subdir(&self, name: &str) -> anyhow::Result<std::path::PathBuf> {

@@ -6,23 +6,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use imspector_e2e::imspector::workspace_binary;
 use imspector_e2e::irc::{chat_through_http_proxy, Ii, Ngircd};
 use imspector_e2e::squid::{Squid, SQUID_PORT};
 use imspector_e2e::{Imspector, Rig};
-
-/// Generate rules with imspector-rules and apply them in the gateway.
-fn apply_rules(rig: &Rig, args: &[&str]) -> anyhow::Result<String> {
-    let rules = std::process::Command::new(workspace_binary("imspector-rules"))
-        .arg("generate")
-        .args(args)
-        .output()?;
-    anyhow::ensure!(rules.status.success(), "{rules:?}");
-    let script = rig.dir.path().join("rules.sh");
-    std::fs::write(&script, &rules.stdout)?;
-    rig.gateway.exec("sh", &[script.to_str().unwrap()])?;
-    Ok(String::from_utf8(rules.stdout)?)
-}
 
 /// The client network as Squid's `localnet`.
 fn client_net(rig: &Rig) -> String {
@@ -33,17 +19,14 @@ fn client_net(rig: &Rig) -> String {
 fn squid_egress_is_redirected_by_the_generated_owner_rules() -> anyhow::Result<()> {
     let rig = Rig::new()?;
     // imspector runs as its own user; its connections are skipped by owner.
-    apply_rules(
-        &rig,
-        &[
-            "--protocols",
-            "irc",
-            "--squid-user",
-            "proxy",
-            "--daemon-user",
-            "nobody",
-        ],
-    )?;
+    rig.apply_generated_rules(&[
+        "--protocols",
+        "irc",
+        "--squid-user",
+        "proxy",
+        "--daemon-user",
+        "nobody",
+    ])?;
     let ims = Imspector::start(
         &rig.gateway,
         &rig.subdir("ims")?,
@@ -126,17 +109,14 @@ fn the_upstream_mark_keeps_imspector_out_of_its_own_redirect() -> anyhow::Result
     let rig = Rig::new()?;
     // The worst case: the redirected user is the one imspector runs as (root
     // here), so only the mark tells imspector's own connections apart.
-    apply_rules(
-        &rig,
-        &[
-            "--protocols",
-            "irc",
-            "--squid-user",
-            "root",
-            "--mark",
-            "16667",
-        ],
-    )?;
+    rig.apply_generated_rules(&[
+        "--protocols",
+        "irc",
+        "--squid-user",
+        "root",
+        "--mark",
+        "16667",
+    ])?;
     let ims = Imspector::start(
         &rig.gateway,
         &rig.subdir("ims")?,

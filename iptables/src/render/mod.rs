@@ -121,7 +121,7 @@ fn description(plan: &Plan, target: &Target) -> Vec<String> {
     }
     if let Some(Routing { mark, table }) = model::routing(plan) {
         lines.push(format!(
-            "imspector must run with tproxy enabled: an IP_TRANSPARENT listener on port {}.",
+            "imspector must run with tproxy=on in imspector.conf: a transparent listener on port {}.",
             plan.port
         ));
         lines.push(format!(

@@ -10,21 +10,60 @@ use std::time::Duration;
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::{TcpSocket, TcpStream};
 
+/// How the firewall hands connections to the listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Interception {
+    /// iptables REDIRECT: the original destination is kept by conntrack.
+    #[default]
+    Redirect,
+    /// TPROXY: the listener is transparent and each connection keeps its
+    /// original destination as its local address.
+    Tproxy,
+}
+
 /// Bind the listening socket (before daemonizing and dropping privileges).
 /// Without an address: all addresses, IPv6 and IPv4 on one socket where the
 /// kernel allows, else IPv4 only.
-pub fn bind_listener(addr: Option<IpAddr>, port: u16) -> io::Result<std::net::TcpListener> {
+pub fn bind_listener(
+    addr: Option<IpAddr>,
+    port: u16,
+    interception: Interception,
+) -> io::Result<std::net::TcpListener> {
+    let transparent = interception == Interception::Tproxy;
     match addr {
-        Some(ip) => bind_one(SocketAddr::new(ip, port), false),
-        None => bind_one(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), true)
-            .or_else(|_| bind_one(SocketAddr::new([0, 0, 0, 0].into(), port), false)),
+        Some(ip) => bind_one(SocketAddr::new(ip, port), false, transparent),
+        None => bind_one(
+            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+            true,
+            transparent,
+        )
+        .or_else(|_| {
+            bind_one(
+                SocketAddr::new([0, 0, 0, 0].into(), port),
+                false,
+                transparent,
+            )
+        }),
     }
 }
 
-fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListener> {
+fn bind_one(
+    addr: SocketAddr,
+    dual_stack: bool,
+    transparent: bool,
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if dual_stack {
         socket.set_only_v6(false)?;
+    }
+    if transparent {
+        // A dual-stack socket takes IPv4 connections too: it needs both options.
+        if addr.is_ipv4() || dual_stack {
+            socket.set_ip_transparent(true)?;
+        }
+        if addr.is_ipv6() {
+            set_ipv6_transparent(&socket)?;
+        }
     }
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
@@ -33,8 +72,34 @@ fn bind_one(addr: SocketAddr, dual_stack: bool) -> io::Result<std::net::TcpListe
     Ok(socket.into())
 }
 
-/// Where the client meant to connect before iptables REDIRECTed it to us.
-pub fn original_destination(stream: &TcpStream) -> io::Result<SocketAddr> {
+fn set_ipv6_transparent(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, and a pointer to an int of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_IPV6,
+            libc::IPV6_TRANSPARENT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Where the client meant to connect before the firewall sent it to us.
+pub fn original_destination(
+    stream: &TcpStream,
+    interception: Interception,
+) -> io::Result<SocketAddr> {
+    if interception == Interception::Tproxy {
+        return stream.local_addr();
+    }
     let sock = SockRef::from(stream);
     let peer_is_v4 = match stream.peer_addr()? {
         SocketAddr::V4(_) => true,

@@ -1,0 +1,34 @@
+//! TPROXY instead of REDIRECT: the rules imspector-rules generates for
+//! `--mode tproxy`, applied for real, and the daemon's transparent listener.
+
+use std::net::IpAddr;
+
+use imspector_e2e::irc::{Ii, Ngircd};
+use imspector_e2e::{Imspector, Rig};
+
+#[test]
+fn tproxy_rules_and_the_transparent_listener_carry_ipv4_and_ipv6_chat() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.apply_generated_rules(&["--protocols", "irc", "--mode", "tproxy"])?;
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        "irc_protocol=on\ntproxy=on\n",
+    )?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let dir = rig.subdir("clients")?;
+    let bob = Ii::start(&rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
+    let alice = Ii::start(&rig.client, &dir, IpAddr::V4(rig.server_ip), "alice", None)?;
+    let carol = Ii::start(&rig.client, &dir, IpAddr::V6(rig.server_ip6), "carol", None)?;
+    alice.msg("bob", "transparently over ipv4")?;
+    carol.msg("bob", "transparently over ipv6")?;
+    bob.wait_received("alice", "alice", "transparently over ipv4")?;
+    bob.wait_received("carol", "carol", "transparently over ipv6")?;
+    let v4 = ims.wait_log("IRC", "alice", "bob", 1)?;
+    assert_eq!(v4[0].client_ip(), rig.client_ip.to_string());
+    assert_eq!(v4[0].rest, "1,1,0,,transparently over ipv4");
+    let v6 = ims.wait_log("IRC", "carol", "bob", 1)?;
+    assert_eq!(v6[0].client_ip(), rig.client_ip6.to_string());
+    assert_eq!(v6[0].rest, "1,1,0,,transparently over ipv6");
+    Ok(())
+}
