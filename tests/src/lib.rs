@@ -6,6 +6,7 @@
 //! parallel, and removes them when dropped, also when a test fails. Protocols add
 //! servers and clients (see [`irc`]); the rig stays the same. Needs root.
 
+pub mod gadugadu;
 pub mod imspector;
 pub mod irc;
 pub mod netns;
