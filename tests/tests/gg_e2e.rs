@@ -3,6 +3,7 @@
 //! gateway namespace.
 
 use imspector::filter::testing::{self, FilterRig, Outcome};
+use imspector_e2e::gadugadu::bitlbee::Bitlbee;
 use imspector_e2e::gadugadu::{Generation, GgClient, GgServer};
 use imspector_e2e::imspector::LogLine;
 use imspector_e2e::{wait, Imspector, Rig};
@@ -224,4 +225,77 @@ fn gg80_filter_scenarios_through_libgadu() -> anyhow::Result<()> {
 #[test]
 fn gg11_filter_scenarios_through_libgadu() -> anyhow::Result<()> {
     filter_scenarios(Generation::Gg11)
+}
+
+/// libpurple (GG 11) as the local user, driven through bitlbee's IRC side;
+/// a libgadu client as the remote one.
+#[test]
+fn libpurple_through_bitlbee_is_relayed_and_logged() -> anyhow::Result<()> {
+    let since = now();
+    let rig = Rig::new()?;
+    rig.redirect(&[8074], 16667)?;
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        "gg_protocol=on\nlog_typing_events=on\n",
+    )?;
+    let server = GgServer::start(&rig.server)?;
+    let mut bob = GgClient::start(
+        &rig.server,
+        &rig.subdir("clients")?,
+        BOB,
+        "127.0.0.1".parse()?,
+        Generation::Gg11,
+    )?;
+    let mut purple = Bitlbee::start(&rig.client, &rig.subdir("bitlbee")?)?;
+    purple.login_gg(ALICE, rig.server_ip, BOB, "bob")?;
+
+    let text = "zażółć gęślą jaźń, from libpurple";
+    purple.msg("bob", text)?;
+    wait::until("bob to get the message", || {
+        bob.messages_from(ALICE)
+            .iter()
+            .any(|t| t == text)
+            .then_some(())
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; bob printed:\n{}\nthe server did:\n{}\nbitlbee said:\n{}",
+            bob.process.output(),
+            server.journal(),
+            purple.transcript()
+        )
+    })?;
+    bob.send(ALICE, "odpowiedź dla libpurple")?;
+    purple.wait_msg("bob", "odpowiedź dla libpurple")?;
+    // libpurple sends no real length, just some non-zero number.
+    purple.typing("bob")?;
+    let typing = format!("typing {ALICE} ");
+    wait::until("bob to see alice typing", || {
+        bob.lines()
+            .iter()
+            .any(|l| l.starts_with(&typing) && !l.ends_with(" 0"))
+            .then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; bob printed:\n{}", bob.process.output()))?;
+
+    assert!(
+        server
+            .journal()
+            .contains(&format!("{ALICE} logged in (Gg11)")),
+        "{}",
+        server.journal()
+    );
+    let lines = ims.wait_log("Gadu-Gadu", "1001", "1002", 3)?;
+    assert_lines(
+        &lines,
+        &rig.client_ip.to_string(),
+        since,
+        &[
+            &format!("1,1,0,,{text}"),
+            "0,1,0,,odpowiedź dla libpurple",
+            "1,3,0,,",
+        ],
+    );
+    Ok(())
 }

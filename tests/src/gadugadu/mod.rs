@@ -1,6 +1,7 @@
 //! Gadu-Gadu: a test server of our own and real clients (libgadu, and
 //! libpurple through bitlbee).
 
+pub mod bitlbee;
 pub mod libgadu;
 pub mod server;
 
