@@ -17,18 +17,22 @@ pub fn binary() -> PathBuf {
 /// A binary of this workspace, next to the test binary's directory
 /// (target/<profile>/NAME).
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join(name);
+    let path = target_dir().join(name);
     assert!(
         path.exists(),
         "{} is missing: build the workspace's binaries first (cargo build --workspace --bins)",
         path.display()
     );
     path
+}
+
+/// target/<profile>, where the test binary's directory (deps) is.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf()
 }
 
 pub struct Imspector {

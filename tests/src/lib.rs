@@ -7,6 +7,7 @@
 //! servers and clients (see [`irc`]); the rig stays the same. Needs root.
 
 pub mod databases;
+pub mod gadugadu;
 pub mod imspector;
 pub mod irc;
 pub mod netns;

@@ -1,7 +1,7 @@
 //! Child processes that are killed when the test is done with them.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 
 /// A running program whose output goes to a file; killed on drop.
 pub struct Process {
@@ -12,10 +12,30 @@ pub struct Process {
 
 impl Process {
     /// Start `command` with stdout and stderr into `output`.
-    pub fn spawn(name: &str, mut command: Command, output: PathBuf) -> anyhow::Result<Self> {
+    pub fn spawn(name: &str, command: Command, output: PathBuf) -> anyhow::Result<Self> {
+        Self::start(name, command, output, Stdio::null())
+    }
+
+    /// Like [`Process::spawn`], with a pipe to the program's standard input.
+    pub fn spawn_with_input(
+        name: &str,
+        command: Command,
+        output: PathBuf,
+    ) -> anyhow::Result<(Self, ChildStdin)> {
+        let mut process = Self::start(name, command, output, Stdio::piped())?;
+        let input = process.child.stdin.take().expect("a piped stdin");
+        Ok((process, input))
+    }
+
+    fn start(
+        name: &str,
+        mut command: Command,
+        output: PathBuf,
+        stdin: Stdio,
+    ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(&output)?;
         let child = command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
