@@ -139,13 +139,15 @@ impl Mariadb {
             .expect("starting mariadbd");
         self.server = Some(server);
         let socket = self.socket();
+        // A query, not `mariadb-admin ping`: ping answers "alive" even while
+        // the server still refuses logins.
         wait_until(
-            "MariaDB accepting connections",
+            "MariaDB accepting logins",
             || {
-                Command::new("mariadb-admin")
+                Command::new("mariadb")
                     .arg(format!("--socket={}", socket.display()))
                     .arg("--user=root")
-                    .arg("ping")
+                    .args(["-e", "SELECT 1"])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
