@@ -193,3 +193,23 @@ fn with_log_dir(config: &str, log_dir: &Path) -> String {
     }
     text
 }
+
+/// The current UNIX time, to bracket the timestamps of logged lines.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Every line came from `client_ip`, from one connection, at a plausible time
+/// (since `since`), and the predictable part of the lines is `expected`.
+pub fn assert_lines(lines: &[LogLine], client_ip: &str, since: i64, expected: &[&str]) {
+    let rest: Vec<&str> = lines.iter().map(|l| l.rest.as_str()).collect();
+    assert_eq!(rest, expected);
+    for line in lines {
+        assert_eq!(line.client_ip(), client_ip, "{line:?}");
+        assert_eq!(line.client, lines[0].client, "one connection");
+        assert!(
+            line.timestamp >= since && line.timestamp <= now(),
+            "{line:?}"
+        );
+    }
+}

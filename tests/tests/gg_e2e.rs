@@ -5,30 +5,11 @@
 use imspector::filter::testing::{self, FilterRig, Outcome};
 use imspector_e2e::gadugadu::bitlbee::Bitlbee;
 use imspector_e2e::gadugadu::{Generation, GgClient, GgServer};
-use imspector_e2e::imspector::LogLine;
+use imspector_e2e::imspector::{assert_lines, now};
 use imspector_e2e::{wait, Imspector, Rig};
 
 const ALICE: u32 = 1001;
 const BOB: u32 = 1002;
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// Every line came from `client_ip`, from one connection, at a plausible time,
-/// and the predictable part of the lines is `expected`.
-fn assert_lines(lines: &[LogLine], client_ip: &str, since: i64, expected: &[&str]) {
-    let rest: Vec<&str> = lines.iter().map(|l| l.rest.as_str()).collect();
-    assert_eq!(rest, expected);
-    for line in lines {
-        assert_eq!(line.client_ip(), client_ip, "{line:?}");
-        assert_eq!(line.client, lines[0].client, "one connection");
-        assert!(
-            line.timestamp >= since && line.timestamp <= now(),
-            "{line:?}"
-        );
-    }
-}
 
 /// Alice (local, through the proxy) and bob (next to the server), logged in.
 struct GgScene {

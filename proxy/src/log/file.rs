@@ -140,22 +140,7 @@ pub fn safe_component(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imspector_protocols::EventType;
-
-    fn event(data: &str) -> LogEvent {
-        LogEvent {
-            timestamp: 1160853407,
-            client: "192.168.0.4:62013".into(),
-            protocol: "IRC",
-            outgoing: true,
-            kind: EventType::Message,
-            local_id: "alice".into(),
-            remote_id: "#chan".into(),
-            filtered: false,
-            categories: String::new(),
-            data: data.into(),
-        }
-    }
+    use crate::log::tests::event;
 
     #[test]
     fn line_format_and_newline_escaping() {
