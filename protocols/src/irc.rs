@@ -83,6 +83,35 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     })
 }
 
+/// Whether a line's command is one that [`IrcSession::inspect`] or the
+/// STARTTLS check acts on. Most lines are not: they skip the full parse.
+/// Finds the command as [`parse_line`] does, on bytes (ASCII delimiters only).
+fn may_matter(line: &[u8]) -> bool {
+    fn after_word(s: &[u8]) -> &[u8] {
+        let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
+        trim_spaces(&s[end..])
+    }
+    fn trim_spaces(s: &[u8]) -> &[u8] {
+        let start = s.iter().position(|&b| b != b' ').unwrap_or(s.len());
+        &s[start..]
+    }
+    let mut rest = trim_spaces(line);
+    if rest.first() == Some(&b'@') {
+        rest = after_word(rest);
+    }
+    if rest.first() == Some(&b':') {
+        rest = after_word(rest);
+    }
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+        .unwrap_or(rest.len());
+    let command = &rest[..end];
+    [&b"PRIVMSG"[..], b"NOTICE", b"NICK", b"001", b"670"]
+        .iter()
+        .any(|c| command.eq_ignore_ascii_case(c))
+}
+
 /// IRC has no declared charset: UTF-8 where valid, else Latin-1 so that
 /// nothing is lost from the log.
 fn decode(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -254,6 +283,10 @@ impl ProtocolSession for IrcSession {
         while let Some(nl) = memchr::memchr(b'\n', &buf[plain_len..]) {
             let end = plain_len + nl + 1;
             let line_bytes = &buf[plain_len..end];
+            if !may_matter(line_bytes) {
+                plain_len = end;
+                continue;
+            }
             let mut events = Vec::new();
             let mut starttls = false;
             let text = decode(line_bytes);
@@ -333,6 +366,33 @@ impl ProtocolSession for IrcSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_command_check_finds_what_the_parser_finds() {
+        for line in [
+            "PRIVMSG #a :hi\r\n",
+            "privmsg bob :hi\n",
+            "  :nick!u@h   NOTICE  bob :x\r\n",
+            "@time=2024-01-01T00:00:00Z :n!u@h PRIVMSG #c :x\r\n",
+            ":irc.example.net 001 alice :Welcome\r\n",
+            ":irc.example.net 670 alice :STARTTLS ok\r\n",
+            "NICK\r\n",
+            "NICK alice\r\n",
+            ":irc.example.net 353 me = #c :a b c\r\n",
+            "PING :x\r\n",
+            "@tags-without-anything-else\r\n",
+            ":prefix-only\r\n",
+            "PRIVMSGX #a :no\r\n",
+            "\r\n",
+        ] {
+            let parsed = parse_line(line).is_some_and(|l| {
+                ["PRIVMSG", "NOTICE", "NICK", "001", "670"]
+                    .iter()
+                    .any(|c| l.command.eq_ignore_ascii_case(c))
+            });
+            assert_eq!(may_matter(line.as_bytes()), parsed, "{line:?}");
+        }
+    }
 
     fn run(s: &mut IrcSession, dir: Direction, data: &str) -> Vec<ChatEvent> {
         let mut buf = BytesMut::from(data.as_bytes());

@@ -9,6 +9,7 @@ pub mod event;
 pub mod invariants;
 pub mod irc;
 pub mod session;
+pub mod synthetic;
 
 pub use event::{ChatEvent, Direction, EventType};
 pub use session::{

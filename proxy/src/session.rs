@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use imspector_protocols::{
     new_session, ChatEvent, Direction, EventType, Frame, Pdu, ProtocolKind, ProtocolSession,
     Rewrite,
@@ -162,6 +162,52 @@ impl Writers {
             Side::Server => &self.server,
         }
     }
+
+    /// Write `output` in order, each run of frames for one side with as few
+    /// system calls as the socket allows.
+    async fn send(&self, output: Vec<(Side, Bytes)>) -> io::Result<()> {
+        let mut output = output.into_iter().peekable();
+        let mut run = Vec::new();
+        while let Some((side, bytes)) = output.next() {
+            run.push(bytes);
+            while let Some((_, bytes)) = output.next_if(|(next, _)| *next == side) {
+                run.push(bytes);
+            }
+            write_all_vectored(&mut *self.of(side).lock().await, &mut run).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Most buffers handed to one writev (Linux allows 1024).
+const MAX_IOVECS: usize = 64;
+
+/// Write every buffer of `bufs` (emptied on success).
+async fn write_all_vectored(dst: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<()> {
+    bufs.retain(|b| !b.is_empty());
+    let mut first = 0;
+    while first < bufs.len() {
+        let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+        let n = (bufs.len() - first).min(MAX_IOVECS);
+        for (slot, b) in slices.iter_mut().zip(&bufs[first..]) {
+            *slot = io::IoSlice::new(b);
+        }
+        let mut written = dst.write_vectored(&slices[..n]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let head = &mut bufs[first];
+            let n = written.min(head.len());
+            head.advance(n);
+            written -= n;
+            if head.is_empty() {
+                first += 1;
+            }
+        }
+    }
+    bufs.clear();
+    Ok(())
 }
 
 /// Relay one direction until its end of stream.
@@ -183,7 +229,9 @@ async fn pump(
             ready = src.readable() => ready?,
             _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
         }
-        pending.reserve(READ_CHUNK);
+        // Room for a full chunk; once the bytes sent on are written this reuses
+        // the same allocation, so a busy connection does not allocate per read.
+        pending.reserve(READ_CHUNK.saturating_sub(pending.len()).max(READ_CHUNK / 4));
         let eof = match src.try_read_buf(&mut pending) {
             Ok(0) => true,
             Ok(_) => false,
@@ -205,17 +253,12 @@ async fn pump(
         for event in processed.events {
             inspector.shared.logger.log(event).await;
         }
-        for (side, bytes) in processed.output {
-            if !bytes.is_empty() {
-                writers.of(side).lock().await.write_all(&bytes).await?;
-            }
-        }
+        writers.send(processed.output).await?;
         if eof {
             // Half-close: the other direction may still be talking.
             let _ = writers.of(dst).lock().await.shutdown().await;
             return Ok(());
         }
-        release_if_empty(&mut pending);
     }
 }
 
@@ -272,6 +315,10 @@ impl Inspector {
         pdu: Pdu,
         processed: &mut Processed,
     ) {
+        if pdu.events.is_empty() {
+            processed.output.push((dst, pdu.bytes));
+            return;
+        }
         let filters = self.shared.filters();
         let config = &self.shared.config;
         let mut blocked = false;

@@ -5,8 +5,12 @@ use std::path::PathBuf;
 use imspector_protocols::Direction;
 use serde_json::Value;
 
+/// `IMSPECTOR_CAPTURES` when set, else ../shared/captures next to the workspace.
 pub fn captures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures")
+    match std::env::var_os("IMSPECTOR_CAPTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures"),
+    }
 }
 
 /// One reassembled TCP connection: (direction, bytes) in wire order. Gaps end it
