@@ -88,7 +88,7 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
 /// Finds the command as [`parse_line`] does, on bytes (ASCII delimiters only).
 fn may_matter(line: &[u8]) -> bool {
     fn after_word(s: &[u8]) -> &[u8] {
-        let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
+        let end = memchr::memchr(b' ', s).unwrap_or(s.len());
         trim_spaces(&s[end..])
     }
     fn trim_spaces(s: &[u8]) -> &[u8] {

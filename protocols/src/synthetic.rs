@@ -45,8 +45,9 @@ fn words(rng: &mut Lcg, min: u32, max: u32) -> String {
     text
 }
 
+/// 40 people: a client has a few dozen conversations, not thousands.
 fn nick(rng: &mut Lcg) -> String {
-    format!("user{}", rng.next_u32() % 500)
+    format!("user{}", rng.next_u32() % 40)
 }
 
 fn chat_line(rng: &mut Lcg) -> String {

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -10,7 +11,7 @@ use imspector_protocols::{
     new_session, ChatEvent, Direction, EventType, Frame, Pdu, ProtocolKind, ProtocolSession,
     Rewrite,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -73,6 +74,13 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, sto
             return;
         }
     };
+    // Chat lines are small and each must go out at once; the relay already
+    // writes whole reads, so Nagle's delay would only add latency.
+    for stream in [&client, &server] {
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("{client_name}: TCP_NODELAY: {e}");
+        }
+    }
     let parser = new_session(kind);
     if parser.is_none() {
         log::info!(
@@ -187,12 +195,18 @@ async fn write_all_vectored(dst: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> 
     bufs.retain(|b| !b.is_empty());
     let mut first = 0;
     while first < bufs.len() {
-        let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
-        let n = (bufs.len() - first).min(MAX_IOVECS);
-        for (slot, b) in slices.iter_mut().zip(&bufs[first..]) {
-            *slot = io::IoSlice::new(b);
-        }
-        let mut written = dst.write_vectored(&slices[..n]).await?;
+        let pending = &bufs[first..];
+        // The slices are built on the stack at each poll: kept across the
+        // await they would make every connection's task a KiB larger.
+        let mut written = std::future::poll_fn(|cx| {
+            let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+            let n = pending.len().min(MAX_IOVECS);
+            for (slot, b) in slices.iter_mut().zip(pending) {
+                *slot = io::IoSlice::new(b);
+            }
+            Pin::new(&mut *dst).poll_write_vectored(cx, &slices[..n])
+        })
+        .await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -250,15 +264,24 @@ async fn pump(
         } else {
             inspector.process(dir, dst, &mut pending)
         };
-        for event in processed.events {
-            inspector.shared.logger.log(event).await;
+        // Boxed: the task of every connection, idle ones too, is as large as
+        // its largest await point. Forwarding comes first so that a chat
+        // line does not wait for the event queue.
+        Box::pin(writers.send(processed.output)).await?;
+        if !processed.events.is_empty() {
+            Box::pin(log_all(&inspector.shared.logger, processed.events)).await;
         }
-        writers.send(processed.output).await?;
         if eof {
             // Half-close: the other direction may still be talking.
             let _ = writers.of(dst).lock().await.shutdown().await;
             return Ok(());
         }
+    }
+}
+
+async fn log_all(logger: &Logger, events: Vec<LogEvent>) {
+    for event in events {
+        logger.log(event).await;
     }
 }
 
@@ -396,4 +419,40 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn batched_writes_deliver_every_byte_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut receiver, _) = listener.accept().await.unwrap();
+        // A small send buffer forces partial writes; more frames than one
+        // writev takes.
+        socket2::SockRef::from(&sender)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let frames: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 1 + (i as usize * 37) % 9000]))
+            .collect();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        let (_, mut write) = sender.into_split();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            receiver.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut bufs = frames;
+        write_all_vectored(&mut write, &mut bufs).await.unwrap();
+        assert!(bufs.is_empty());
+        write.shutdown().await.unwrap();
+        drop(write);
+        assert_eq!(reader.await.unwrap(), expected);
+    }
 }
