@@ -61,6 +61,12 @@ pub fn enter() -> anyhow::Result<()> {
     run("ip", &["link", "set", "lo", "up"])?;
     // Many short connections per run: let new ones reuse TIME_WAIT ports.
     run("sysctl", &["-qw", "net.ipv4.tcp_tw_reuse=1"])?;
+    // Ephemeral ports above the relays' listening ports (up to 36669), or
+    // tens of thousands of closed connections can hold a listener's port.
+    run(
+        "sysctl",
+        &["-qw", "net.ipv4.ip_local_port_range=36700 60999"],
+    )?;
     run(
         "iptables",
         &[

@@ -284,8 +284,16 @@ fn bulk(workload: Workload, targets: &[Target], cli: &Cli, plan: &Plan) -> anyho
         ("MB/s", "relay CPU s/GB")
     };
     println!("## {title}\n");
+    let lines = if workload == Workload::Plain {
+        String::new()
+    } else {
+        format!(
+            " (lines of {} bytes on average)",
+            block.len() as u64 / lines_per_block
+        )
+    };
     println!(
-        "{} connections, {} per run, {} runs.\n",
+        "{} connections, {} per run{lines}, {} runs.\n",
         cli.connections,
         if chat {
             format!("{messages} messages")

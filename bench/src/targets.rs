@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -104,7 +105,7 @@ impl Target {
                 })?;
                 target.pids.push(pid);
                 target.log_dir = Some(log_dir);
-                wait_listening(IMSPECTOR_PORT)?;
+                wait_listening(IMSPECTOR_PORT, Path::new("/dev/null"))?;
             }
             Kind::Haproxy => {
                 let config = path.join("haproxy.cfg");
@@ -127,7 +128,7 @@ impl Target {
                 )?;
                 target.add(child);
                 for port in SinkPort::ALL {
-                    wait_listening(HAPROXY_BASE + port.port())?;
+                    wait_listening(HAPROXY_BASE + port.port(), &path.join("haproxy.out"))?;
                 }
             }
             Kind::Socat => {
@@ -146,7 +147,8 @@ impl Target {
                         &path.join(format!("socat-{}.out", port.port())),
                     )?;
                     target.add(child);
-                    wait_listening(SOCAT_BASE + port.port())?;
+                    let out = path.join(format!("socat-{}.out", port.port()));
+                    wait_listening(SOCAT_BASE + port.port(), &out)?;
                 }
             }
         }
@@ -191,6 +193,7 @@ impl Drop for Target {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
         for child in &mut self.children {
+            let _ = kill(Pid::from_raw(-(child.id() as i32)), Signal::SIGTERM);
             let _ = child.wait();
         }
         if self.kind == Kind::Imspector {
@@ -211,6 +214,8 @@ impl Drop for Target {
 fn spawn(command: &mut Command, output: &Path) -> anyhow::Result<Child> {
     let out = std::fs::File::create(output)?;
     command
+        // Its own process group, so that stopping it stops its forks too.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -218,8 +223,9 @@ fn spawn(command: &mut Command, output: &Path) -> anyhow::Result<Child> {
         .with_context(|| format!("{command:?}"))
 }
 
-/// Wait until something listens on TCP `port` in this namespace.
-fn wait_listening(port: u16) -> anyhow::Result<()> {
+/// Wait until something listens on TCP `port` in this namespace; on failure
+/// show what the program printed to `output`.
+fn wait_listening(port: u16, output: &Path) -> anyhow::Result<()> {
     let needle = format!(":{port:04X} 00000000:0000 0A");
     poll(&format!("a listener on port {port}"), || {
         std::fs::read_to_string("/proc/net/tcp")
@@ -227,6 +233,7 @@ fn wait_listening(port: u16) -> anyhow::Result<()> {
             .filter(|t| t.contains(&needle))
             .map(|_| ())
     })
+    .with_context(|| std::fs::read_to_string(output).unwrap_or_default())
 }
 
 fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
