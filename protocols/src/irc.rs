@@ -40,28 +40,42 @@ fn is_interesting(dir: Direction, command: &[u8]) -> bool {
     wanted.iter().any(|w| w.eq_ignore_ascii_case(command))
 }
 
+/// No IRC command is longer than this.
+const LONGEST_COMMAND: usize = 32;
+
+/// The command word of a line, found as [`parse_line`] finds it but on bytes
+/// (ASCII delimiters only), after the tags and the prefix. `None` while a
+/// partial line has not shown all of it yet; a first word longer than any
+/// command is returned as it is (it is no command we act on).
+fn command_word(line: &[u8]) -> Option<&[u8]> {
+    fn trim_spaces(s: &[u8]) -> &[u8] {
+        &s[s.iter().take_while(|&&b| b == b' ').count()..]
+    }
+    let mut rest = trim_spaces(line);
+    for marker in [b'@', b':'] {
+        if rest.first() == Some(&marker) {
+            let space = memchr::memchr(b' ', rest)?;
+            rest = trim_spaces(&rest[space..]);
+        }
+    }
+    match rest.iter().position(|&b| matches!(b, b' ' | b'\r' | b'\n')) {
+        Some(end) => Some(&rest[..end]),
+        None if rest.len() > LONGEST_COMMAND => Some(rest),
+        None => None,
+    }
+}
+
+/// Whether a complete line changes our state or carries events. Most lines
+/// do not, and skip the full parse.
+fn line_matters(dir: Direction, line: &[u8]) -> bool {
+    command_word(line).is_some_and(|c| is_interesting(dir, c))
+}
+
 /// Whether a line whose end has not arrived yet may matter to us. Lines that
 /// cannot (server replies, PINGs, MOTD...) are forwarded without waiting for
 /// their end, so a proxy never delays them.
-fn may_matter(dir: Direction, partial: &[u8]) -> bool {
-    /// No IRC command is longer than this.
-    const LONGEST_COMMAND: usize = 32;
-    let mut rest = partial;
-    let skip_spaces = |r: &[u8]| -> usize { r.iter().take_while(|&&b| b == b' ').count() };
-    rest = &rest[skip_spaces(rest)..];
-    for marker in [b'@', b':'] {
-        if rest.first() == Some(&marker) {
-            let Some(space) = memchr::memchr(b' ', rest) else {
-                return true;
-            };
-            rest = &rest[space..];
-            rest = &rest[skip_spaces(rest)..];
-        }
-    }
-    match memchr::memchr(b' ', rest) {
-        Some(space) => is_interesting(dir, &rest[..space]),
-        None => rest.len() <= LONGEST_COMMAND,
-    }
+fn partial_may_matter(dir: Direction, partial: &[u8]) -> bool {
+    command_word(partial).is_none_or(|c| is_interesting(dir, c))
 }
 
 /// One parsed line, borrowing from its bytes.
@@ -313,6 +327,10 @@ impl ProtocolSession for IrcSession {
         while let Some(nl) = memchr::memchr(b'\n', &buf[plain_len..]) {
             let end = plain_len + nl + 1;
             let line_bytes = &buf[plain_len..end];
+            if !line_matters(dir, line_bytes) {
+                plain_len = end;
+                continue;
+            }
             let mut events = Vec::new();
             let mut starttls = false;
             let text = decode(line_bytes);
@@ -345,7 +363,7 @@ impl ProtocolSession for IrcSession {
         if feed.passthrough.is_some() {
             return Ok(feed);
         }
-        if !buf.is_empty() && !may_matter(dir, buf) {
+        if !buf.is_empty() && !partial_may_matter(dir, buf) {
             feed.frames.push(Frame::Opaque(buf.split().freeze()));
             self.streaming[index(dir)] = true;
         }
@@ -405,6 +423,32 @@ impl ProtocolSession for IrcSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_command_check_finds_what_the_parser_finds() {
+        for line in [
+            "PRIVMSG #a :hi\r\n",
+            "privmsg bob :hi\n",
+            "  :nick!u@h   NOTICE  bob :x\r\n",
+            "@time=2024-01-01T00:00:00Z :n!u@h PRIVMSG #c :x\r\n",
+            ":irc.example.net 001 alice :Welcome\r\n",
+            ":irc.example.net 670 alice :STARTTLS ok\r\n",
+            "NICK\r\n",
+            "NICK alice\r\n",
+            ":irc.example.net 353 me = #c :a b c\r\n",
+            "PING :x\r\n",
+            "@tags-without-anything-else\r\n",
+            ":prefix-only\r\n",
+            "PRIVMSGX #a :no\r\n",
+            "\r\n",
+        ] {
+            for dir in [Direction::Outgoing, Direction::Incoming] {
+                let parsed =
+                    parse_line(line).is_some_and(|l| is_interesting(dir, l.command.as_bytes()));
+                assert_eq!(line_matters(dir, line.as_bytes()), parsed, "{line:?}");
+            }
+        }
+    }
 
     fn run(s: &mut IrcSession, dir: Direction, data: &str) -> Vec<ChatEvent> {
         let mut buf = BytesMut::from(data.as_bytes());

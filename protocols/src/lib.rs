@@ -11,6 +11,7 @@ pub mod invariants;
 pub mod irc;
 pub mod msn;
 pub mod session;
+pub mod synthetic;
 
 pub use event::{ChatEvent, Direction, EventType};
 pub use session::{

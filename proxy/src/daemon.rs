@@ -48,6 +48,32 @@ pub fn daemonize() -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Raise the soft limit on open files to the hard limit: every relayed
+/// connection holds two descriptors, and the usual soft limit of 1024 would
+/// cap a gateway at about 500 connections. Returns the (old, new) soft limit.
+pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
+    /// The kernel's default fs.nr_open, for a hard limit of "unlimited".
+    const NR_OPEN: libc::rlim_t = 1 << 20;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let old = limit.rlim_cur;
+    let want = limit.rlim_max.min(NR_OPEN);
+    if want > old {
+        limit.rlim_cur = want;
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((old, limit.rlim_cur))
+}
+
 /// Refuse to start while the pid in `path` is alive.
 pub fn ensure_not_running(path: &Path) -> Result<(), DaemonError> {
     if let Ok(text) = fs::read_to_string(path) {

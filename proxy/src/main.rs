@@ -72,6 +72,17 @@ fn start(
     config_path: Option<PathBuf>,
 ) -> Result<(), (u8, anyhow::Error)> {
     let startup = |e: anyhow::Error| (EXIT_STARTUP, e);
+    match daemon::raise_open_files_limit() {
+        Ok((old, new)) if new > old => log::info!(
+            "open files limit raised from {old} to {new}: room for about {} connections",
+            new / 2
+        ),
+        Ok((_, new)) => log::info!(
+            "open files limit {new}: room for about {} connections",
+            new / 2
+        ),
+        Err(e) => log::warn!("cannot raise the open files limit: {e}"),
+    }
     if !debug {
         daemon::ensure_not_running(&config.pid_file).map_err(|e| startup(e.into()))?;
     }

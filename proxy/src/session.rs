@@ -3,14 +3,15 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use imspector_protocols::{
     new_session, ChatEvent, Direction, EventType, Frame, Pdu, ProtocolKind, ProtocolSession,
     Rewrite,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -99,6 +100,13 @@ pub async fn relay_inspected(
     let dst = server
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    // Chat lines are small and each must go out at once; the relay already
+    // writes whole reads, so Nagle's delay would only add latency.
+    for stream in [&client, &server] {
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("{client_name}: TCP_NODELAY: {e}");
+        }
+    }
     let parser = new_session(kind);
     if parser.is_none() {
         log::info!(
@@ -197,6 +205,58 @@ impl Writers {
             Side::Server => &self.server,
         }
     }
+
+    /// Write `output` in order, each run of frames for one side with as few
+    /// system calls as the socket allows.
+    async fn send(&self, output: Vec<(Side, Bytes)>) -> io::Result<()> {
+        let mut output = output.into_iter().peekable();
+        let mut run = Vec::new();
+        while let Some((side, bytes)) = output.next() {
+            run.push(bytes);
+            while let Some((_, bytes)) = output.next_if(|(next, _)| *next == side) {
+                run.push(bytes);
+            }
+            write_all_vectored(&mut *self.of(side).lock().await, &mut run).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Most buffers handed to one writev (Linux allows 1024).
+const MAX_IOVECS: usize = 64;
+
+/// Write every buffer of `bufs` (emptied on success).
+async fn write_all_vectored(dst: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<()> {
+    bufs.retain(|b| !b.is_empty());
+    let mut first = 0;
+    while first < bufs.len() {
+        let pending = &bufs[first..];
+        // The slices are built on the stack at each poll: kept across the
+        // await they would make every connection's task a KiB larger.
+        let mut written = std::future::poll_fn(|cx| {
+            let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+            let n = pending.len().min(MAX_IOVECS);
+            for (slot, b) in slices.iter_mut().zip(pending) {
+                *slot = io::IoSlice::new(b);
+            }
+            Pin::new(&mut *dst).poll_write_vectored(cx, &slices[..n])
+        })
+        .await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let head = &mut bufs[first];
+            let n = written.min(head.len());
+            head.advance(n);
+            written -= n;
+            if head.is_empty() {
+                first += 1;
+            }
+        }
+    }
+    bufs.clear();
+    Ok(())
 }
 
 /// Relay one direction until its end of stream.
@@ -222,7 +282,9 @@ async fn pump(
             ready = src.readable() => ready?,
             _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
         }
-        pending.reserve(READ_CHUNK);
+        // Room for a full chunk; once the bytes sent on are written this reuses
+        // the same allocation, so a busy connection does not allocate per read.
+        pending.reserve(READ_CHUNK.saturating_sub(pending.len()).max(READ_CHUNK / 4));
         let eof = match src.try_read_buf(&mut pending) {
             Ok(0) => true,
             Ok(_) => false,
@@ -247,19 +309,22 @@ async fn pump(
             let _ = writers.of(dst).lock().await.shutdown().await;
             return Ok(());
         }
-        release_if_empty(&mut pending);
     }
 }
 
-/// Log the events of one read, then send its bytes on.
-async fn deliver(processed: Processed, writers: &Writers, inspector: &Inspector) -> io::Result<()> {
-    for event in processed.events {
-        inspector.shared.logger.log(event).await;
+async fn log_all(logger: &Logger, events: Vec<LogEvent>) {
+    for event in events {
+        logger.log(event).await;
     }
-    for (side, bytes) in processed.output {
-        if !bytes.is_empty() {
-            writers.of(side).lock().await.write_all(&bytes).await?;
-        }
+}
+
+/// Send the bytes of one read on, then queue its events. Boxed: the task of
+/// every connection, idle ones too, is as large as its largest await point.
+/// Forwarding comes first so that a chat line does not wait for the event queue.
+async fn deliver(processed: Processed, writers: &Writers, inspector: &Inspector) -> io::Result<()> {
+    Box::pin(writers.send(processed.output)).await?;
+    if !processed.events.is_empty() {
+        Box::pin(log_all(&inspector.shared.logger, processed.events)).await;
     }
     Ok(())
 }
@@ -318,6 +383,10 @@ impl Inspector {
         pdu: Pdu,
         processed: &mut Processed,
     ) {
+        if pdu.events.is_empty() {
+            processed.output.push((dst, pdu.bytes));
+            return;
+        }
         let filters = self.shared.filters();
         let config = &self.shared.config;
         let mut blocked = false;
@@ -395,4 +464,40 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn batched_writes_deliver_every_byte_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut receiver, _) = listener.accept().await.unwrap();
+        // A small send buffer forces partial writes; more frames than one
+        // writev takes.
+        socket2::SockRef::from(&sender)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let frames: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 1 + (i as usize * 37) % 9000]))
+            .collect();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        let (_, mut write) = sender.into_split();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            receiver.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut bufs = frames;
+        write_all_vectored(&mut write, &mut bufs).await.unwrap();
+        assert!(bufs.is_empty());
+        write.shutdown().await.unwrap();
+        drop(write);
+        assert_eq!(reader.await.unwrap(), expected);
+    }
 }

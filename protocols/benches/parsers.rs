@@ -1,0 +1,147 @@
+//! Parser throughput in MB/s: `cargo bench -p imspector-protocols`.
+//!
+//! Each parser is fed the real captures in ../shared/captures (chunk by chunk,
+//! as they crossed the wire) and synthetic traffic (64 KiB reads, as the relay
+//! does). Every figure is the median of several timed rounds, with the range.
+//! Set `BENCH_QUICK=1` for one short round per case.
+
+#[allow(dead_code)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use imspector_protocols::synthetic::{self, IrcTraffic};
+use imspector_protocols::{new_session, Direction, Frame, ProtocolKind};
+
+/// Labelled synthetic inputs: (label, direction, bytes).
+type Synthetic = Vec<(&'static str, Direction, Vec<u8>)>;
+
+/// One parser to measure: adding a protocol is one line here.
+struct Parser {
+    kind: ProtocolKind,
+    /// `protocol` value of the captures in ../shared/captures/expected.
+    captures: &'static str,
+    synthetic: fn() -> Synthetic,
+}
+
+const PARSERS: &[Parser] = &[Parser {
+    kind: ProtocolKind::Irc,
+    captures: "irc",
+    synthetic: irc_synthetic,
+}];
+
+fn irc_synthetic() -> Synthetic {
+    let len = 4 << 20;
+    vec![
+        (
+            "chat lines (every line an event)",
+            Direction::Outgoing,
+            synthetic::irc(IrcTraffic::Chat, len, 1),
+        ),
+        (
+            "other lines (no events)",
+            Direction::Incoming,
+            synthetic::irc(IrcTraffic::NoEvents, len, 2),
+        ),
+    ]
+}
+
+/// The relay reads at most this much at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+fn main() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let (rounds, round_time) = if quick {
+        (1, Duration::from_millis(100))
+    } else {
+        (7, Duration::from_millis(400))
+    };
+    println!(
+        "{:<48} {:>10} {:>22} {:>12}",
+        "case", "MB/s", "range", "events/s"
+    );
+    for parser in PARSERS {
+        let name = parser.kind.log_name();
+        let captures: Vec<(Direction, Vec<u8>)> = support::streams(parser.captures)
+            .into_iter()
+            .flat_map(|s| s.chunks)
+            .collect();
+        // Each capture stream is short: a pass plays all of them back to back.
+        report(
+            &format!("{name}: captures ({} chunks)", captures.len()),
+            measure(parser.kind, &captures, rounds, round_time),
+        );
+        for (label, dir, data) in (parser.synthetic)() {
+            let chunks: Vec<(Direction, Vec<u8>)> =
+                data.chunks(READ_CHUNK).map(|c| (dir, c.to_vec())).collect();
+            report(
+                &format!("{name}: synthetic {label}"),
+                measure(parser.kind, &chunks, rounds, round_time),
+            );
+        }
+    }
+}
+
+struct Measured {
+    /// MB/s of each round.
+    rates: Vec<f64>,
+    events_per_pass: usize,
+    bytes_per_pass: usize,
+}
+
+/// Feed every chunk through a fresh session, over and over, for `round_time`.
+fn measure(
+    kind: ProtocolKind,
+    chunks: &[(Direction, Vec<u8>)],
+    rounds: usize,
+    round_time: Duration,
+) -> Measured {
+    let bytes_per_pass: usize = chunks.iter().map(|(_, c)| c.len()).sum();
+    let mut events_per_pass = 0;
+    let mut rates = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let mut bytes = 0usize;
+        while start.elapsed() < round_time {
+            events_per_pass = pass(kind, chunks);
+            bytes += bytes_per_pass;
+        }
+        rates.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e6);
+    }
+    Measured {
+        rates,
+        events_per_pass,
+        bytes_per_pass,
+    }
+}
+
+/// One playback; returns the number of events found.
+fn pass(kind: ProtocolKind, chunks: &[(Direction, Vec<u8>)]) -> usize {
+    let mut session = new_session(kind).expect("a parser exists for a benchmarked protocol");
+    let mut pending = [BytesMut::new(), BytesMut::new()];
+    let mut events = 0;
+    for (dir, data) in chunks {
+        let buf = &mut pending[usize::from(*dir == Direction::Incoming)];
+        buf.extend_from_slice(data);
+        if let Ok(feed) = session.feed(*dir, buf) {
+            for frame in feed.frames {
+                if let Frame::Pdu(pdu) = frame {
+                    events += pdu.events.len();
+                }
+            }
+        }
+    }
+    black_box(events)
+}
+
+fn report(case: &str, m: Measured) {
+    let mut rates = m.rates;
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    let range = format!("{:.0} .. {:.0}", rates[0], rates[rates.len() - 1]);
+    let events_per_s = median * 1e6 / m.bytes_per_pass as f64 * m.events_per_pass as f64;
+    println!("{case:<48} {median:>10.1} {range:>22} {events_per_s:>12.0}");
+}
