@@ -135,15 +135,35 @@ pub fn idle<T>(target: &Target, n: usize, measure: impl FnOnce() -> T) -> anyhow
     Ok(measure())
 }
 
-/// Counts the lines in imspector's file logs, reading each byte once.
-#[derive(Default)]
-pub struct LogLines {
-    offsets: HashMap<PathBuf, u64>,
-    pub lines: u64,
+/// Where the imspector target logs its events.
+#[derive(Debug, Clone)]
+pub enum EventStore {
+    /// `file_logging_dir`: one line per event.
+    Files(PathBuf),
+    /// `sqlite_file`: one row per event in `messages`.
+    Sqlite(PathBuf),
 }
 
-impl LogLines {
-    pub fn update(&mut self, dir: &Path) -> anyhow::Result<()> {
+/// Counts the events a target has logged so far.
+#[derive(Default)]
+pub struct EventCount {
+    /// Bytes of each log file already counted.
+    offsets: HashMap<PathBuf, u64>,
+    pub events: u64,
+}
+
+impl EventCount {
+    pub fn update(&mut self, store: &EventStore) -> anyhow::Result<()> {
+        match store {
+            EventStore::Files(dir) => self.update_files(dir),
+            EventStore::Sqlite(db) => {
+                self.events = sqlite_rows(db);
+                Ok(())
+            }
+        }
+    }
+
+    fn update_files(&mut self, dir: &Path) -> anyhow::Result<()> {
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&d) else {
@@ -161,26 +181,34 @@ impl LogLines {
                 let mut new = Vec::new();
                 file.read_to_end(&mut new)?;
                 *offset += new.len() as u64;
-                self.lines += count_lines(&new);
+                self.events += count_lines(&new);
             }
         }
         Ok(())
     }
 
-    /// Wait until the logs hold `lines` lines in total.
-    pub fn wait_for(&mut self, dir: &Path, lines: u64) -> anyhow::Result<()> {
+    /// Wait until the store holds `events` events in total.
+    pub fn wait_for(&mut self, store: &EventStore, events: u64) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
-            self.update(dir)?;
-            if self.lines >= lines {
+            self.update(store)?;
+            if self.events >= events {
                 return Ok(());
             }
             if start.elapsed() > Duration::from_secs(60) {
-                bail!("the file logs hold {} lines of {lines}", self.lines);
+                bail!("{store:?} holds {} events of {events}", self.events);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// Rows in `messages` (none before the table exists).
+fn sqlite_rows(db: &Path) -> u64 {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    rusqlite::Connection::open_with_flags(db, flags)
+        .and_then(|c| c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0)))
+        .map_or(0, |n| n as u64)
 }
 
 fn count_lines(bytes: &[u8]) -> u64 {

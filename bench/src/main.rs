@@ -21,7 +21,7 @@ use imspector_protocols::synthetic::{self, IrcTraffic};
 
 use crate::lab::SinkPort;
 use crate::measure::{percentile, summarize};
-use crate::targets::{Kind, Target};
+use crate::targets::{Kind, LogTo, Target};
 
 #[derive(Parser)]
 #[command(about = "Throughput, latency and memory of imspector against direct, haproxy and socat")]
@@ -48,6 +48,9 @@ struct Cli {
     /// costs a relay two descriptors: 9990 is the most a 20,000 limit allows.
     #[arg(long)]
     idle_connections: Option<usize>,
+    /// Where imspector logs the chat workload's events.
+    #[arg(long, value_enum, default_value = "files")]
+    log_to: LogTo,
     /// The daemon [default: `imspector` next to this binary].
     #[arg(long)]
     imspector: Option<PathBuf>,
@@ -128,7 +131,7 @@ fn main() -> anyhow::Result<()> {
     let _sink = start_sink()?;
     let mut running = Vec::new();
     for &kind in &cli.targets {
-        running.push(Target::start(kind, &imspector)?);
+        running.push(Target::start(kind, &imspector, cli.log_to)?);
     }
     for &workload in &cli.workloads {
         match workload {
@@ -238,7 +241,14 @@ fn bulk(workload: Workload, targets: &[Target], cli: &Cli, plan: &Plan) -> anyho
             SinkPort::Irc,
             synthetic::irc(IrcTraffic::Chat, MIB, 9),
             plan.chat_repeats,
-            "chat: IRC PRIVMSG lines, each parsed and logged to files, port 6667",
+            match cli.log_to {
+                LogTo::Files => {
+                    "chat: IRC PRIVMSG lines, each parsed and logged to files, port 6667"
+                }
+                LogTo::Sqlite => {
+                    "chat: IRC PRIVMSG lines, each parsed and logged to SQLite, port 6667"
+                }
+            },
         ),
     };
     let lines_per_block = block.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -253,19 +263,19 @@ fn bulk(workload: Workload, targets: &[Target], cli: &Cli, plan: &Plan) -> anyho
             cpu: Vec::new(),
         })
         .collect();
-    let mut logs = load::LogLines::default();
+    let mut logged = load::EventCount::default();
     for _ in 0..plan.runs {
         for (target, row) in targets.iter().zip(&mut rows) {
-            if let Some(dir) = &target.log_dir {
-                logs.update(dir)?;
+            if let Some(store) = &target.events {
+                logged.update(store)?;
             }
-            let logged_before = logs.lines;
+            let logged_before = logged.events;
             let cpu_before = target.cpu_seconds();
             let start = std::time::Instant::now();
             let mut run = load::bulk(target, port, cli.connections, &block, repeat)?;
-            if let (true, Some(dir)) = (chat, &target.log_dir) {
-                // The run is done once every message is in the logs.
-                logs.wait_for(dir, logged_before + messages)?;
+            if let (true, Some(store)) = (chat, &target.events) {
+                // The run is done once every message is logged.
+                logged.wait_for(store, logged_before + messages)?;
                 run.seconds = run.seconds.max(start.elapsed().as_secs_f64());
             }
             let relay_cpu = target.cpu_seconds() - cpu_before;
@@ -392,7 +402,7 @@ fn idle(cli: &Cli, plan: &Plan, imspector: &std::path::Path) -> anyhow::Result<(
         } else {
             plan.idle
         };
-        let target = Target::start(kind, imspector)?;
+        let target = Target::start(kind, imspector, LogTo::Files)?;
         // Warm up: a few connections through every code path, then closed.
         load::idle(&target, 10, || ())?;
         std::thread::sleep(std::time::Duration::from_millis(500));

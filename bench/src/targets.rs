@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,15 @@ use nix::unistd::Pid;
 use crate::lab::{
     SinkPort, IMSPECTOR_PORT, PLAIN_CLIENT_IP, PROXY_IP, REDIRECTED_CLIENT_IP, SINK_IP,
 };
+use crate::load::EventStore;
 use crate::measure;
+
+/// Where the imspector target logs its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogTo {
+    Files,
+    Sqlite,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -46,13 +54,13 @@ pub struct Target {
     /// Processes whose CPU and memory count as the relay's.
     pids: Vec<i32>,
     children: Vec<Child>,
-    /// imspector's file logs.
-    pub log_dir: Option<PathBuf>,
+    /// Where imspector logs its events.
+    pub events: Option<EventStore>,
     _dir: tempfile::TempDir,
 }
 
 impl Target {
-    pub fn start(kind: Kind, imspector: &Path) -> anyhow::Result<Self> {
+    pub fn start(kind: Kind, imspector: &Path, log_to: LogTo) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("imspector-bench-{kind}"))
             .tempdir()?;
@@ -61,13 +69,28 @@ impl Target {
             kind,
             pids: Vec::new(),
             children: Vec::new(),
-            log_dir: None,
+            events: None,
             _dir: dir,
         };
         match kind {
             Kind::Direct => {}
             Kind::Imspector => {
-                let log_dir = path.join("logs");
+                let (store, logging) = match log_to {
+                    LogTo::Files => {
+                        let dir = path.join("logs");
+                        let line = format!("file_logging_dir={}\n", dir.display());
+                        (EventStore::Files(dir), line)
+                    }
+                    LogTo::Sqlite => {
+                        let db = path.join("events.db");
+                        let line = format!(
+                            "sqlite_file={}\nspool_dir={}\n",
+                            db.display(),
+                            path.join("spool").display()
+                        );
+                        (EventStore::Sqlite(db), line)
+                    }
+                };
                 let pid_file = path.join("imspector.pid");
                 let config = path.join("imspector.conf");
                 std::fs::write(
@@ -75,14 +98,12 @@ impl Target {
                     format!(
                         "port={IMSPECTOR_PORT}\nlistenaddr={PROXY_IP}\npidfilename={}\n\
                          yahoo_protocol=on\nyahoo_ports={}\n\
-                         irc_protocol=on\nirc_ports={},{},{}\n\
-                         file_logging_dir={}\n",
+                         irc_protocol=on\nirc_ports={},{},{}\n{logging}",
                         pid_file.display(),
                         SinkPort::Plain.port(),
                         SinkPort::Irc.port(),
                         SinkPort::IrcLatency.port(),
                         SinkPort::IrcEcho.port(),
-                        log_dir.display()
                     ),
                 )?;
                 // Without -d: as in production (daemon, no event echo on stderr).
@@ -104,7 +125,7 @@ impl Target {
                         .and_then(|t| t.trim().parse::<i32>().ok())
                 })?;
                 target.pids.push(pid);
-                target.log_dir = Some(log_dir);
+                target.events = Some(store);
                 wait_listening(IMSPECTOR_PORT, Path::new("/dev/null"))?;
             }
             Kind::Haproxy => {

@@ -364,9 +364,15 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
     let (logger, writer) = log::spawn_writer(imspector::build_sinks(&config).unwrap(), false);
     send(&logger, &events[..100]);
     databases::eventually("the first events in the database", || sqlite_count(&db) > 0);
-    // The database file and its directory become unwritable: SQLite cannot
-    // create its journal nor write the file.
-    let file_locked = Immutable::set(&db);
+    // The database, its write-ahead log and its directory become unwritable
+    // (not the -shm index: SQLite maps it, and a write to a mapped immutable
+    // file is a SIGBUS, which no full disk or read-only mount causes).
+    let files_locked: Vec<Immutable> = ["", "-wal"]
+        .iter()
+        .map(|suffix| db_dir.join(format!("imspector.db{suffix}")))
+        .filter(|path| path.exists())
+        .map(|path| Immutable::set(&path))
+        .collect();
     let dir_locked = Immutable::set(&db_dir);
     send(&logger, &events[100..200]);
     drop(logger);
@@ -378,7 +384,7 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
     let (logger, writer) = log::spawn_writer(imspector::build_sinks(&config).unwrap(), false);
     send(&logger, &events[200..250]);
     drop(dir_locked);
-    drop(file_locked);
+    drop(files_locked);
     send(&logger, &events[250..]);
     databases::eventually("every event in the database", || {
         sqlite_count(&db) >= events.len()

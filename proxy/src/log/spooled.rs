@@ -15,8 +15,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::spool::{Cursor, Entry, Spool};
-use super::{Sink, SinkError, MAX_BATCH};
+use super::{Sink, SinkError};
 use crate::event::LogEvent;
+
+/// Most events written to a database in one transaction. A commit costs the
+/// same for one row as for thousands (its fsyncs), so a backlog goes in big
+/// transactions.
+const DATABASE_BATCH: usize = 8192;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -239,7 +244,7 @@ impl Worker {
                 Err(e) => return self.spool_failed(e),
             },
         };
-        let (entries, next) = match spool.read(cursor, committed, MAX_BATCH) {
+        let (entries, next) = match spool.read(cursor, committed, DATABASE_BATCH) {
             Ok(read) => read,
             Err(e) => return self.spool_failed(e),
         };
