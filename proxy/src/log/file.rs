@@ -13,12 +13,17 @@ use chrono::TimeZone;
 use super::{Sink, SinkError};
 use crate::event::LogEvent;
 
-/// How many log files stay open between batches.
-const MAX_OPEN_FILES: usize = 256;
+/// How many log files stay open between batches (one per active conversation).
+const MAX_OPEN_FILES: usize = 1024;
 
 pub struct FileSink {
     dir: PathBuf,
-    open: HashMap<PathBuf, File>,
+    /// Open files and when each was last written (a counter), so that the
+    /// least recently used one is closed when too many are open.
+    open: HashMap<PathBuf, (File, u64)>,
+    writes: u64,
+    /// The local date of the last timestamp seen: most events share a second.
+    date: (i64, String),
 }
 
 impl FileSink {
@@ -26,15 +31,21 @@ impl FileSink {
         FileSink {
             dir: dir.into(),
             open: HashMap::new(),
+            writes: 0,
+            date: (i64::MIN, String::new()),
         }
     }
 
-    fn path_for(&self, e: &LogEvent) -> PathBuf {
-        let date = chrono::Local
-            .timestamp_opt(e.timestamp, 0)
-            .single()
-            .map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_else(|| "1970-01-01".to_string());
+    fn path_for(&mut self, e: &LogEvent) -> PathBuf {
+        if self.date.0 != e.timestamp {
+            let date = chrono::Local
+                .timestamp_opt(e.timestamp, 0)
+                .single()
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| "1970-01-01".to_string());
+            self.date = (e.timestamp, date);
+        }
+        let date = &self.date.1;
         self.dir
             .join(e.protocol)
             .join(safe_component(&e.local_id))
@@ -43,9 +54,17 @@ impl FileSink {
     }
 
     fn file(&mut self, path: &Path) -> Result<&mut File, SinkError> {
+        self.writes += 1;
         if !self.open.contains_key(path) {
             if self.open.len() >= MAX_OPEN_FILES {
-                self.open.clear();
+                let oldest = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(p, _)| p.clone());
+                if let Some(oldest) = oldest {
+                    self.open.remove(&oldest);
+                }
             }
             let io_err = |source| SinkError::Io {
                 path: path.display().to_string(),
@@ -59,9 +78,11 @@ impl FileSink {
                 .append(true)
                 .open(path)
                 .map_err(io_err)?;
-            self.open.insert(path.to_path_buf(), file);
+            self.open.insert(path.to_path_buf(), (file, 0));
         }
-        Ok(self.open.get_mut(path).expect("inserted above"))
+        let (file, used) = self.open.get_mut(path).expect("inserted above");
+        *used = self.writes;
+        Ok(file)
     }
 }
 
@@ -174,5 +195,26 @@ mod tests {
             text,
             "192.168.0.4:62013,1160853407,1,1,0,,one\n192.168.0.4:62013,1160853407,1,1,0,,two\n"
         );
+    }
+
+    #[test]
+    fn more_conversations_than_open_files_lose_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = FileSink::new(dir.path());
+        let to = |n: usize| LogEvent {
+            remote_id: format!("peer{n}"),
+            ..event("hi")
+        };
+        let many: Vec<LogEvent> = (0..MAX_OPEN_FILES + 10).map(to).collect();
+        sink.write(&many).unwrap();
+        sink.write(&[to(0)]).unwrap();
+        assert!(sink.open.len() <= MAX_OPEN_FILES);
+        let date = sink.date.1.clone();
+        let lines = |n: usize| {
+            let path = dir.path().join(format!("IRC/alice/peer{n}")).join(&date);
+            std::fs::read_to_string(path).unwrap().lines().count()
+        };
+        assert_eq!(lines(0), 2);
+        assert_eq!(lines(MAX_OPEN_FILES + 9), 1);
     }
 }
