@@ -1,11 +1,12 @@
 //! Real IRC software: the ngircd server and the ii client (both from Debian).
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use crate::netns::Netns;
 use crate::process::Process;
+use crate::rig::Rig;
 use crate::wait;
 
 /// ngircd on port 6667 (IPv4 and IPv6) in `ns`.
@@ -92,6 +93,17 @@ impl Ii {
             )
         })?;
         Ok(ii)
+    }
+
+    /// The remote user: `nick` next to the server, in its namespace.
+    pub fn remote(rig: &Rig, dir: &Path, nick: &str) -> anyhow::Result<Self> {
+        Self::start(&rig.server, dir, Ipv4Addr::LOCALHOST.into(), nick, None)
+    }
+
+    /// A local user: `nick` in the client namespace, connecting to `server`
+    /// through the gateway.
+    pub fn local(rig: &Rig, dir: &Path, server: IpAddr, nick: &str) -> anyhow::Result<Self> {
+        Self::start(&rig.client, dir, server, nick, None)
     }
 
     fn write(&self, fifo: &Path, line: &str) -> anyhow::Result<()> {

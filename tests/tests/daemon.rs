@@ -67,14 +67,8 @@ fn background_daemon_with_pid_file_user_drop_and_signals() -> anyhow::Result<()>
     );
 
     let clients = rig.subdir("clients")?;
-    let bob = Ii::start(&rig.server, &clients, "127.0.0.1".parse()?, "bob", None)?;
-    let alice = Ii::start(
-        &rig.client,
-        &clients,
-        IpAddr::V4(rig.server_ip),
-        "alice",
-        None,
-    )?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
     alice.msg("bob", "before the reload")?;
     bob.wait_received("alice", "alice", "before the reload")?;
 
@@ -108,14 +102,8 @@ fn embedded_default_needs_no_config_and_sigterm_exits_zero() -> anyhow::Result<(
     let mut ims = Imspector::start_embedded(&rig.gateway, &rig.subdir("ims")?)?;
     ims.wait_output("using the embedded default")?;
     let clients = rig.subdir("clients")?;
-    let bob = Ii::start(&rig.server, &clients, "127.0.0.1".parse()?, "bob", None)?;
-    let alice = Ii::start(
-        &rig.client,
-        &clients,
-        IpAddr::V4(rig.server_ip),
-        "alice",
-        None,
-    )?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
     alice.msg("bob", "no config needed")?;
     bob.wait_received("alice", "alice", "no config needed")?;
     let lines = ims.wait_log("IRC", "alice", "bob", 1)?;

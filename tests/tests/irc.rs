@@ -32,14 +32,8 @@ fn private_and_channel_chat_is_relayed_unchanged_and_logged() -> anyhow::Result<
     let since = now();
     let s = scene("irc_protocol=on\n")?;
     let dir = s.rig.subdir("clients")?;
-    let bob = Ii::start(&s.rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
-    let alice = Ii::start(
-        &s.rig.client,
-        &dir,
-        IpAddr::V4(s.rig.server_ip),
-        "Alice",
-        None,
-    )?;
+    let bob = Ii::remote(&s.rig, &dir, "bob")?;
+    let alice = Ii::local(&s.rig, &dir, IpAddr::V4(s.rig.server_ip), "Alice")?;
 
     alice.msg("bob", "hello bob, from alice: ünïcödé, commas, and 😀")?;
     bob.wait_received(
@@ -96,14 +90,8 @@ fn local_id_follows_nick_changes() -> anyhow::Result<()> {
     let since = now();
     let s = scene("irc_protocol=on\n")?;
     let dir = s.rig.subdir("clients")?;
-    let bob = Ii::start(&s.rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
-    let alice = Ii::start(
-        &s.rig.client,
-        &dir,
-        IpAddr::V4(s.rig.server_ip),
-        "alice",
-        None,
-    )?;
+    let bob = Ii::remote(&s.rig, &dir, "bob")?;
+    let alice = Ii::local(&s.rig, &dir, IpAddr::V4(s.rig.server_ip), "alice")?;
     alice.msg("bob", "before")?;
     bob.wait_received("alice", "alice", "before")?;
     alice.command("/n carol")?;
@@ -136,14 +124,8 @@ fn ipv6_clients_are_redirected_and_logged_with_brackets() -> anyhow::Result<()> 
     let since = now();
     let s = scene("irc_protocol=on\n")?;
     let dir = s.rig.subdir("clients")?;
-    let bob = Ii::start(&s.rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
-    let alice = Ii::start(
-        &s.rig.client,
-        &dir,
-        IpAddr::V6(s.rig.server_ip6),
-        "alice",
-        None,
-    )?;
+    let bob = Ii::remote(&s.rig, &dir, "bob")?;
+    let alice = Ii::local(&s.rig, &dir, IpAddr::V6(s.rig.server_ip6), "alice")?;
     alice.msg("bob", "over ipv6")?;
     bob.wait_received("alice", "alice", "over ipv6")?;
     let lines = s.ims.wait_log("IRC", "alice", "bob", 1)?;
@@ -175,7 +157,7 @@ fn squid_style_owner_redirect_of_a_local_process() -> anyhow::Result<()> {
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
     let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
     let dir = rig.subdir("clients")?;
-    let bob = Ii::start(&rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
+    let bob = Ii::remote(&rig, &dir, "bob")?;
     let local = Ii::start(
         &rig.gateway,
         &dir,

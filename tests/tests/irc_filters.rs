@@ -33,8 +33,8 @@ impl IrcFilterRig {
         let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &base_config)?;
         let server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
         let dir = rig.subdir("clients")?;
-        let bob = Ii::start(&rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
-        let alice = Ii::start(&rig.client, &dir, IpAddr::V4(rig.server_ip), "alice", None)?;
+        let bob = Ii::remote(&rig, &dir, "bob")?;
+        let alice = Ii::local(&rig, &dir, IpAddr::V4(rig.server_ip), "alice")?;
         bob.join(SYNC)?;
         alice.join(SYNC)?;
         Ok(IrcFilterRig {

@@ -25,7 +25,7 @@ fn no_event_lost_or_repeated_across_an_outage_and_a_restart() -> anyhow::Result<
     rig.redirect(&[6667], 16667)?;
     let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
     let clients = rig.subdir("clients")?;
-    let bob = Ii::start(&rig.server, &clients, "127.0.0.1".parse()?, "bob", None)?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
     let spool = rig.subdir("spool")?;
     let config = format!(
         "irc_protocol=on\npgsql_connect={}\nspool_dir={}\n",
@@ -45,7 +45,7 @@ fn no_event_lost_or_repeated_across_an_outage_and_a_restart() -> anyhow::Result<
     };
 
     let mut ims = Imspector::start(&rig.gateway, &rig.subdir("ims1")?, &config)?;
-    let alice = Ii::start(&rig.client, &clients, server, "alice", None)?;
+    let alice = Ii::local(&rig, &clients, server, "alice")?;
     chat(&alice, 0..5)?;
     wait::until("the first events in the table", || {
         (logged(&db).len() == 5).then_some(())

@@ -124,7 +124,7 @@ fn the_upstream_mark_keeps_imspector_out_of_its_own_redirect() -> anyhow::Result
     )?;
     let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
     let dir = rig.subdir("clients")?;
-    let bob = Ii::start(&rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
+    let bob = Ii::remote(&rig, &dir, "bob")?;
     // A local root process (ii) on the gateway is redirected to imspector...
     let local = Ii::start(
         &rig.gateway,

@@ -17,9 +17,9 @@ fn tproxy_rules_and_the_transparent_listener_carry_ipv4_and_ipv6_chat() -> anyho
     )?;
     let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
     let dir = rig.subdir("clients")?;
-    let bob = Ii::start(&rig.server, &dir, "127.0.0.1".parse()?, "bob", None)?;
-    let alice = Ii::start(&rig.client, &dir, IpAddr::V4(rig.server_ip), "alice", None)?;
-    let carol = Ii::start(&rig.client, &dir, IpAddr::V6(rig.server_ip6), "carol", None)?;
+    let bob = Ii::remote(&rig, &dir, "bob")?;
+    let alice = Ii::local(&rig, &dir, IpAddr::V4(rig.server_ip), "alice")?;
+    let carol = Ii::local(&rig, &dir, IpAddr::V6(rig.server_ip6), "carol")?;
     alice.msg("bob", "transparently over ipv4")?;
     carol.msg("bob", "transparently over ipv6")?;
     bob.wait_received("alice", "alice", "transparently over ipv4")?;
