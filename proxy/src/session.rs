@@ -277,19 +277,20 @@ async fn pump(
         deliver(processed, writers, inspector).await?;
     }
     loop {
-        // Shutdown takes effect between reads, so no event is cut in half.
-        tokio::select! {
-            ready = src.readable() => ready?,
-            _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
-        }
-        // Room for a full chunk; once the bytes sent on are written this reuses
-        // the same allocation, so a busy connection does not allocate per read.
+        // Room for a full chunk; while data keeps coming this reuses the same
+        // allocation, so a busy connection does not allocate per read.
         pending.reserve(READ_CHUNK.saturating_sub(pending.len()).max(READ_CHUNK / 4));
         let eof = match src.try_read_buf(&mut pending) {
             Ok(0) => true,
             Ok(_) => false,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                release_if_empty(&mut pending);
+                // Nothing more for now: an idle connection holds no buffer.
+                shrink_when_idle(&mut pending);
+                // Shutdown takes effect between reads, so no event is cut in half.
+                tokio::select! {
+                    ready = src.readable() => ready?,
+                    _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
+                }
                 continue;
             }
             Err(e) => return Err(e),
@@ -329,10 +330,13 @@ async fn deliver(processed: Processed, writers: &Writers, inspector: &Inspector)
     Ok(())
 }
 
-/// Idle connections hold no read buffer.
-fn release_if_empty(buf: &mut BytesMut) {
+/// Drop the buffer's allocation when it holds nothing, and keep only what a
+/// partial PDU needs when it holds one.
+fn shrink_when_idle(buf: &mut BytesMut) {
     if buf.is_empty() {
         *buf = BytesMut::new();
+    } else if buf.capacity() > 2 * buf.len() + 4096 {
+        *buf = BytesMut::from(&buf[..]);
     }
 }
 
