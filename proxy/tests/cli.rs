@@ -76,3 +76,25 @@ fn a_missing_config_file_is_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .starts_with("imspector: error: /nonexistent/imspector.conf: cannot read"));
 }
+
+/// examples/imspector.conf shows every option the program knows, and is valid.
+#[test]
+fn the_example_configuration_is_complete_and_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/imspector.conf");
+    let text = std::fs::read_to_string(path).unwrap();
+    for (key, _) in imspector::config::KNOWN_OPTIONS {
+        let shown = text.lines().any(|l| {
+            l.trim_start_matches('#')
+                .split_once('=')
+                .is_some_and(|(k, _)| k == *key)
+        });
+        assert!(shown, "examples/imspector.conf does not show {key}");
+    }
+    let out = imspector(&["-c", path, "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
