@@ -24,13 +24,33 @@ pub enum DaemonError {
     Switch { what: String, source: nix::Error },
 }
 
-/// Fork into the background. Returns in the child only; the parent exits 0.
-/// Must run before the tokio runtime (or any other thread) exists.
-pub fn daemonize() -> Result<(), DaemonError> {
+/// The daemon's promise to tell the process that started it when it serves.
+pub struct Ready(fs::File);
+
+impl Ready {
+    /// The daemon is serving: the foreground process exits 0.
+    pub fn notify(mut self) {
+        use std::io::Write;
+        let _ = self.0.write_all(b"1");
+    }
+}
+
+/// Fork into the background. Returns in the child only. The parent waits until
+/// the child calls [`Ready::notify`] and exits 0, or exits 3 when the child
+/// ends without doing so (its reason is in syslog), so a firewall script that
+/// starts imspector learns whether it runs. Must run before the tokio runtime
+/// (or any other thread) exists.
+pub fn daemonize() -> Result<Ready, DaemonError> {
+    let (read_end, write_end) = nix::unistd::pipe().map_err(DaemonError::Fork)?;
     // SAFETY: called while the process is single-threaded.
     match unsafe { fork() }.map_err(DaemonError::Fork)? {
-        ForkResult::Parent { .. } => std::process::exit(0),
-        ForkResult::Child => {}
+        ForkResult::Parent { .. } => {
+            drop(write_end);
+            let mut byte = [0u8; 1];
+            let served = std::io::Read::read(&mut fs::File::from(read_end), &mut byte);
+            std::process::exit(if matches!(served, Ok(1)) { 0 } else { 3 });
+        }
+        ForkResult::Child => drop(read_end),
     }
     setsid().map_err(DaemonError::Fork)?;
     // Standard streams go nowhere; diagnostics go to syslog.
@@ -45,7 +65,7 @@ pub fn daemonize() -> Result<(), DaemonError> {
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
     }
-    Ok(())
+    Ok(Ready(fs::File::from(write_end)))
 }
 
 /// Raise the soft limit on open files to the hard limit: every relayed

@@ -37,13 +37,16 @@ pub fn build_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn log::Sink>>> {
 }
 
 /// Serve until SIGTERM or SIGINT, then flush every event and return.
-/// `config_path` is re-read on SIGHUP; `echo` prints events to stderr.
+/// `config_path` is re-read on SIGHUP; `echo` prints events to stderr;
+/// `serving` is called once the sinks and filters are up and connections are
+/// accepted.
 pub async fn run(
     listener: std::net::TcpListener,
     http_listener: Option<std::net::TcpListener>,
     config: Config,
     config_path: Option<PathBuf>,
     echo: bool,
+    serving: impl FnOnce(),
 ) -> anyhow::Result<()> {
     let sinks = build_sinks(&config)?;
     let filters = filter::build(&config.settings)?;
@@ -69,6 +72,7 @@ pub async fn run(
     let mut hangup = signal(SignalKind::hangup())?;
     let mut sessions = JoinSet::new();
     ::log::info!("listening on {}", listener.local_addr()?);
+    serving();
     if let Some(l) = &http_listener {
         ::log::info!("CONNECT listener on {}", l.local_addr()?);
     }

@@ -105,10 +105,13 @@ fn start(
             .map_err(|e| startup(anyhow::anyhow!("{}: {e}", absolute.display())))?;
         config.file_logging_dir = Some(absolute);
     }
-    if !debug {
-        daemon::daemonize().map_err(|e| startup(e.into()))?;
+    let ready = if debug {
+        None
+    } else {
+        let ready = daemon::daemonize().map_err(|e| startup(e.into()))?;
         daemon::write_pid_file(&config.pid_file).map_err(|e| startup(e.into()))?;
-    }
+        Some(ready)
+    };
     let keep = daemon::NetCaps {
         admin: config.upstream_mark.is_some(),
         raw: config.interface.is_some(),
@@ -126,6 +129,7 @@ fn start(
             config,
             config_path,
             debug,
+            || ready.map_or((), daemon::Ready::notify),
         ))
         .map_err(|e| (EXIT_RUNTIME, e))
 }

@@ -118,3 +118,23 @@ fn embedded_default_needs_no_config_and_sigterm_exits_zero() -> anyhow::Result<(
         .contains("stopped; every event written"));
     Ok(())
 }
+
+#[test]
+fn a_daemon_that_fails_after_the_fork_fails_the_command_that_started_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("imspector.conf");
+    // The user is looked up only when privileges are dropped, after the fork.
+    std::fs::write(
+        &config,
+        format!(
+            "irc_protocol=on\nport=0\nuser=no-such-user-imspector\npidfilename={}\n",
+            dir.path().join("imspector.pid").display()
+        ),
+    )?;
+    let out = std::process::Command::new(imspector::binary())
+        .arg("-c")
+        .arg(&config)
+        .output()?;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    Ok(())
+}
