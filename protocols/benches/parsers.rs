@@ -27,11 +27,23 @@ struct Parser {
     synthetic: fn() -> Synthetic,
 }
 
-const PARSERS: &[Parser] = &[Parser {
-    kind: ProtocolKind::Irc,
-    captures: "irc",
-    synthetic: irc_synthetic,
-}];
+const PARSERS: &[Parser] = &[
+    Parser {
+        kind: ProtocolKind::Irc,
+        captures: "irc",
+        synthetic: irc_synthetic,
+    },
+    Parser {
+        kind: ProtocolKind::Msn,
+        captures: "msn",
+        synthetic: Vec::new,
+    },
+    Parser {
+        kind: ProtocolKind::GaduGadu,
+        captures: "gadu-gadu",
+        synthetic: Vec::new,
+    },
+];
 
 fn irc_synthetic() -> Synthetic {
     let len = 4 << 20;
