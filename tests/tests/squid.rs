@@ -6,13 +6,37 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use imspector_e2e::imspector::LogLine;
 use imspector_e2e::irc::{chat_through_http_proxy, Ii, Ngircd};
 use imspector_e2e::squid::{Squid, SQUID_PORT};
 use imspector_e2e::{Imspector, Rig};
 
-/// The client network as Squid's `localnet`.
-fn client_net(rig: &Rig) -> String {
-    format!("{}/24", rig.client_ip)
+/// imspector with `config` and Squid with these snippets in the gateway, ngircd
+/// and bob on the server side; `nick` in the client namespace says `text` to
+/// bob with Squid as its proxy. Returns imspector's log of that conversation
+/// and Squid's access log, once bob has the text.
+fn chat_through_squid(
+    rig: &Rig,
+    config: &str,
+    snippets: &[&str],
+    nick: &'static str,
+    text: &'static str,
+) -> anyhow::Result<(Vec<LogLine>, String)> {
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, config)?;
+    let client_net = format!("{}/24", rig.client_ip);
+    let squid = Squid::start(&rig.gateway, &rig.subdir("squid")?, &client_net, snippets)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let bob = Ii::remote(rig, &rig.subdir("clients")?, "bob")?;
+    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
+    let server = SocketAddr::from((rig.server_ip, 6667));
+    let status = rig
+        .client
+        .run(move || chat_through_http_proxy(proxy, server, nick, "bob", text))??;
+    assert_eq!(status, "HTTP/1.1 200 Connection established\r\n");
+    bob.wait_received(nick, nick, text)?;
+    let lines = ims.wait_log("IRC", nick, "bob", 1)?;
+    assert!(squid.access_log().contains(&format!("CONNECT {server}")));
+    Ok((lines, squid.access_log()))
 }
 
 #[test]
@@ -27,79 +51,37 @@ fn squid_egress_is_redirected_by_the_generated_owner_rules() -> anyhow::Result<(
         "--daemon-user",
         "nobody",
     ])?;
-    let ims = Imspector::start(
-        &rig.gateway,
-        &rig.subdir("ims")?,
+    let (lines, _) = chat_through_squid(
+        &rig,
         "irc_protocol=on\nuser=nobody\ngroup=nogroup\n",
-    )?;
-    let squid = Squid::start(
-        &rig.gateway,
-        &rig.subdir("squid")?,
-        &client_net(&rig),
         &["allow-im-connect.conf", "owner-redirect.conf"],
+        "dana",
+        "via squid, redirected",
     )?;
-    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
-    let bob = Ii::start(
-        &rig.server,
-        &rig.subdir("clients")?,
-        "127.0.0.1".parse()?,
-        "bob",
-        None,
-    )?;
-    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
-    let server = SocketAddr::from((rig.server_ip, 6667));
-    let status = rig.client.run(move || {
-        chat_through_http_proxy(proxy, server, "dana", "bob", "via squid, redirected")
-    })??;
-    assert_eq!(status, "HTTP/1.1 200 Connection established\r\n");
-    bob.wait_received("dana", "dana", "via squid, redirected")?;
-    // Squid's connection came from the gateway itself.
-    let lines = ims.wait_log("IRC", "dana", "bob", 1)?;
     assert_eq!(lines[0].rest, "1,1,0,,via squid, redirected");
+    // Squid's connection came from the gateway itself.
     assert!(
         ["127.0.0.1", &rig.gateway_ip_towards_server().to_string()].contains(&lines[0].client_ip()),
         "{lines:?}"
     );
-    assert!(squid.access_log().contains(&format!("CONNECT {server}")));
     Ok(())
 }
 
 #[test]
 fn squid_chains_to_the_connect_listener_as_a_parent() -> anyhow::Result<()> {
     let rig = Rig::new()?;
-    let ims = Imspector::start(
-        &rig.gateway,
-        &rig.subdir("ims")?,
+    let (lines, access_log) = chat_through_squid(
+        &rig,
         "irc_protocol=on\nhttp_port=16668\n",
-    )?;
-    let squid = Squid::start(
-        &rig.gateway,
-        &rig.subdir("squid")?,
-        &client_net(&rig),
         &["allow-im-connect.conf", "cache-peer.conf"],
+        "erin",
+        "via squid, chained",
     )?;
-    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
-    let bob = Ii::start(
-        &rig.server,
-        &rig.subdir("clients")?,
-        "127.0.0.1".parse()?,
-        "bob",
-        None,
-    )?;
-    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
-    let server = SocketAddr::from((rig.server_ip, 6667));
-    let status = rig.client.run(move || {
-        chat_through_http_proxy(proxy, server, "erin", "bob", "via squid, chained")
-    })??;
-    assert_eq!(status, "HTTP/1.1 200 Connection established\r\n");
-    bob.wait_received("erin", "erin", "via squid, chained")?;
-    let lines = ims.wait_log("IRC", "erin", "bob", 1)?;
     assert_eq!(lines[0].rest, "1,1,0,,via squid, chained");
     assert_eq!(lines[0].client_ip(), "127.0.0.1");
     assert!(
-        squid.access_log().contains("FIRSTUP_PARENT/127.0.0.1"),
-        "{}",
-        squid.access_log()
+        access_log.contains("FIRSTUP_PARENT/127.0.0.1"),
+        "{access_log}"
     );
     Ok(())
 }
