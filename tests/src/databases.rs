@@ -92,10 +92,16 @@ impl Mariadb {
         require_root();
         let install = require("mariadb-install-db", "mariadb-server");
         let dir = service_dir("mysql");
+        // Its own temporary directory: two servers bootstrapping at once in
+        // /tmp can collide on the names of their temporary tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("temporary directory");
+        run(Command::new("chown").arg("mysql:").arg(&tmp));
         run(Command::new(install)
             .arg("--no-defaults")
             .arg("--user=mysql")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--skip-test-db")
             .stdout(Stdio::null()));
         let mut db = Mariadb { dir, server: None };
@@ -127,6 +133,7 @@ impl Mariadb {
                 self.dir.path().join("data").display()
             ))
             .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--tmpdir={}", self.dir.path().join("tmp").display()))
             .arg(format!(
                 "--pid-file={}",
                 self.dir.path().join("pid").display()

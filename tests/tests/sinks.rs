@@ -82,6 +82,47 @@ fn send(logger: &log::Logger, events: &[LogEvent]) {
     });
 }
 
+/// A database server a test can stop and read back.
+trait Database {
+    fn stop(&mut self);
+    fn resume(&mut self);
+    fn count(&self) -> usize;
+    fn rows(&self) -> Vec<Row>;
+}
+
+/// The outage scenario for a database server: stopped while events stream in,
+/// the writer restarted (as imspector would be) while it is down, then brought
+/// back. Every event is stored exactly once, in order, and the sink said when
+/// it went down and when it was back.
+fn outage_loses_and_repeats_nothing(db: &mut dyn Database, config: &str, sink: &str) {
+    databases::capture_log();
+    let events: Vec<LogEvent> = (0..600).map(event).collect();
+    let cfg = Config::from_settings(Settings::parse("test.conf", config).unwrap()).unwrap();
+
+    let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+    send(&logger, &events[..200]);
+    databases::eventually("the first events in the database", || db.count() > 0);
+    db.stop();
+    send(&logger, &events[200..300]);
+    // imspector restarts while the server is still down.
+    drop(logger);
+    writer.join().unwrap();
+    let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+    send(&logger, &events[300..400]);
+    db.resume();
+    send(&logger, &events[400..]);
+    databases::eventually("every event in the database", || db.count() >= events.len());
+    drop(logger);
+    writer.join().unwrap();
+
+    let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+    assert_eq!(db.rows(), want);
+    let down = databases::log_lines(&format!("WARN {sink} sink is down"));
+    assert!(!down.is_empty(), "no line said the sink went down");
+    let back = databases::log_lines(&format!("INFO {sink} sink is back: "));
+    assert!(!back.is_empty(), "no line said the sink is back");
+}
+
 /// Events whose text stresses the storage: emoji, quotes, control characters.
 fn tricky_events() -> Vec<LogEvent> {
     let mut events: Vec<LogEvent> = (0..20).map(event).collect();
@@ -512,35 +553,25 @@ mod mariadb {
 
     #[test]
     fn mariadb_outage_loses_and_repeats_nothing_across_a_restart() {
-        databases::capture_log();
         let mut db = Mariadb::start();
         let spool = tempfile::tempdir().unwrap();
         let config = config(&db, spool.path());
-        let events: Vec<LogEvent> = (0..600).map(event).collect();
-        let cfg = Config::from_settings(Settings::parse("test.conf", &config).unwrap()).unwrap();
+        outage_loses_and_repeats_nothing(&mut db, &config, "mysql");
+    }
 
-        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
-        send(&logger, &events[..200]);
-        databases::eventually("the first events in the database", || count(&db) > 0);
-        db.stop();
-        send(&logger, &events[200..300]);
-        // imspector restarts while the server is still down.
-        drop(logger);
-        writer.join().unwrap();
-        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
-        send(&logger, &events[300..400]);
-        db.resume();
-        send(&logger, &events[400..]);
-        databases::eventually("every event in the database", || count(&db) >= events.len());
-        drop(logger);
-        writer.join().unwrap();
-
-        let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
-        assert_eq!(rows(&db), want);
-        let down = databases::log_lines("WARN mysql sink is down");
-        assert!(!down.is_empty(), "no line said the sink went down");
-        let back = databases::log_lines("INFO mysql sink is back: ");
-        assert!(!back.is_empty(), "no line said the sink is back");
+    impl Database for Mariadb {
+        fn stop(&mut self) {
+            Mariadb::stop(self)
+        }
+        fn resume(&mut self) {
+            Mariadb::resume(self)
+        }
+        fn count(&self) -> usize {
+            count(self)
+        }
+        fn rows(&self) -> Vec<Row> {
+            rows(self)
+        }
     }
 }
 
@@ -647,33 +678,24 @@ mod postgresql {
 
     #[test]
     fn postgres_outage_loses_and_repeats_nothing_across_a_restart() {
-        databases::capture_log();
         let mut db = Postgres::start();
         let spool = tempfile::tempdir().unwrap();
         let config = config(&db, spool.path());
-        let events: Vec<LogEvent> = (0..600).map(event).collect();
-        let cfg = Config::from_settings(Settings::parse("test.conf", &config).unwrap()).unwrap();
+        outage_loses_and_repeats_nothing(&mut db, &config, "postgres");
+    }
 
-        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
-        send(&logger, &events[..200]);
-        databases::eventually("the first events in the database", || count(&db) > 0);
-        db.stop();
-        send(&logger, &events[200..300]);
-        drop(logger);
-        writer.join().unwrap();
-        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
-        send(&logger, &events[300..400]);
-        db.resume();
-        send(&logger, &events[400..]);
-        databases::eventually("every event in the database", || count(&db) >= events.len());
-        drop(logger);
-        writer.join().unwrap();
-
-        let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
-        assert_eq!(rows(&db), want);
-        let down = databases::log_lines("WARN postgres sink is down");
-        assert!(!down.is_empty(), "no line said the sink went down");
-        let back = databases::log_lines("INFO postgres sink is back: ");
-        assert!(!back.is_empty(), "no line said the sink is back");
+    impl Database for Postgres {
+        fn stop(&mut self) {
+            Postgres::stop(self)
+        }
+        fn resume(&mut self) {
+            Postgres::resume(self)
+        }
+        fn count(&self) -> usize {
+            count(self)
+        }
+        fn rows(&self) -> Vec<Row> {
+            rows(self)
+        }
     }
 }
