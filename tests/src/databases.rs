@@ -133,7 +133,10 @@ impl Mariadb {
                 self.dir.path().join("data").display()
             ))
             .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!("--tmpdir={}", self.dir.path().join("tmp").display()))
+            .arg(format!(
+                "--tmpdir={}",
+                self.dir.path().join("tmp").display()
+            ))
             .arg(format!(
                 "--pid-file={}",
                 self.dir.path().join("pid").display()

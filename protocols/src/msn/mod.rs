@@ -301,12 +301,23 @@ impl ProtocolSession for MsnSession {
     }
 
     fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Result<Feed, SyncLost> {
-        // First find the commands, then split the buffer: on a loss of sync
-        // nothing has been taken from `buf` and the caller relays all of it.
-        // Runs of commands without events become one opaque frame.
+        // First find the commands, then split the buffer. Runs of commands
+        // without events become one opaque frame.
         let mut parts: Vec<(usize, Vec<ChatEvent>)> = Vec::new();
+        let mut passthrough = None;
         let mut pos = 0;
-        while let Some((line_end, end)) = next_command(&buf[pos..])? {
+        loop {
+            let (line_end, end) = match next_command(&buf[pos..]) {
+                Ok(Some(found)) => found,
+                Ok(None) => break,
+                // Nothing taken from `buf` yet: the caller relays all of it.
+                Err(lost) if parts.is_empty() => return Err(lost),
+                // The commands before the bad one are delivered and logged.
+                Err(_) => {
+                    passthrough = Some("MSN stream lost sync after its last complete command");
+                    break;
+                }
+            };
             let line = Line::parse(&buf[pos..pos + line_end]);
             let events = self.inspect(dir, &line, &buf[pos + line_end..pos + end]);
             match parts.last_mut() {
@@ -328,7 +339,7 @@ impl ProtocolSession for MsnSession {
             .collect();
         Ok(Feed {
             frames,
-            passthrough: None,
+            passthrough,
         })
     }
 

@@ -601,12 +601,18 @@ fn incomplete_commands_wait_for_more_bytes() {
 #[test]
 fn huge_payload_length_loses_sync_without_allocating() {
     let mut s = msnp8_switchboard();
-    let mut buf = BytesMut::from(&b"ACK 3\r\nMSG 4 N 4294967296\r\nMIME"[..]);
+    let mut buf = BytesMut::from(&b"MSG 4 N 4294967296\r\nMIME"[..]);
     let err = s.feed(OUT, &mut buf).unwrap_err();
     assert!(err.0.contains("4294967296"), "{err}");
     // Nothing was taken from the buffer: the caller relays it all.
-    assert_eq!(&buf[..], b"ACK 3\r\nMSG 4 N 4294967296\r\nMIME");
+    assert_eq!(&buf[..], b"MSG 4 N 4294967296\r\nMIME");
     assert!(buf.capacity() < 4096);
+    // After complete commands, those go out (and are logged) first.
+    let mut buf = BytesMut::from(&b"MSG 3 N 5\r\nhello\r\nMSG 4 N 4294967296\r\nMIME"[..]);
+    let feed = s.feed(OUT, &mut buf).unwrap();
+    assert_eq!(feed.frames.len(), 1);
+    assert!(feed.passthrough.is_some());
+    assert_eq!(&buf[..], b"MSG 4 N 4294967296\r\nMIME");
     // Right at the limit the parser waits for the payload instead.
     let mut buf = BytesMut::from(format!("MSG 5 N {MAX_PAYLOAD}\r\nMIME").as_bytes());
     assert!(s.feed(OUT, &mut buf).unwrap().frames.is_empty());
