@@ -35,20 +35,8 @@ impl Netns {
 
     /// Run a command inside the namespace; fail with its stderr.
     pub fn exec(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
-        let out = self
-            .command(program)
-            .args(args)
-            .output()
-            .with_context(|| format!("running {program}"))?;
-        if !out.status.success() {
-            bail!(
-                "{program} {} in {}: {}",
-                args.join(" "),
-                self.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of(self.command(program).args(args), program, args)
+            .with_context(|| format!("in namespace {}", self.name))
     }
 
     /// Run `f` on a thread that has entered this namespace (for sockets the
@@ -89,8 +77,12 @@ impl Drop for Netns {
 
 /// Run a command in the root namespace; fail with its stderr.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
+    stdout_of(Command::new(program).args(args), program, args)
+}
+
+/// What `command` (`program args`) printed, or its stderr as the error.
+fn stdout_of(command: &mut Command, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = command
         .output()
         .with_context(|| format!("running {program}"))?;
     if !out.status.success() {

@@ -86,6 +86,7 @@ fn send(logger: &log::Logger, events: &[LogEvent]) {
 trait Database {
     fn stop(&mut self);
     fn resume(&mut self);
+    /// Rows so far; 0 while the server or the table is not there.
     fn count(&self) -> usize;
     fn rows(&self) -> Vec<Row>;
 }
@@ -451,58 +452,6 @@ mod mariadb {
     use super::*;
     use mysql::prelude::Queryable;
 
-    fn rows(db: &Mariadb) -> Vec<Row> {
-        let opts = mysql::OptsBuilder::new()
-            .socket(Some(db.socket().display().to_string()))
-            .user(Some(databases::DB_USER))
-            .pass(Some(databases::DB_PASSWORD))
-            .db_name(Some(databases::DB_NAME));
-        let mut conn = mysql::Conn::new(opts).unwrap();
-        conn.query_drop("SET NAMES utf8mb4").unwrap();
-        let with_categories = columns(db).contains(&"categories".to_string());
-        let categories = if with_categories {
-            "categories"
-        } else {
-            "NULL"
-        };
-        conn.query_map(
-            format!(
-                "SELECT timestamp, clientaddress, protocolname, outgoing, type, localid, \
-                 remoteid, filtered, {categories}, eventdata FROM messages ORDER BY id"
-            ),
-            |r: mysql::Row| {
-                let data: Vec<u8> = r.get(9).unwrap();
-                Row {
-                    timestamp: r.get(0).unwrap(),
-                    client: r.get(1).unwrap(),
-                    protocol: r.get(2).unwrap(),
-                    outgoing: r.get(3).unwrap(),
-                    kind: r.get(4).unwrap(),
-                    local_id: r.get(5).unwrap(),
-                    remote_id: r.get(6).unwrap(),
-                    filtered: r.get(7).unwrap(),
-                    categories: r.get(8).unwrap(),
-                    data: String::from_utf8(data).unwrap(),
-                }
-            },
-        )
-        .unwrap()
-    }
-
-    /// Rows so far; 0 while the server or the table is not there.
-    fn count(db: &Mariadb) -> usize {
-        let opts = mysql::OptsBuilder::new()
-            .socket(Some(db.socket().display().to_string()))
-            .user(Some(databases::DB_USER))
-            .pass(Some(databases::DB_PASSWORD))
-            .db_name(Some(databases::DB_NAME));
-        mysql::Conn::new(opts)
-            .and_then(|mut c| c.query_first::<usize, _>("SELECT count(*) FROM messages"))
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-    }
-
     fn columns(db: &Mariadb) -> Vec<String> {
         db.sql(&format!(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = \
@@ -533,7 +482,7 @@ mod mariadb {
         assert!(create.contains("`eventdata` blob NOT NULL"), "{create}");
         assert!(create.contains("`timestamp` int(11) NOT NULL"), "{create}");
         let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
-        assert_eq!(rows(&db), want);
+        assert_eq!(db.rows(), want);
 
         // A table made by IMSpector 0.5 (no categories) is written as it is.
         db.sql(&format!(
@@ -548,7 +497,7 @@ mod mariadb {
         let more: Vec<LogEvent> = (100..105).map(event).collect();
         log_through_config(&config(&db, spool.path()), &more);
         let want: Vec<Row> = more.iter().map(|e| expected(e, false)).collect();
-        assert_eq!(rows(&db), want);
+        assert_eq!(db.rows(), want);
     }
 
     #[test]
@@ -559,6 +508,16 @@ mod mariadb {
         outage_loses_and_repeats_nothing(&mut db, &config, "mysql");
     }
 
+    /// A connection as imspector's user.
+    fn connect(db: &Mariadb) -> mysql::Result<mysql::Conn> {
+        let opts = mysql::OptsBuilder::new()
+            .socket(Some(db.socket().display().to_string()))
+            .user(Some(databases::DB_USER))
+            .pass(Some(databases::DB_PASSWORD))
+            .db_name(Some(databases::DB_NAME));
+        mysql::Conn::new(opts)
+    }
+
     impl Database for Mariadb {
         fn stop(&mut self) {
             Mariadb::stop(self)
@@ -567,10 +526,43 @@ mod mariadb {
             Mariadb::resume(self)
         }
         fn count(&self) -> usize {
-            count(self)
+            connect(self)
+                .and_then(|mut c| c.query_first::<usize, _>("SELECT count(*) FROM messages"))
+                .ok()
+                .flatten()
+                .unwrap_or(0)
         }
         fn rows(&self) -> Vec<Row> {
-            rows(self)
+            let mut conn = connect(self).unwrap();
+            conn.query_drop("SET NAMES utf8mb4").unwrap();
+            let with_categories = columns(self).contains(&"categories".to_string());
+            let categories = if with_categories {
+                "categories"
+            } else {
+                "NULL"
+            };
+            conn.query_map(
+                format!(
+                    "SELECT timestamp, clientaddress, protocolname, outgoing, type, localid, \
+                     remoteid, filtered, {categories}, eventdata FROM messages ORDER BY id"
+                ),
+                |r: mysql::Row| {
+                    let data: Vec<u8> = r.get(9).unwrap();
+                    Row {
+                        timestamp: r.get(0).unwrap(),
+                        client: r.get(1).unwrap(),
+                        protocol: r.get(2).unwrap(),
+                        outgoing: r.get(3).unwrap(),
+                        kind: r.get(4).unwrap(),
+                        local_id: r.get(5).unwrap(),
+                        remote_id: r.get(6).unwrap(),
+                        filtered: r.get(7).unwrap(),
+                        categories: r.get(8).unwrap(),
+                        data: String::from_utf8(data).unwrap(),
+                    }
+                },
+            )
+            .unwrap()
         }
     }
 }
@@ -582,46 +574,6 @@ mod postgresql {
 
     fn client(db: &Postgres) -> postgres::Client {
         postgres::Client::connect(&db.connect_string(), postgres::NoTls).unwrap()
-    }
-
-    fn rows(db: &Postgres) -> Vec<Row> {
-        let with_categories = columns(db).contains(&"categories".to_string());
-        let categories = if with_categories {
-            "categories"
-        } else {
-            "NULL::text"
-        };
-        client(db)
-            .query(
-                &format!(
-                    "SELECT extract(epoch FROM timestamp)::bigint, clientaddress, protocolname, \
-                     outgoing::bigint, type::bigint, localid, remoteid, filtered::bigint, \
-                     {categories}, eventdata FROM messages ORDER BY id"
-                ),
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| Row {
-                timestamp: r.get(0),
-                client: r.get(1),
-                protocol: r.get(2),
-                outgoing: r.get(3),
-                kind: r.get(4),
-                local_id: r.get(5),
-                remote_id: r.get(6),
-                filtered: r.get(7),
-                categories: r.get(8),
-                data: r.get(9),
-            })
-            .collect()
-    }
-
-    /// Rows so far; 0 while the server or the table is not there.
-    fn count(db: &Postgres) -> usize {
-        postgres::Client::connect(&db.connect_string(), postgres::NoTls)
-            .and_then(|mut c| c.query_one("SELECT count(*) FROM messages", &[]))
-            .map_or(0, |r| r.get::<_, i64>(0) as usize)
     }
 
     fn columns(db: &Postgres) -> Vec<String> {
@@ -658,7 +610,7 @@ mod postgresql {
         );
         assert_eq!(types, "text\ntimestamp with time zone\n");
         let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
-        assert_eq!(rows(&db), want);
+        assert_eq!(db.rows(), want);
 
         db.sql(&format!(
             "DROP TABLE messages;
@@ -673,7 +625,7 @@ mod postgresql {
         let more: Vec<LogEvent> = (100..105).map(event).collect();
         log_through_config(&config(&db, spool.path()), &more);
         let want: Vec<Row> = more.iter().map(|e| expected(e, false)).collect();
-        assert_eq!(rows(&db), want);
+        assert_eq!(db.rows(), want);
     }
 
     #[test]
@@ -692,10 +644,41 @@ mod postgresql {
             Postgres::resume(self)
         }
         fn count(&self) -> usize {
-            count(self)
+            postgres::Client::connect(&self.connect_string(), postgres::NoTls)
+                .and_then(|mut c| c.query_one("SELECT count(*) FROM messages", &[]))
+                .map_or(0, |r| r.get::<_, i64>(0) as usize)
         }
         fn rows(&self) -> Vec<Row> {
-            rows(self)
+            let with_categories = columns(self).contains(&"categories".to_string());
+            let categories = if with_categories {
+                "categories"
+            } else {
+                "NULL::text"
+            };
+            client(self)
+                .query(
+                    &format!(
+                        "SELECT extract(epoch FROM timestamp)::bigint, clientaddress, protocolname, \
+                         outgoing::bigint, type::bigint, localid, remoteid, filtered::bigint, \
+                         {categories}, eventdata FROM messages ORDER BY id"
+                    ),
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| Row {
+                    timestamp: r.get(0),
+                    client: r.get(1),
+                    protocol: r.get(2),
+                    outgoing: r.get(3),
+                    kind: r.get(4),
+                    local_id: r.get(5),
+                    remote_id: r.get(6),
+                    filtered: r.get(7),
+                    categories: r.get(8),
+                    data: r.get(9),
+                })
+                .collect()
         }
     }
 }
