@@ -95,15 +95,22 @@ impl Recording {
         let server = std::thread::spawn(move || -> anyhow::Result<()> {
             let file = std::fs::File::open(&server_ns_path)?;
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
-            let listener = TcpListener::bind(("::", dst.port()))
-                .or_else(|_| TcpListener::bind(("0.0.0.0", dst.port())))?;
+            // The previous recording's connection may still be closing on
+            // this port: wait for it rather than fail.
+            let listener = crate::wait::until(&format!("port {} to be free", dst.port()), || {
+                TcpListener::bind(("::", dst.port())).ok()
+            })?;
             ready_tx.send(())?;
             let (conn, _) = listener.accept()?;
             play(conn, &server_segments, Sender::Server)
         });
-        ready_rx
-            .recv_timeout(DEADLINE)
-            .context("replay server did not start")?;
+        if ready_rx.recv_timeout(DEADLINE).is_err() {
+            let why = match server.join() {
+                Ok(Err(e)) => format!("{e:#}"),
+                _ => "no reason given".to_string(),
+            };
+            bail!("{}: replay server did not start: {why}", self.name);
+        }
         let segments = self.segments.clone();
         let client = client_ns.run(move || -> anyhow::Result<()> {
             let conn = TcpStream::connect(dst)?;
