@@ -138,11 +138,9 @@ fn pass(kind: ProtocolKind, chunks: &[(Direction, Vec<u8>)]) -> usize {
     for (dir, data) in chunks {
         let buf = &mut pending[usize::from(*dir == Direction::Incoming)];
         buf.extend_from_slice(data);
-        if let Ok(feed) = session.feed(*dir, buf) {
-            for frame in feed.frames {
-                if let Frame::Pdu(pdu) = frame {
-                    events += pdu.events.len();
-                }
+        for frame in session.feed(*dir, buf).frames {
+            if let Frame::Pdu(pdu) = frame {
+                events += pdu.events.len();
             }
         }
     }

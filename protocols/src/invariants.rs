@@ -35,26 +35,22 @@ pub fn replay<S: ProtocolSession + Clone>(
         }
         pending[i].extend_from_slice(data);
         let before = session.clone();
-        match session.feed(*dir, &mut pending[i]) {
-            Ok(feed) => {
-                // The bytes of this read up to the frame at hand.
-                let mut preceding = Vec::new();
-                for frame in feed.frames {
-                    match frame {
-                        Frame::Opaque(b) => preceding.extend_from_slice(&b),
-                        Frame::Pdu(pdu) => {
-                            check_identity_rewrite(&before, *dir, &preceding, &pdu);
-                            preceding.extend_from_slice(&pdu.bytes);
-                            result.events.extend(pdu.events);
-                        }
-                    }
-                }
-                received[i].extend_from_slice(&preceding);
-                if let Some(why) = feed.passthrough {
-                    result.stopped = Some(why.to_string());
+        let feed = session.feed(*dir, &mut pending[i]);
+        // The bytes of this read up to the frame at hand.
+        let mut preceding = Vec::new();
+        for frame in feed.frames {
+            match frame {
+                Frame::Opaque(b) => preceding.extend_from_slice(&b),
+                Frame::Pdu(pdu) => {
+                    check_identity_rewrite(&before, *dir, &preceding, &pdu);
+                    preceding.extend_from_slice(&pdu.bytes);
+                    result.events.extend(pdu.events);
                 }
             }
-            Err(lost) => result.stopped = Some(lost.0),
+        }
+        received[i].extend_from_slice(&preceding);
+        if let Some(stop) = feed.stop {
+            result.stopped = Some(stop.to_string());
         }
         if result.stopped.is_some() {
             for j in 0..2 {
@@ -108,9 +104,12 @@ fn check_identity_rewrite<S: ProtocolSession + Clone>(
         return;
     };
     let mut again = BytesMut::from(&bytes[..]);
-    let feed = session
-        .feed(dir, &mut again)
-        .unwrap_or_else(|e| panic!("rewritten PDU does not parse: {e}"));
+    let feed = session.feed(dir, &mut again);
+    assert!(
+        feed.stop.is_none(),
+        "rewritten PDU does not parse: {:?}",
+        feed.stop
+    );
     assert!(
         again.is_empty(),
         "rewritten PDU left {} bytes unparsed",

@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::event::{ChatEvent, Direction, EventType};
-use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, SyncLost};
+use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, Stop};
 
 /// Longest line we buffer: 8191 bytes of IRCv3 tags plus a generous body.
 /// A longer line means this is not IRC as we know it.
@@ -32,50 +32,57 @@ fn index(dir: Direction) -> usize {
 }
 
 /// Commands that change our state or carry events, per direction.
-fn is_interesting(dir: Direction, command: &[u8]) -> bool {
-    let wanted: &[&[u8]] = match dir {
+fn wanted(dir: Direction) -> &'static [&'static [u8]] {
+    match dir {
         Direction::Outgoing => &[b"PRIVMSG", b"NOTICE", b"NICK"],
         Direction::Incoming => &[b"PRIVMSG", b"NOTICE", b"NICK", b"001", b"670"],
-    };
-    wanted.iter().any(|w| w.eq_ignore_ascii_case(command))
+    }
 }
 
-/// No IRC command is longer than this.
-const LONGEST_COMMAND: usize = 32;
+fn is_interesting(dir: Direction, command: &[u8]) -> bool {
+    wanted(dir).iter().any(|w| w.eq_ignore_ascii_case(command))
+}
 
-/// The command word of a line, found as [`parse_line`] finds it but on bytes
-/// (ASCII delimiters only), after the tags and the prefix. `None` while a
-/// partial line has not shown all of it yet; a first word longer than any
-/// command is returned as it is (it is no command we act on).
-fn command_word(line: &[u8]) -> Option<&[u8]> {
+/// Whether a complete line changes our state or carries events. Most lines
+/// do not, and skip the full parse.
+fn line_matters(dir: Direction, line: &[u8]) -> bool {
+    partial_command_word(line).is_some_and(|(word, _)| is_interesting(dir, word))
+}
+
+/// Whether a line whose end has not arrived yet may matter to us: its command
+/// word so far is a prefix of one we act on. Lines that cannot (server replies,
+/// PINGs, MOTD, or bytes that are not IRC at all) are forwarded without waiting
+/// for their end, so the proxy never holds them.
+fn partial_may_matter(dir: Direction, partial: &[u8]) -> bool {
+    match partial_command_word(partial) {
+        // Still inside the tags or the prefix.
+        None => true,
+        Some((word, true)) => is_interesting(dir, word),
+        Some((word, false)) => wanted(dir)
+            .iter()
+            .any(|w| w.len() >= word.len() && w[..word.len()].eq_ignore_ascii_case(word)),
+    }
+}
+
+/// The command word of a partial line as far as it has arrived, and whether
+/// it is complete; `None` while the tags or the prefix before it go on.
+fn partial_command_word(partial: &[u8]) -> Option<(&[u8], bool)> {
     fn trim_spaces(s: &[u8]) -> &[u8] {
         &s[s.iter().take_while(|&&b| b == b' ').count()..]
     }
-    let mut rest = trim_spaces(line);
+    let mut rest = trim_spaces(partial);
     for marker in [b'@', b':'] {
         if rest.first() == Some(&marker) {
             let space = memchr::memchr(b' ', rest)?;
             rest = trim_spaces(&rest[space..]);
         }
     }
-    match rest.iter().position(|&b| matches!(b, b' ' | b'\r' | b'\n')) {
-        Some(end) => Some(&rest[..end]),
-        None if rest.len() > LONGEST_COMMAND => Some(rest),
-        None => None,
-    }
-}
-
-/// Whether a complete line changes our state or carries events. Most lines
-/// do not, and skip the full parse.
-fn line_matters(dir: Direction, line: &[u8]) -> bool {
-    command_word(line).is_some_and(|c| is_interesting(dir, c))
-}
-
-/// Whether a line whose end has not arrived yet may matter to us. Lines that
-/// cannot (server replies, PINGs, MOTD...) are forwarded without waiting for
-/// their end, so a proxy never delays them.
-fn partial_may_matter(dir: Direction, partial: &[u8]) -> bool {
-    command_word(partial).is_none_or(|c| is_interesting(dir, c))
+    Some(
+        match rest.iter().position(|&b| matches!(b, b' ' | b'\r' | b'\n')) {
+            Some(end) => (&rest[..end], true),
+            None => (rest, false),
+        },
+    )
 }
 
 /// One parsed line, borrowing from its bytes.
@@ -304,7 +311,7 @@ impl IrcSession {
 }
 
 impl ProtocolSession for IrcSession {
-    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Result<Feed, SyncLost> {
+    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Feed {
         let mut feed = Feed::default();
         let streaming = &mut self.streaming[index(dir)];
         if *streaming {
@@ -318,7 +325,7 @@ impl ProtocolSession for IrcSession {
                     if !buf.is_empty() {
                         feed.frames.push(Frame::Opaque(buf.split().freeze()));
                     }
-                    return Ok(feed);
+                    return feed;
                 }
             }
         }
@@ -352,7 +359,7 @@ impl ProtocolSession for IrcSession {
                 plain_len = 0;
             }
             if starttls {
-                feed.passthrough = Some("IRC STARTTLS accepted (670): the session is encrypted");
+                feed.stop = Some(Stop::Encrypted("IRC STARTTLS accepted (670)"));
                 break;
             }
         }
@@ -360,22 +367,19 @@ impl ProtocolSession for IrcSession {
             feed.frames
                 .push(Frame::Opaque(buf.split_to(plain_len).freeze()));
         }
-        if feed.passthrough.is_some() {
-            return Ok(feed);
+        if feed.stop.is_some() {
+            return feed;
         }
         if !buf.is_empty() && !partial_may_matter(dir, buf) {
             feed.frames.push(Frame::Opaque(buf.split().freeze()));
             self.streaming[index(dir)] = true;
         }
         if buf.len() > MAX_LINE {
-            let why = "IRC line longer than 64 KiB without a line end: not IRC as we know it";
-            // Frames already split off must still go out (see `SyncLost`).
-            if feed.frames.is_empty() {
-                return Err(SyncLost(why.to_string()));
-            }
-            feed.passthrough = Some(why);
+            feed.stop = Some(Stop::NotThisProtocol(
+                "IRC line longer than 64 KiB without a line end: not IRC as we know it".into(),
+            ));
         }
-        Ok(feed)
+        feed
     }
 
     fn rewrite(&self, _dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {
@@ -452,7 +456,7 @@ mod tests {
 
     fn run(s: &mut IrcSession, dir: Direction, data: &str) -> Vec<ChatEvent> {
         let mut buf = BytesMut::from(data.as_bytes());
-        let feed = s.feed(dir, &mut buf).unwrap();
+        let feed = s.feed(dir, &mut buf);
         feed.frames
             .into_iter()
             .flat_map(|f| match f {
@@ -560,14 +564,14 @@ mod tests {
     fn partial_lines_wait_and_frames_cover_every_byte() {
         let mut s = IrcSession::default();
         let mut buf = BytesMut::from(&b"PING :x\r\nPRIVMSG bob :hel"[..]);
-        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        let feed = s.feed(Direction::Outgoing, &mut buf);
         assert_eq!(
             feed.frames,
             vec![Frame::Opaque(Bytes::from_static(b"PING :x\r\n"))]
         );
         assert_eq!(&buf[..], b"PRIVMSG bob :hel");
         buf.extend_from_slice(b"lo\r\nPONG y\r\n");
-        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        let feed = s.feed(Direction::Outgoing, &mut buf);
         assert_eq!(feed.frames.len(), 2);
         assert!(buf.is_empty());
     }
@@ -578,7 +582,9 @@ mod tests {
         let mut data = b"PRIVMSG bob :".to_vec();
         data.resize(MAX_LINE + 1, b'a');
         let mut buf = BytesMut::from(&data[..]);
-        assert!(s.feed(Direction::Outgoing, &mut buf).is_err());
+        let feed = s.feed(Direction::Outgoing, &mut buf);
+        assert!(feed.frames.is_empty());
+        assert!(matches!(feed.stop, Some(Stop::NotThisProtocol(_))));
     }
 
     #[test]
@@ -587,9 +593,9 @@ mod tests {
         let mut data = b"PRIVMSG bob :first\r\nPRIVMSG bob :".to_vec();
         data.resize(MAX_LINE + 100, b'a');
         let mut buf = BytesMut::from(&data[..]);
-        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        let feed = s.feed(Direction::Outgoing, &mut buf);
         assert_eq!(feed.frames.len(), 1);
-        assert!(feed.passthrough.is_some());
+        assert!(matches!(feed.stop, Some(Stop::NotThisProtocol(_))));
         assert_eq!(buf.len(), MAX_LINE + 100 - b"PRIVMSG bob :first\r\n".len());
     }
 
@@ -597,7 +603,7 @@ mod tests {
     fn lines_that_cannot_matter_are_not_held_back() {
         let mut s = IrcSession::default();
         let mut buf = BytesMut::from(&b":srv 372 me :- a long MOTD li"[..]);
-        let feed = s.feed(Direction::Incoming, &mut buf).unwrap();
+        let feed = s.feed(Direction::Incoming, &mut buf);
         assert_eq!(
             feed.frames,
             vec![Frame::Opaque(Bytes::from_static(
@@ -605,7 +611,7 @@ mod tests {
             ))]
         );
         buf.extend_from_slice(b"ne\r\n:bob!b@h PRIVMSG me :hi");
-        let feed = s.feed(Direction::Incoming, &mut buf).unwrap();
+        let feed = s.feed(Direction::Incoming, &mut buf);
         assert_eq!(
             feed.frames,
             vec![Frame::Opaque(Bytes::from_static(b"ne\r\n"))]
@@ -614,25 +620,53 @@ mod tests {
         assert_eq!(&buf[..], b":bob!b@h PRIVMSG me :hi");
         // So does a line whose command has not arrived yet.
         let mut buf = BytesMut::from(&b"@time=x :srv"[..]);
-        assert!(s
-            .feed(Direction::Incoming, &mut buf)
-            .unwrap()
-            .frames
-            .is_empty());
-        // A first word longer than any command is not IRC we act on.
-        let mut buf = BytesMut::from(&vec![b'z'; 100][..]);
-        assert_eq!(
-            s.feed(Direction::Outgoing, &mut buf).unwrap().frames.len(),
-            1
-        );
+        assert!(s.feed(Direction::Incoming, &mut buf).frames.is_empty());
+        // A first word that cannot become a command we act on is not held:
+        // iperf3's cookie and its one-byte state replies, a TLS ClientHello.
+        for partial in [
+            &b"zzzzzzzzzzzzzz"[..],
+            b"\x09",
+            b"\x16\x03\x01\x02\x00",
+            b"PRIVMSGX",
+            b"NOTICEboard",
+        ] {
+            let mut buf = BytesMut::from(partial);
+            let feed = IrcSession::default().feed(Direction::Incoming, &mut buf);
+            assert_eq!(
+                feed.frames,
+                vec![Frame::Opaque(Bytes::copy_from_slice(partial))],
+                "{partial:?}"
+            );
+        }
+        // A command word we act on, so far, is held.
+        for partial in [
+            &b"P"[..],
+            b"PRIV",
+            b"privmsg",
+            b"NOTICE",
+            b"00",
+            b":n!u@h NI",
+        ] {
+            let mut buf = BytesMut::from(partial);
+            assert!(
+                IrcSession::default()
+                    .feed(Direction::Incoming, &mut buf)
+                    .frames
+                    .is_empty(),
+                "{partial:?}"
+            );
+        }
     }
 
     #[test]
     fn starttls_reply_switches_to_passthrough() {
         let mut s = IrcSession::default();
         let mut buf = BytesMut::from(&b":srv 670 me :STARTTLS successful\r\n\x16\x03\x01"[..]);
-        let feed = s.feed(Direction::Incoming, &mut buf).unwrap();
-        assert!(feed.passthrough.is_some());
+        let feed = s.feed(Direction::Incoming, &mut buf);
+        assert_eq!(
+            feed.stop,
+            Some(Stop::Encrypted("IRC STARTTLS accepted (670)"))
+        );
         assert_eq!(&buf[..], b"\x16\x03\x01");
     }
 
@@ -640,7 +674,7 @@ mod tests {
     fn rewrite_keeps_framing_and_ctcp_wrapper() {
         let mut s = IrcSession::default();
         let mut buf = BytesMut::from(&b"@a=b :me!u@h PRIVMSG #c :\x01ACTION darn it\x01\r\n"[..]);
-        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        let feed = s.feed(Direction::Outgoing, &mut buf);
         let Frame::Pdu(pdu) = &feed.frames[0] else {
             panic!()
         };
@@ -664,7 +698,7 @@ mod tests {
     fn rewrite_adds_the_colon_a_last_parameter_lacked() {
         let mut s = IrcSession::default();
         let mut buf = BytesMut::from(&b"PRIVMSG bob hello  \r\n"[..]);
-        let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+        let feed = s.feed(Direction::Outgoing, &mut buf);
         let Frame::Pdu(pdu) = &feed.frames[0] else {
             panic!()
         };

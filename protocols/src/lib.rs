@@ -14,6 +14,15 @@ pub mod session;
 pub mod synthetic;
 
 pub use event::{ChatEvent, Direction, EventType};
-pub use session::{
-    new_session, Feed, Frame, Pdu, ProtocolKind, ProtocolSession, Rewrite, SyncLost,
-};
+pub use session::{Feed, Frame, Pdu, ProtocolKind, ProtocolSession, Rewrite, Stop};
+
+/// Create the protocol core for a new connection; `None` for a protocol that is
+/// relayed without inspection.
+pub fn new_session(kind: ProtocolKind) -> Option<Box<dyn ProtocolSession>> {
+    match kind {
+        ProtocolKind::Irc => Some(Box::new(irc::IrcSession::default())),
+        ProtocolKind::Msn => Some(Box::new(msn::MsnSession::default())),
+        ProtocolKind::GaduGadu => Some(Box::new(gadugadu::GaduGaduSession::default())),
+        _ => None,
+    }
+}

@@ -87,20 +87,41 @@ pub struct Pdu {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Feed {
     pub frames: Vec<Frame>,
-    /// Set when the session from now on carries data the parser must not look at
-    /// (IRC STARTTLS, XMPP STARTTLS...), or that it lost sync after the frames
-    /// returned here. Everything left in the buffer and every later byte is to
-    /// be relayed untouched. The string says why, for the log.
-    pub passthrough: Option<&'static str>,
+    /// Set when the core looks at nothing more in this connection, after the
+    /// frames returned here. Everything left in the buffer and every later byte
+    /// of both directions is relayed untouched (or handed to TLS).
+    pub stop: Option<Stop>,
 }
 
-/// The parser could not make sense of the stream and cannot resynchronise.
-/// The caller relays the rest of the connection unchanged. Returned only when
-/// nothing was taken from the buffer in that call; a parser that already split
-/// frames off returns them with [`Feed::passthrough`] instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SyncLost(pub String);
+impl Feed {
+    /// No frames, and a stop: the core saw nothing it could use.
+    pub fn stopped(stop: Stop) -> Self {
+        Feed {
+            frames: Vec::new(),
+            stop: Some(stop),
+        }
+    }
+}
+
+/// Why a core stopped inspecting a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The session switched to TLS (an accepted STARTTLS): what follows is
+    /// encrypted. The string names the exchange, for the log.
+    Encrypted(&'static str),
+    /// The bytes are not this protocol as the core knows it, or it lost sync;
+    /// the string says what it saw.
+    NotThisProtocol(String),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Encrypted(what) => write!(f, "{what}: the session is encrypted from here"),
+            Stop::NotThisProtocol(why) => write!(f, "{why}"),
+        }
+    }
+}
 
 /// A requested change to a PDU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,9 +137,17 @@ pub trait ProtocolSession: Send {
     fn set_now(&mut self, _unix_secs: i64) {}
 
     /// Consume what can be parsed from the front of `buf` (bytes that arrived in
-    /// direction `dir`). Incomplete data stays in `buf` for the next call.
-    /// Every consumed byte appears in exactly one returned frame, in order.
-    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Result<Feed, SyncLost>;
+    /// direction `dir`). Every consumed byte appears in exactly one returned
+    /// frame, in order.
+    ///
+    /// What stays in `buf` is held: a core leaves bytes there only while they
+    /// can still become a PDU that carries events or changes its state, and
+    /// within its bound on a PDU's size. The relay does not let held bytes
+    /// wait: after `hold_timeout_ms` it forwards them, keeps them in `buf`, and
+    /// the core frames them as usual once the PDU is complete (the relay then
+    /// sends only the part it had not forwarded, and logs the events). So a
+    /// core needs no timer of its own and a pause cannot hide a message.
+    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Feed;
 
     /// Re-encode `pdu` with a change, fixing any length fields. `None` when this
     /// PDU cannot be rewritten, in which case the caller forwards it unchanged.
@@ -127,14 +156,4 @@ pub trait ProtocolSession: Send {
     /// Bytes that, sent to the local client, show it `text` as if it came from
     /// `remote_id`. `None` when the protocol cannot inject a notice.
     fn notice_to_client(&self, remote_id: &str, text: &str) -> Option<Bytes>;
-}
-
-/// Create the protocol core for a new connection.
-pub fn new_session(kind: ProtocolKind) -> Option<Box<dyn ProtocolSession>> {
-    match kind {
-        ProtocolKind::Irc => Some(Box::new(crate::irc::IrcSession::default())),
-        ProtocolKind::Msn => Some(Box::new(crate::msn::MsnSession::default())),
-        ProtocolKind::GaduGadu => Some(Box::new(crate::gadugadu::GaduGaduSession::default())),
-        _ => None,
-    }
 }

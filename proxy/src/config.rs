@@ -92,6 +92,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("jabber_ports", Support::Supported),
     // (new) seconds to wait for the upstream connection
     ("connect_timeout", Support::Supported),
+    // (new) milliseconds a core may hold the start of a PDU before it is forwarded
+    ("hold_timeout_ms", Support::Supported),
     // (new) SO_MARK on upstream connections, so firewall rules can skip them
     ("upstream_mark", Support::Supported),
     ("file_logging_dir", Support::Supported),
@@ -300,6 +302,8 @@ pub struct Config {
     pub interface: Option<String>,
     pub upstream_mark: Option<u32>,
     pub connect_timeout: Duration,
+    /// How long bytes may wait in a core for the rest of their PDU.
+    pub hold_timeout: Duration,
     pub user: Option<String>,
     pub group: Option<String>,
     pub pid_file: PathBuf,
@@ -345,6 +349,10 @@ impl Config {
             interface: settings.get("interface").map(str::to_string),
             upstream_mark: settings.parsed("upstream_mark")?,
             connect_timeout: Duration::from_secs(settings.parsed("connect_timeout")?.unwrap_or(10)),
+            hold_timeout: Duration::from_millis(match settings.parsed("hold_timeout_ms")? {
+                Some(0) => return Err(settings.bad("hold_timeout_ms", "must be at least 1")),
+                other => other.unwrap_or(1000),
+            }),
             user: settings.get("user").map(str::to_string),
             group: settings.get("group").map(str::to_string),
             pid_file: settings

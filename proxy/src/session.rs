@@ -14,6 +14,7 @@ use imspector_protocols::{
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::event::{LogEvent, HIDDEN};
@@ -259,6 +260,55 @@ async fn write_all_vectored(dst: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> 
     Ok(())
 }
 
+/// Bytes of one direction that the core has not framed yet (a partial PDU),
+/// and how many of them were already forwarded because they waited too long.
+#[derive(Default)]
+struct Pending {
+    buf: BytesMut,
+    /// The first `forwarded` bytes of `buf` went out already.
+    forwarded: usize,
+    /// When bytes past `forwarded` started waiting.
+    held_since: Option<Instant>,
+}
+
+impl Pending {
+    /// Forget the bytes of a frame the core split off the front, returning the
+    /// part of them that still has to be sent (empty when all went out before).
+    fn unsent(&mut self, mut bytes: Bytes) -> (Bytes, bool) {
+        let early = self.forwarded.min(bytes.len());
+        self.forwarded -= early;
+        bytes.advance(early);
+        (bytes, early > 0)
+    }
+
+    /// Start or stop the hold clock after the core has taken what it framed.
+    fn note_held(&mut self) {
+        if self.buf.len() <= self.forwarded {
+            self.held_since = None;
+        } else if self.held_since.is_none() {
+            self.held_since = Some(Instant::now());
+        }
+    }
+
+    /// The held bytes not yet forwarded, as a copy: the core keeps them to
+    /// frame the PDU once it is complete.
+    fn release(&mut self) -> Bytes {
+        let bytes = Bytes::copy_from_slice(&self.buf[self.forwarded..]);
+        self.forwarded = self.buf.len();
+        self.held_since = None;
+        bytes
+    }
+
+    /// Everything not yet forwarded, taken out of the buffer.
+    fn take_rest(&mut self) -> Bytes {
+        let mut rest = self.buf.split().freeze();
+        rest.advance(self.forwarded.min(rest.len()));
+        self.forwarded = 0;
+        self.held_since = None;
+        rest
+    }
+}
+
 /// Relay one direction until its end of stream.
 async fn pump(
     dir: Direction,
@@ -266,30 +316,56 @@ async fn pump(
     writers: &Writers,
     inspector: &Inspector,
     mut stop: Stop,
-    mut pending: BytesMut,
+    initial: BytesMut,
 ) -> io::Result<()> {
     let dst = match dir {
         Direction::Outgoing => Side::Server,
         Direction::Incoming => Side::Client,
     };
-    if !pending.is_empty() {
+    let hold_timeout = inspector.shared.config.hold_timeout;
+    let mut pending = Pending {
+        buf: initial,
+        ..Default::default()
+    };
+    if !pending.buf.is_empty() {
         let processed = inspector.process(dir, dst, &mut pending);
         deliver(processed, writers, inspector).await?;
     }
     loop {
         // Room for a full chunk; while data keeps coming this reuses the same
         // allocation, so a busy connection does not allocate per read.
-        pending.reserve(READ_CHUNK.saturating_sub(pending.len()).max(READ_CHUNK / 4));
-        let eof = match src.try_read_buf(&mut pending) {
+        let buf = &mut pending.buf;
+        buf.reserve(READ_CHUNK.saturating_sub(buf.len()).max(READ_CHUNK / 4));
+        let eof = match src.try_read_buf(buf) {
             Ok(0) => true,
             Ok(_) => false,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Nothing more for now: an idle connection holds no buffer.
-                shrink_when_idle(&mut pending);
+                shrink_when_idle(buf);
+                let deadline = pending.held_since.map(|since| since + hold_timeout);
                 // Shutdown takes effect between reads, so no event is cut in half.
-                tokio::select! {
-                    ready = src.readable() => ready?,
+                let timed_out = tokio::select! {
+                    ready = src.readable() => { ready?; false }
+                    _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => true,
                     _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
+                };
+                if timed_out {
+                    log::debug!(
+                        "{}: {} bytes waited {} ms for the rest of their PDU; forwarded",
+                        inspector.client,
+                        pending.buf.len() - pending.forwarded,
+                        hold_timeout.as_millis()
+                    );
+                    let output = vec![(dst, pending.release())];
+                    deliver(
+                        Processed {
+                            output,
+                            events: Vec::new(),
+                        },
+                        writers,
+                        inspector,
+                    )
+                    .await?;
                 }
                 continue;
             }
@@ -298,7 +374,7 @@ async fn pump(
         let processed = if eof {
             // What the parser still holds (a line without its end) goes out as it is.
             Processed {
-                output: vec![(dst, pending.split().freeze())],
+                output: vec![(dst, pending.take_rest())],
                 events: Vec::new(),
             }
         } else {
@@ -341,39 +417,34 @@ fn shrink_when_idle(buf: &mut BytesMut) {
 }
 
 impl Inspector {
-    fn process(&self, dir: Direction, dst: Side, pending: &mut BytesMut) -> Processed {
+    fn process(&self, dir: Direction, dst: Side, pending: &mut Pending) -> Processed {
         let mut processed = Processed::default();
         let mut guard = self.parser.lock().expect("parser lock poisoned");
         let Some(parser) = guard.as_mut() else {
-            processed.output.push((dst, pending.split().freeze()));
+            processed.output.push((dst, pending.take_rest()));
             return processed;
         };
         parser.set_now(unix_now());
-        match parser.feed(dir, pending) {
-            Ok(feed) => {
-                for frame in feed.frames {
-                    match frame {
-                        Frame::Opaque(bytes) => processed.output.push((dst, bytes)),
-                        Frame::Pdu(pdu) => {
-                            self.judge(parser.as_ref(), dir, dst, pdu, &mut processed)
-                        }
-                    }
-                }
-                if let Some(why) = feed.passthrough {
-                    log::info!("{}: {why}; relaying it untouched", self.client);
-                    *guard = None;
-                    processed.output.push((dst, pending.split().freeze()));
+        let feed = parser.feed(dir, &mut pending.buf);
+        for frame in feed.frames {
+            match frame {
+                Frame::Opaque(bytes) => processed.output.push((dst, pending.unsent(bytes).0)),
+                Frame::Pdu(pdu) => {
+                    self.judge(parser.as_ref(), dir, dst, pdu, pending, &mut processed)
                 }
             }
-            Err(lost) => {
-                log::warn!(
-                    "{}: {} parser lost sync ({lost}); relaying the rest of this connection plainly",
+        }
+        match feed.stop {
+            Some(stop) => {
+                log::info!(
+                    "{}: {}: {stop}; relaying the rest of this connection untouched",
                     self.client,
                     self.kind.log_name()
                 );
                 *guard = None;
-                processed.output.push((dst, pending.split().freeze()));
+                processed.output.push((dst, pending.take_rest()));
             }
+            None => pending.note_held(),
         }
         processed
     }
@@ -385,10 +456,15 @@ impl Inspector {
         dir: Direction,
         dst: Side,
         pdu: Pdu,
+        pending: &mut Pending,
         processed: &mut Processed,
     ) {
+        // A PDU whose start went out after the hold timeout can only be logged.
+        let (unsent, late) = pending.unsent(pdu.bytes.clone());
+        if pdu.events.is_empty() || late {
+            processed.output.push((dst, unsent));
+        }
         if pdu.events.is_empty() {
-            processed.output.push((dst, pdu.bytes));
             return;
         }
         let filters = self.shared.filters();
@@ -419,7 +495,7 @@ impl Inspector {
                 kind: event.kind,
                 local_id: fe.local_id,
                 remote_id: fe.remote_id,
-                filtered: fe.blocked,
+                filtered: fe.blocked && !late,
                 categories: fe.categories,
                 data: if config.hide_eventdata {
                     HIDDEN.to_string()
@@ -427,6 +503,16 @@ impl Inspector {
                     event.event_data()
                 },
             });
+        }
+        if late {
+            if blocked || new_text.is_some() {
+                log::warn!(
+                    "{}: {} message started out before it was complete (held past hold_timeout_ms): logged, but the filters could not block or change it",
+                    self.client,
+                    self.kind.log_name()
+                );
+            }
+            return;
         }
         if blocked {
             return;

@@ -22,7 +22,7 @@ mod protobuf;
 use bytes::{Bytes, BytesMut};
 
 use crate::event::{ChatEvent, Direction, EventType};
-use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, SyncLost};
+use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, Stop};
 
 pub const HEADER_LEN: usize = 8;
 /// The longest payload accepted, the limit libgadu applies to what it receives.
@@ -260,7 +260,7 @@ impl GaduGaduSession {
 }
 
 impl ProtocolSession for GaduGaduSession {
-    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Result<Feed, SyncLost> {
+    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Feed {
         let mut feed = Feed::default();
         // Packets without events are forwarded together as one opaque frame.
         let mut plain_len = 0;
@@ -271,13 +271,10 @@ impl ProtocolSession for GaduGaduSession {
             };
             let len = len as usize;
             if len > MAX_PAYLOAD {
-                let why = "Gadu-Gadu packet longer than 64 KiB: not a Gadu-Gadu stream";
-                // Bytes not yet split off are still in `buf`, relayed by the caller.
-                if feed.frames.is_empty() {
-                    return Err(SyncLost(format!("{why} (type {ty:#x}, length {len})")));
-                }
-                // Forward what was understood; the rest goes out unparsed.
-                feed.passthrough = Some(why);
+                // What was understood goes out; the rest is relayed unparsed.
+                feed.stop = Some(Stop::NotThisProtocol(format!(
+                    "Gadu-Gadu packet longer than 64 KiB (type {ty:#x}, length {len}): not a Gadu-Gadu stream"
+                )));
                 break;
             }
             let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + len) else {
@@ -304,7 +301,7 @@ impl ProtocolSession for GaduGaduSession {
             feed.frames
                 .push(Frame::Opaque(buf.split_to(plain_len).freeze()));
         }
-        Ok(feed)
+        feed
     }
 
     fn rewrite(&self, dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {

@@ -14,7 +14,7 @@ fn u32s(values: &[u32]) -> Vec<u8> {
 /// Feed one direction's bytes; return the frames.
 fn frames(s: &mut GaduGaduSession, dir: Direction, data: &[u8]) -> Vec<Frame> {
     let mut buf = BytesMut::from(data);
-    let feed = s.feed(dir, &mut buf).unwrap();
+    let feed = s.feed(dir, &mut buf);
     assert!(buf.is_empty(), "{} bytes left", buf.len());
     feed.frames
 }
@@ -671,14 +671,14 @@ fn unknown_packets_pass_as_one_opaque_frame_and_partial_packets_wait() {
     let msg = send_msg(42, b"hello", &[]);
     data.extend_from_slice(&msg[..10]);
     let mut buf = BytesMut::from(&data[..]);
-    let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+    let feed = s.feed(Direction::Outgoing, &mut buf);
     assert_eq!(
         feed.frames,
         vec![Frame::Opaque(Bytes::copy_from_slice(&data[..20]))]
     );
     assert_eq!(&buf[..], &msg[..10]);
     buf.extend_from_slice(&msg[10..]);
-    let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+    let feed = s.feed(Direction::Outgoing, &mut buf);
     assert!(matches!(&feed.frames[..], [Frame::Pdu(p)] if p.bytes[..] == msg[..]));
 }
 
@@ -687,19 +687,13 @@ fn a_huge_length_loses_sync_without_allocating() {
     let mut s = GaduGaduSession::default();
     let mut buf = BytesMut::from(&[0x0b, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 2][..]);
     let capacity = buf.capacity();
-    assert!(s.feed(Direction::Outgoing, &mut buf).is_err());
+    assert!(s.feed(Direction::Outgoing, &mut buf).stop.is_some());
     assert_eq!(buf.len(), 10);
     assert_eq!(buf.capacity(), capacity);
     let mut at_limit = BytesMut::from(&packet(0x99, &vec![0; MAX_PAYLOAD])[..]);
-    assert_eq!(
-        s.feed(Direction::Incoming, &mut at_limit)
-            .unwrap()
-            .frames
-            .len(),
-        1
-    );
+    assert_eq!(s.feed(Direction::Incoming, &mut at_limit).frames.len(), 1);
     let mut over = BytesMut::from(&u32s(&[0x99, MAX_PAYLOAD as u32 + 1])[..]);
-    assert!(s.feed(Direction::Incoming, &mut over).is_err());
+    assert!(s.feed(Direction::Incoming, &mut over).stop.is_some());
 }
 
 #[test]
@@ -708,9 +702,9 @@ fn a_huge_length_after_a_message_forwards_the_message_then_passes_through() {
     let mut data = send_msg(42, b"hi", &[]);
     data.extend_from_slice(&u32s(&[0x0b, 1 << 20]));
     let mut buf = BytesMut::from(&data[..]);
-    let feed = s.feed(Direction::Outgoing, &mut buf).unwrap();
+    let feed = s.feed(Direction::Outgoing, &mut buf);
     assert_eq!(feed.frames.len(), 1);
-    assert!(feed.passthrough.is_some());
+    assert!(matches!(feed.stop, Some(Stop::NotThisProtocol(_))));
     assert_eq!(buf.len(), 8);
 }
 

@@ -1,8 +1,6 @@
 //! Framing of the MSNP command stream: CRLF-terminated command lines, some of
 //! which announce a payload of N bytes in their last argument.
 
-use crate::session::SyncLost;
-
 /// Longest command line we buffer. Real lines are under 1 KiB (an `IRO` with a
 /// long URL-encoded nick is the longest); anything longer is not MSNP.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -72,7 +70,7 @@ impl<'a> Line<'a> {
     }
 
     /// The number of payload bytes that follow this line.
-    pub fn payload_len(&self) -> Result<usize, SyncLost> {
+    pub fn payload_len(&self) -> Result<usize, String> {
         let cmd = self.command();
         let min_tokens = PAYLOAD_COMMANDS
             .iter()
@@ -92,9 +90,9 @@ impl<'a> Line<'a> {
         }
         match last.parse::<usize>() {
             Ok(n) if n <= MAX_PAYLOAD => Ok(n),
-            _ => Err(SyncLost(format!(
+            _ => Err(format!(
                 "MSN {cmd} announces a payload of {last} bytes (limit {MAX_PAYLOAD})"
-            ))),
+            )),
         }
     }
 
@@ -108,6 +106,17 @@ impl<'a> Line<'a> {
         out.extend_from_slice(b"\r\n");
         out
     }
+}
+
+/// Whether the start of a command line, as far as it has arrived, can still be
+/// an MSN command: three capital letters or digits, then a space or the line end.
+pub fn may_be_command(partial: &[u8]) -> bool {
+    let word = &partial[..partial.len().min(3)];
+    word.iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && partial
+            .get(3)
+            .is_none_or(|b| matches!(b, b' ' | b'\r' | b'\n'))
 }
 
 /// An MSN address without its MSNP18+ endpoint (`;{guid}`, `;epid={guid}`) or
@@ -124,7 +133,7 @@ pub fn bare_address(addr: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn len(line: &str) -> Result<usize, SyncLost> {
+    fn len(line: &str) -> Result<usize, String> {
         Line::parse(line.as_bytes()).payload_len()
     }
 

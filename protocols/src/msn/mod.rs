@@ -16,8 +16,8 @@ mod p2p;
 use bytes::{Bytes, BytesMut};
 
 use crate::event::{ChatEvent, Direction, EventType};
-use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, SyncLost};
-use command::{bare_address, Line};
+use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, Stop};
+use command::{bare_address, may_be_command, Line};
 use content::{Content, Sdg};
 
 pub use command::{MAX_LINE, MAX_PAYLOAD};
@@ -280,12 +280,14 @@ fn dir_index(dir: Direction) -> usize {
 }
 
 /// Split one command (line and payload) off the front of `buf`, if complete.
-fn next_command(buf: &[u8]) -> Result<Option<(usize, usize)>, SyncLost> {
+/// An error says why the stream is not MSN.
+fn next_command(buf: &[u8]) -> Result<Option<(usize, usize)>, String> {
     let Some(nl) = memchr::memchr(b'\n', &buf[..buf.len().min(MAX_LINE + 1)]) else {
         if buf.len() > MAX_LINE {
-            return Err(SyncLost(format!(
-                "MSN command line longer than {MAX_LINE} bytes"
-            )));
+            return Err(format!("MSN command line longer than {MAX_LINE} bytes"));
+        }
+        if !may_be_command(buf) {
+            return Err("the stream does not start with an MSN command".into());
         }
         return Ok(None);
     };
@@ -300,21 +302,19 @@ impl ProtocolSession for MsnSession {
         self.now = unix_secs;
     }
 
-    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Result<Feed, SyncLost> {
+    fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Feed {
         // First find the commands, then split the buffer. Runs of commands
         // without events become one opaque frame.
         let mut parts: Vec<(usize, Vec<ChatEvent>)> = Vec::new();
-        let mut passthrough = None;
+        let mut stop = None;
         let mut pos = 0;
         loop {
             let (line_end, end) = match next_command(&buf[pos..]) {
                 Ok(Some(found)) => found,
                 Ok(None) => break,
-                // Nothing taken from `buf` yet: the caller relays all of it.
-                Err(lost) if parts.is_empty() => return Err(lost),
                 // The commands before the bad one are delivered and logged.
-                Err(_) => {
-                    passthrough = Some("MSN stream lost sync after its last complete command");
+                Err(why) => {
+                    stop = Some(Stop::NotThisProtocol(why));
                     break;
                 }
             };
@@ -337,10 +337,7 @@ impl ProtocolSession for MsnSession {
                 }
             })
             .collect();
-        Ok(Feed {
-            frames,
-            passthrough,
-        })
+        Feed { frames, stop }
     }
 
     fn rewrite(&self, _dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {

@@ -8,7 +8,7 @@ const IN: Direction = Direction::Incoming;
 
 fn feed(s: &mut MsnSession, dir: Direction, data: &[u8]) -> Vec<Frame> {
     let mut buf = BytesMut::from(data);
-    let frames = s.feed(dir, &mut buf).unwrap().frames;
+    let frames = s.feed(dir, &mut buf).frames;
     assert!(
         buf.is_empty(),
         "left unparsed: {:?}",
@@ -591,10 +591,10 @@ fn incomplete_commands_wait_for_more_bytes() {
     let mut s = msnp8_switchboard();
     let msg = msg_out(4, &text("hello"));
     let mut buf = BytesMut::from(&msg[..msg.len() - 2]);
-    assert!(s.feed(OUT, &mut buf).unwrap().frames.is_empty());
+    assert!(s.feed(OUT, &mut buf).frames.is_empty());
     assert_eq!(buf.len(), msg.len() - 2);
     buf.extend_from_slice(&msg[msg.len() - 2..]);
-    let frames = s.feed(OUT, &mut buf).unwrap().frames;
+    let frames = s.feed(OUT, &mut buf).frames;
     assert!(matches!(&frames[..], [Frame::Pdu(p)] if p.events[0].text == "hello"));
 }
 
@@ -602,29 +602,63 @@ fn incomplete_commands_wait_for_more_bytes() {
 fn huge_payload_length_loses_sync_without_allocating() {
     let mut s = msnp8_switchboard();
     let mut buf = BytesMut::from(&b"MSG 4 N 4294967296\r\nMIME"[..]);
-    let err = s.feed(OUT, &mut buf).unwrap_err();
-    assert!(err.0.contains("4294967296"), "{err}");
+    let feed = s.feed(OUT, &mut buf);
+    assert!(feed.frames.is_empty());
+    let Some(Stop::NotThisProtocol(why)) = feed.stop else {
+        panic!("no stop: {feed:?}");
+    };
+    assert!(why.contains("4294967296"), "{why}");
     // Nothing was taken from the buffer: the caller relays it all.
     assert_eq!(&buf[..], b"MSG 4 N 4294967296\r\nMIME");
     assert!(buf.capacity() < 4096);
     // After complete commands, those go out (and are logged) first.
     let mut buf = BytesMut::from(&b"MSG 3 N 5\r\nhello\r\nMSG 4 N 4294967296\r\nMIME"[..]);
-    let feed = s.feed(OUT, &mut buf).unwrap();
+    let feed = s.feed(OUT, &mut buf);
     assert_eq!(feed.frames.len(), 1);
-    assert!(feed.passthrough.is_some());
+    assert!(matches!(feed.stop, Some(Stop::NotThisProtocol(_))));
     assert_eq!(&buf[..], b"MSG 4 N 4294967296\r\nMIME");
     // Right at the limit the parser waits for the payload instead.
     let mut buf = BytesMut::from(format!("MSG 5 N {MAX_PAYLOAD}\r\nMIME").as_bytes());
-    assert!(s.feed(OUT, &mut buf).unwrap().frames.is_empty());
+    assert!(s.feed(OUT, &mut buf).frames.is_empty());
 }
 
 #[test]
 fn overlong_line_loses_sync() {
     let mut s = MsnSession::default();
-    let mut buf = BytesMut::from(&vec![b'A'; MAX_LINE + 1][..]);
-    assert!(s.feed(OUT, &mut buf).is_err());
-    let mut buf = BytesMut::from(&vec![b'A'; MAX_LINE][..]);
-    assert!(s.feed(OUT, &mut buf).unwrap().frames.is_empty());
+    let mut line = b"UUX 1 ".to_vec();
+    line.resize(MAX_LINE + 1, b'A');
+    let mut buf = BytesMut::from(&line[..]);
+    assert!(s.feed(OUT, &mut buf).stop.is_some());
+    let mut buf = BytesMut::from(&line[..MAX_LINE]);
+    let feed = s.feed(OUT, &mut buf);
+    assert!(feed.frames.is_empty() && feed.stop.is_none());
+}
+
+#[test]
+fn a_partial_line_that_is_no_command_is_not_held() {
+    // iperf3's cookie, a TLS ClientHello, a one-byte state reply, a lower-case word.
+    for partial in [
+        &b"abcdefghij0123456789abcdefghij012345\0"[..],
+        b"\x16\x03\x01\x02",
+        b"\x09",
+        b"MSGX",
+        b"Msg",
+    ] {
+        let mut s = MsnSession::default();
+        let mut buf = BytesMut::from(partial);
+        let feed = s.feed(OUT, &mut buf);
+        assert!(
+            matches!(feed.stop, Some(Stop::NotThisProtocol(_))),
+            "{partial:?}"
+        );
+    }
+    // The start of a command is held.
+    for partial in [&b"M"[..], b"MS", b"MSG", b"MSG 4 N", b"911"] {
+        let mut s = MsnSession::default();
+        let mut buf = BytesMut::from(partial);
+        let feed = s.feed(OUT, &mut buf);
+        assert!(feed.frames.is_empty() && feed.stop.is_none(), "{partial:?}");
+    }
 }
 
 #[test]
