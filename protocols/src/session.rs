@@ -149,6 +149,15 @@ pub trait ProtocolSession: Send {
     /// core needs no timer of its own and a pause cannot hide a message.
     fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Feed;
 
+    /// The server name the client asked for in the protocol itself (the XMPP
+    /// stream's `to`), for the certificate when TLS after a STARTTLS is
+    /// intercepted. After [`Stop::Encrypted`] a relay that intercepts the TLS
+    /// keeps feeding the same core the decrypted bytes, so a core that returns
+    /// it must be ready for the plaintext that follows (a new XMPP stream).
+    fn server_name(&self) -> Option<&str> {
+        None
+    }
+
     /// Re-encode `pdu` with a change, fixing any length fields. `None` when this
     /// PDU cannot be rewritten, in which case the caller forwards it unchanged.
     fn rewrite(&self, dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes>;
