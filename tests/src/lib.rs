@@ -12,6 +12,7 @@ pub mod imspector;
 pub mod irc;
 pub mod netns;
 pub mod process;
+pub mod python;
 pub mod replay;
 pub mod rig;
 pub mod scripted;
