@@ -1,5 +1,7 @@
 //! The event record every sink stores: the original's columns, in its order.
 
+use std::borrow::Cow;
+
 use imspector_protocols::EventType;
 
 /// What `hide_eventdata=on` logs instead of the text.
@@ -11,8 +13,9 @@ pub struct LogEvent {
     pub timestamp: i64,
     /// `IP:port` of the local client (`[v6]:port`).
     pub client: String,
-    /// `MSN`, `ICQ-AIM`, `Yahoo`, `IRC`, `Gadu-Gadu` or `Jabber`.
-    pub protocol: &'static str,
+    /// `MSN`, `ICQ-AIM`, `Yahoo`, `IRC`, `Gadu-Gadu` or `Jabber`; for the ICAP
+    /// service also `Matrix` and the names of web-chat rules.
+    pub protocol: Cow<'static, str>,
     pub outgoing: bool,
     pub kind: EventType,
     /// Lower-cased.

@@ -1,6 +1,7 @@
 //! One task per connection: find the original destination, connect there, and
 //! relay both directions through the protocol's parser, the filters and the logger.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -473,8 +474,14 @@ impl Inspector {
         let mut new_text: Option<String> = None;
         let now = unix_now();
         for event in &pdu.events {
-            let mut fe = self.filter_event(event);
-            filters.apply(&mut fe);
+            let (fe, record) = judge_event(
+                &filters,
+                config,
+                &self.client,
+                self.kind.log_name().into(),
+                event,
+                now,
+            );
             blocked |= fe.blocked;
             if fe.text != event.text {
                 new_text = Some(fe.text.clone());
@@ -484,25 +491,10 @@ impl Inspector {
                     processed.output.push((Side::Client, bytes));
                 }
             }
-            if event.kind == EventType::Typing && !config.log_typing_events {
-                continue;
+            if let Some(mut record) = record {
+                record.filtered &= !late;
+                processed.events.push(record);
             }
-            processed.events.push(LogEvent {
-                timestamp: now,
-                client: self.client.clone(),
-                protocol: self.kind.log_name(),
-                outgoing: event.direction == Direction::Outgoing,
-                kind: event.kind,
-                local_id: fe.local_id,
-                remote_id: fe.remote_id,
-                filtered: fe.blocked && !late,
-                categories: fe.categories,
-                data: if config.hide_eventdata {
-                    HIDDEN.to_string()
-                } else {
-                    event.event_data()
-                },
-            });
         }
         if late {
             if blocked || new_text.is_some() {
@@ -533,24 +525,55 @@ impl Inspector {
         };
         processed.output.push((dst, bytes));
     }
-
-    fn filter_event(&self, event: &ChatEvent) -> FilterEvent {
-        FilterEvent {
-            protocol: self.kind,
-            direction: event.direction,
-            kind: event.kind,
-            local_id: event.local_id.to_lowercase(),
-            remote_id: event.remote_id.to_lowercase(),
-            group: event.group,
-            text: event.text.clone(),
-            blocked: false,
-            categories: String::new(),
-            notices: Vec::new(),
-        }
-    }
 }
 
-fn unix_now() -> i64 {
+/// One event through the filters, as the relay and the ICAP service both judge
+/// them: what the filters decided (`blocked`, the text to deliver, notices),
+/// and the record to log (`None` for a typing event that is not logged).
+pub fn judge_event(
+    filters: &FilterChain,
+    config: &Config,
+    client: &str,
+    protocol: Cow<'static, str>,
+    event: &ChatEvent,
+    now: i64,
+) -> (FilterEvent, Option<LogEvent>) {
+    let mut fe = FilterEvent {
+        protocol,
+        direction: event.direction,
+        kind: event.kind,
+        local_id: event.local_id.to_lowercase(),
+        remote_id: event.remote_id.to_lowercase(),
+        group: event.group,
+        text: event.text.clone(),
+        blocked: false,
+        categories: String::new(),
+        notices: Vec::new(),
+    };
+    filters.apply(&mut fe);
+    if event.kind == EventType::Typing && !config.log_typing_events {
+        return (fe, None);
+    }
+    let record = LogEvent {
+        timestamp: now,
+        client: client.to_string(),
+        protocol: fe.protocol.clone(),
+        outgoing: event.direction == Direction::Outgoing,
+        kind: event.kind,
+        local_id: fe.local_id.clone(),
+        remote_id: fe.remote_id.clone(),
+        filtered: fe.blocked,
+        categories: fe.categories.clone(),
+        data: if config.hide_eventdata {
+            HIDDEN.to_string()
+        } else {
+            event.event_data()
+        },
+    };
+    (fe, Some(record))
+}
+
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -373,7 +373,7 @@ pub fn event(n: usize) -> LogEvent {
     LogEvent {
         timestamp: 1_700_000_000 + n as i64,
         client: format!("192.168.0.{}:{}", n % 250 + 1, 40000 + n),
-        protocol: ["IRC", "MSN", "Jabber", "Gadu-Gadu"][n % 4],
+        protocol: ["IRC", "MSN", "Jabber", "Gadu-Gadu"][n % 4].into(),
         outgoing: matches!(n % 2, 0),
         kind: kinds[n % 4],
         local_id: format!("alice{n}@example.org"),

@@ -18,7 +18,9 @@ mod regex;
 mod responder;
 pub mod testing;
 
-use imspector_protocols::{Direction, EventType, ProtocolKind};
+use std::borrow::Cow;
+
+use imspector_protocols::{Direction, EventType};
 
 use crate::config::{ConfigError, Settings};
 
@@ -27,7 +29,8 @@ pub use listfile::ListError;
 /// An event as the filters see it. Ids are lower-cased.
 #[derive(Debug, Clone)]
 pub struct FilterEvent {
-    pub protocol: ProtocolKind,
+    /// The protocol's name as logged (`IRC`, `Matrix`, a web-chat rule's name).
+    pub protocol: Cow<'static, str>,
     pub direction: Direction,
     pub kind: EventType,
     pub local_id: String,

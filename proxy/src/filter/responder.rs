@@ -127,7 +127,7 @@ impl Responder {
     /// True (and remembered) when `kind` is due for this conversation.
     fn due(&self, event: &FilterEvent, kind: Kind, period_secs: i64) -> bool {
         let key = Key {
-            protocol: event.protocol.log_name().to_string(),
+            protocol: event.protocol.to_string(),
             local: event.local_id.clone(),
             remote: event.remote_id.clone(),
             kind,

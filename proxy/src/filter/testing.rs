@@ -25,7 +25,7 @@ pub fn event(text: &str) -> FilterEvent {
 /// An outgoing IRC message between these (lower-case) ids.
 pub fn event_between(local: &str, remote: &str, text: &str) -> FilterEvent {
     FilterEvent {
-        protocol: ProtocolKind::Irc,
+        protocol: ProtocolKind::Irc.log_name().into(),
         direction: Direction::Outgoing,
         kind: EventType::Message,
         local_id: local.to_string(),

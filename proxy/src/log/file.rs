@@ -47,7 +47,7 @@ impl FileSink {
         }
         let date = &self.date.1;
         self.dir
-            .join(e.protocol)
+            .join(&*e.protocol)
             .join(safe_component(&e.local_id))
             .join(safe_component(&e.remote_id))
             .join(date)

@@ -190,7 +190,7 @@ pub(crate) mod tests {
         LogEvent {
             timestamp: 1160853407,
             client: "192.168.0.4:62013".into(),
-            protocol: "IRC",
+            protocol: "IRC".into(),
             outgoing: true,
             kind: EventType::Message,
             local_id: "alice".into(),

@@ -19,7 +19,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use imspector_protocols::{EventType, ProtocolKind};
+use imspector_protocols::EventType;
 
 use super::SinkError;
 use crate::event::LogEvent;
@@ -287,7 +287,7 @@ fn encode(out: &mut Vec<u8>, seq: u64, e: &LogEvent) {
     out.extend_from_slice(numbers.as_bytes());
     let fields: [&str; 9] = [
         &e.client,
-        e.protocol,
+        &e.protocol,
         if e.outgoing { "1" } else { "0" },
         &e.kind.code().to_string(),
         &e.local_id,
@@ -349,10 +349,7 @@ fn decode(line: &[u8]) -> Option<Entry> {
         event: LogEvent {
             timestamp: timestamp.parse().ok()?,
             client,
-            protocol: ProtocolKind::ALL
-                .iter()
-                .map(|k| k.log_name())
-                .find(|name| *name == protocol)?,
+            protocol: protocol.into(),
             outgoing: outgoing == "1",
             kind: event_type(kind.parse().ok()?)?,
             local_id,

@@ -202,7 +202,7 @@ pub fn values(e: &LogEvent, layout: Layout) -> Vec<Value<'_>> {
     let mut v = vec![
         Value::Time(e.timestamp),
         Value::Text(&e.client),
-        Value::Text(e.protocol),
+        Value::Text(&e.protocol),
         Value::Int(e.outgoing.into()),
         Value::Int(e.kind.code().into()),
         Value::Text(&e.local_id),
