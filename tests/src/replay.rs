@@ -81,18 +81,29 @@ impl Recording {
         Ok(out)
     }
 
+    /// A session written by a test rather than recorded.
+    pub fn synthetic(name: &str, segments: Vec<(Sender, Vec<u8>)>) -> Self {
+        Recording {
+            name: name.to_string(),
+            protocol: String::new(),
+            segments,
+            expected: Vec::new(),
+        }
+    }
+
     /// Play the recording between a client in `client_ns` connecting to `dst`
-    /// and a server in `server_ns` listening on `dst`'s port.
+    /// and a server in `server_ns` listening on `dst`'s port. Returns the
+    /// longest time either side waited for a segment of the other's.
     pub fn replay(
         &self,
         client_ns: &Netns,
         server_ns: &Netns,
         dst: SocketAddr,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Duration> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let server_segments = self.segments.clone();
         let server_ns_path = format!("/run/netns/{}", server_ns.name);
-        let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        let server = std::thread::spawn(move || -> anyhow::Result<Duration> {
             let file = std::fs::File::open(&server_ns_path)?;
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
             // The previous recording's connection may still be closing on
@@ -112,26 +123,33 @@ impl Recording {
             bail!("{}: replay server did not start: {why}", self.name);
         }
         let segments = self.segments.clone();
-        let client = client_ns.run(move || -> anyhow::Result<()> {
+        let client = client_ns.run(move || -> anyhow::Result<Duration> {
             let conn = TcpStream::connect(dst)?;
             play(conn, &segments, Sender::Client)
         })?;
         let server = server
             .join()
             .map_err(|_| anyhow::anyhow!("replay server panicked"))?;
-        client.with_context(|| format!("{}: client side", self.name))?;
-        server.with_context(|| format!("{}: server side", self.name))?;
-        Ok(())
+        let client = client.with_context(|| format!("{}: client side", self.name))?;
+        let server = server.with_context(|| format!("{}: server side", self.name))?;
+        Ok(client.max(server))
     }
 }
 
 /// Send our segments, and read and compare the other side's, in recorded order.
-fn play(mut conn: TcpStream, segments: &[(Sender, Vec<u8>)], me: Sender) -> anyhow::Result<()> {
+/// Returns the longest wait for one of the other side's segments.
+fn play(
+    mut conn: TcpStream,
+    segments: &[(Sender, Vec<u8>)],
+    me: Sender,
+) -> anyhow::Result<Duration> {
     conn.set_read_timeout(Some(DEADLINE))?;
+    let mut longest = Duration::ZERO;
     for (index, (sender, bytes)) in segments.iter().enumerate() {
         if *sender == me {
             conn.write_all(bytes)?;
         } else {
+            let start = std::time::Instant::now();
             let mut got = vec![0; bytes.len()];
             conn.read_exact(&mut got)
                 .with_context(|| format!("reading segment {index} ({} bytes)", bytes.len()))?;
@@ -142,6 +160,7 @@ fn play(mut conn: TcpStream, segments: &[(Sender, Vec<u8>)], me: Sender) -> anyh
                     String::from_utf8_lossy(&got)
                 );
             }
+            longest = longest.max(start.elapsed());
         }
     }
     let _ = conn.shutdown(Shutdown::Write);
@@ -155,7 +174,7 @@ fn play(mut conn: TcpStream, segments: &[(Sender, Vec<u8>)], me: Sender) -> anyh
             String::from_utf8_lossy(&extra)
         );
     }
-    Ok(())
+    Ok(longest)
 }
 
 fn hex(s: &str) -> anyhow::Result<Vec<u8>> {
