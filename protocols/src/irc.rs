@@ -1,8 +1,10 @@
 //! IRC (RFC 1459/2812 with IRCv3 message tags).
 //!
-//! Framing: lines ended by LF (CR LF in practice). The local id is the nick the
-//! server confirmed in numeric 001, followed across NICK changes; before 001 it is
-//! the nick the client asked for. PRIVMSG and NOTICE are messages (one event per
+//! Framing: lines ended by LF (CR LF in practice). A CR not followed by LF, or a
+//! NUL, makes a line that servers read differently (ngircd splits it, InspIRCd
+//! joins it): such a line is judged in every reading, and is never rewritten.
+//! The local id is the nick the server confirmed in numeric 001, followed across
+//! NICK changes; before 001 it is the nick the client asked for. PRIVMSG and NOTICE are messages (one event per
 //! target), CTCP ACTION is a message, CTCP DCC SEND is a file transfer. After the
 //! STARTTLS reply 670 the connection is TLS and is relayed untouched.
 
@@ -43,17 +45,60 @@ fn is_interesting(dir: Direction, command: &[u8]) -> bool {
     wanted(dir).iter().any(|w| w.eq_ignore_ascii_case(command))
 }
 
-/// Whether a complete line changes our state or carries events. Most lines
-/// do not, and skip the full parse.
-fn line_matters(dir: Direction, line: &[u8]) -> bool {
-    partial_command_word(line).is_some_and(|(word, _)| is_interesting(dir, word))
+/// The ways the peer may read one line (ended by LF, or partial). Servers
+/// disagree on a CR that is not followed by LF: ngircd ends the line there,
+/// InspIRCd drops it (and reads NUL as a space) and ends lines only at LF.
+/// A line with neither a bare CR nor a NUL reads the same everywhere and is
+/// its only reading; any other line is judged in every reading, so that each
+/// message some server would deliver is seen.
+fn readings(line: &[u8]) -> Vec<std::borrow::Cow<'_, [u8]>> {
+    let body = line
+        .strip_suffix(b"\n")
+        .map_or(line, |b| b.strip_suffix(b"\r").unwrap_or(b));
+    if memchr::memchr2(b'\r', b'\0', body).is_none() {
+        return vec![line.into()];
+    }
+    let joined: Vec<u8> = body
+        .iter()
+        .filter(|&&b| b != b'\r')
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect();
+    let mut all = vec![joined.into()];
+    // ngircd's reading: a line per CR, each read as a C string (up to a NUL).
+    all.extend(
+        body.split(|&b| b == b'\r')
+            .map(|piece| piece.split(|&b| b == 0).next().unwrap_or_default())
+            .filter(|piece| !piece.is_empty())
+            .map(Into::into),
+    );
+    all
 }
 
-/// Whether a line whose end has not arrived yet may matter to us: its command
-/// word so far is a prefix of one we act on. Lines that cannot (server replies,
-/// PINGs, MOTD, or bytes that are not IRC at all) are forwarded without waiting
-/// for their end, so the proxy never holds them.
+/// Whether a line that carries a bare CR or a NUL is read differently by
+/// different peers (see [`readings`]).
+fn is_ambiguous(line: &[u8]) -> bool {
+    readings(line).len() > 1
+}
+
+/// Whether a complete line changes our state or carries events, in any of
+/// its readings. Most lines do not, and skip the full parse.
+fn line_matters(dir: Direction, line: &[u8]) -> bool {
+    readings(line).iter().any(|reading| {
+        partial_command_word(reading).is_some_and(|(word, _)| is_interesting(dir, word))
+    })
+}
+
+/// Whether a line whose end has not arrived yet may matter to us: in one of
+/// its readings, its command word so far is a prefix of one we act on. Lines
+/// that cannot (server replies, PINGs, MOTD, or bytes that are not IRC at all)
+/// are forwarded without waiting for their end, so the proxy never holds them.
 fn partial_may_matter(dir: Direction, partial: &[u8]) -> bool {
+    readings(partial)
+        .iter()
+        .any(|reading| partial_reading_may_matter(dir, reading))
+}
+
+fn partial_reading_may_matter(dir: Direction, partial: &[u8]) -> bool {
     match partial_command_word(partial) {
         // Still inside the tags or the prefix.
         None => true,
@@ -315,7 +360,10 @@ impl ProtocolSession for IrcSession {
         let mut feed = Feed::default();
         let streaming = &mut self.streaming[index(dir)];
         if *streaming {
-            match memchr::memchr(b'\n', buf) {
+            // A CR ends the line for ngircd: what follows may be a message.
+            let end = memchr::memchr2(b'\r', b'\n', buf)
+                .map(|at| at + usize::from(buf[at..].starts_with(b"\r\n")));
+            match end {
                 Some(nl) => {
                     feed.frames
                         .push(Frame::Opaque(buf.split_to(nl + 1).freeze()));
@@ -338,13 +386,17 @@ impl ProtocolSession for IrcSession {
                 plain_len = end;
                 continue;
             }
-            let mut events = Vec::new();
+            let mut events: Vec<ChatEvent> = Vec::new();
             let mut starttls = false;
-            let text = decode(line_bytes);
-            {
+            for reading in readings(line_bytes) {
+                let text = decode(&reading);
                 if let Some(line) = parse_line(&text) {
-                    starttls = dir == Direction::Incoming && line.command == "670";
-                    events = self.inspect(dir, &line);
+                    starttls |= dir == Direction::Incoming && line.command == "670";
+                    for event in self.inspect(dir, &line) {
+                        if !events.contains(&event) {
+                            events.push(event);
+                        }
+                    }
                 }
             }
             if events.is_empty() {
@@ -384,6 +436,10 @@ impl ProtocolSession for IrcSession {
 
     fn rewrite(&self, _dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {
         let Rewrite::Text(new_text) = change;
+        // One new text cannot stand for every reading of an ambiguous line.
+        if is_ambiguous(&pdu.bytes) {
+            return None;
+        }
         let line = std::str::from_utf8(&pdu.bytes).ok()?;
         let parsed = parse_line(line)?;
         let (body, body_range) = parsed.trailing?;
@@ -706,6 +762,88 @@ mod tests {
             .rewrite(Direction::Outgoing, pdu, Rewrite::Text("h*llo there"))
             .unwrap();
         assert_eq!(&out[..], b"PRIVMSG bob :h*llo there\r\n");
+    }
+
+    fn texts(events: &[ChatEvent]) -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|e| (e.remote_id.clone(), e.text.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_bare_cr_line_is_judged_as_every_server_reads_it() {
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let mut s = IrcSession::default();
+        // ngircd delivers the PRIVMSG after the PING; InspIRCd a PING.
+        let ev = run(
+            &mut s,
+            Direction::Outgoing,
+            "PING :x\rPRIVMSG victim :text\n",
+        );
+        assert_eq!(texts(&ev), pairs(&[("victim", "text")]));
+        // ngircd: two messages; InspIRCd: one to #ok with the rest as text.
+        let ev = run(
+            &mut s,
+            Direction::Outgoing,
+            "PRIVMSG #ok :hi\rPRIVMSG #forbidden :text\n",
+        );
+        assert_eq!(
+            texts(&ev),
+            pairs(&[
+                ("#ok", "hiPRIVMSG #forbidden :text"),
+                ("#ok", "hi"),
+                ("#forbidden", "text")
+            ])
+        );
+        // InspIRCd joins the halves of a word and turns NUL into a space.
+        let ev = run(&mut s, Direction::Outgoing, "PRIVMSG bob :da\rrn\0it\r\n");
+        assert_eq!(texts(&ev), pairs(&[("bob", "darn it"), ("bob", "da")]));
+        // A CR inside the command word: InspIRCd reads PRIVMSG.
+        let ev = run(&mut s, Direction::Outgoing, "PRIV\rMSG bob :x\r\n");
+        assert_eq!(texts(&ev), pairs(&[("bob", "x")]));
+    }
+
+    #[test]
+    fn a_bare_cr_ends_a_line_that_was_forwarded_as_it_came() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&b"PING :x"[..]);
+        let feed = s.feed(Direction::Outgoing, &mut buf);
+        assert_eq!(
+            feed.frames,
+            vec![Frame::Opaque(Bytes::from_static(b"PING :x"))]
+        );
+        buf.extend_from_slice(b"\rPRIVMSG victim :text\n");
+        let feed = s.feed(Direction::Outgoing, &mut buf);
+        assert_eq!(feed.frames[0], Frame::Opaque(Bytes::from_static(b"\r")));
+        let Frame::Pdu(pdu) = &feed.frames[1] else {
+            panic!("{:?}", feed.frames)
+        };
+        assert_eq!(texts(&pdu.events), vec![("victim".into(), "text".into())]);
+        // A partial line whose next reading may be a message is held.
+        let mut buf = BytesMut::from(&b"PING :x\rPRIV"[..]);
+        assert!(IrcSession::default()
+            .feed(Direction::Outgoing, &mut buf)
+            .frames
+            .is_empty());
+    }
+
+    #[test]
+    fn an_ambiguous_line_is_never_rewritten() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&b"PRIVMSG bob :da\rrn\n"[..]);
+        let feed = s.feed(Direction::Outgoing, &mut buf);
+        let Frame::Pdu(pdu) = &feed.frames[0] else {
+            panic!()
+        };
+        assert_eq!(
+            s.rewrite(Direction::Outgoing, pdu, Rewrite::Text("**")),
+            None
+        );
     }
 
     #[test]

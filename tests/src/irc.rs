@@ -39,6 +39,44 @@ impl Ngircd {
     }
 }
 
+/// InspIRCd on port 6667 in `ns`: a second server, which reads a line with a
+/// bare CR differently from ngircd (it drops the CR; ngircd ends the line).
+pub struct Inspircd {
+    pub process: Process,
+}
+
+impl Inspircd {
+    pub fn start(ns: &Netns, dir: &Path) -> anyhow::Result<Self> {
+        let config = dir.join("inspircd.conf");
+        let motd = dir.join("motd.txt");
+        std::fs::write(&motd, "welcome to the test\n")?;
+        std::fs::write(
+            &config,
+            format!(
+                "<server name=\"irc.test\" description=\"test server\" network=\"test\">\n\
+                 <admin name=\"a\" nick=\"a\" email=\"a@irc.test\">\n\
+                 <bind address=\"\" port=\"6667\" type=\"clients\">\n\
+                 <connect allow=\"*\" localmax=\"1000\" globalmax=\"1000\" timeout=\"60\" \
+                 pingfreq=\"120\" recvq=\"8K\" threshold=\"1000\" commandrate=\"100000\" fakelag=\"off\">\n\
+                 <pid file=\"{dir}/inspircd.pid\">\n<files motd=\"{motd}\">\n\
+                 <dns timeout=\"1\">\n<options>\n<security>\n<performance>\n",
+                dir = dir.display(),
+                motd = motd.display()
+            ),
+        )?;
+        let mut command = ns.command("inspircd");
+        command
+            .args(["--nofork", "--runasroot"])
+            .arg(format!("--config={}", config.display()));
+        let process = Process::spawn("inspircd", command, dir.join("inspircd.out"))?;
+        wait::until("inspircd to listen", || {
+            process.output().contains("is now running").then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; inspircd printed:\n{}", process.output()))?;
+        Ok(Inspircd { process })
+    }
+}
+
 /// The ii client, driven through its FIFOs.
 pub struct Ii {
     pub nick: String,
