@@ -470,29 +470,57 @@ impl Inspector {
         }
         let filters = self.shared.filters();
         let config = &self.shared.config;
-        let mut blocked = false;
-        let mut new_text: Option<String> = None;
         let now = unix_now();
-        for event in &pdu.events {
-            let (fe, record) = judge_event(
+        let judge = |event, blocked| {
+            let protocol = self.kind.log_name().into();
+            judge_event_from(
                 &filters,
                 config,
                 &self.client,
-                self.kind.log_name().into(),
+                protocol,
                 event,
                 now,
-            );
-            blocked |= fe.blocked;
-            if fe.text != event.text {
-                new_text = Some(fe.text.clone());
+                blocked,
+            )
+        };
+        let mut judged: Vec<_> = pdu.events.iter().map(|e| judge(e, false)).collect();
+        let blocked = judged.iter().any(|(fe, _)| fe.blocked);
+        let new_text = pdu
+            .events
+            .iter()
+            .zip(&judged)
+            .find(|(event, (fe, _))| fe.text != event.text)
+            .map(|(_, (fe, _))| fe.text.clone());
+        let mut bytes = pdu.bytes.clone();
+        let mut blocked_here = blocked;
+        if let (Some(text), false, false) = (&new_text, blocked, late) {
+            match parser.rewrite(dir, &pdu, Rewrite::Text(text)) {
+                Some(rewritten) => bytes = rewritten,
+                None => {
+                    // Fail closed: what the filters changed never goes out as it was.
+                    log::warn!(
+                        "{}: {} message changed by a filter could not be rewritten; blocked",
+                        self.client,
+                        self.kind.log_name()
+                    );
+                    blocked_here = true;
+                    for (event, (fe, record)) in pdu.events.iter().zip(&mut judged) {
+                        let (again, again_record) = judge(event, true);
+                        fe.notices.extend(again.notices);
+                        *record = again_record;
+                    }
+                }
             }
+        }
+        for (event, (fe, record)) in pdu.events.iter().zip(judged) {
             for notice in &fe.notices {
                 if let Some(bytes) = parser.notice_to_client(&event.remote_id, notice) {
                     processed.output.push((Side::Client, bytes));
                 }
             }
             if let Some(mut record) = record {
-                record.filtered &= !late;
+                // A PDU goes to all its targets or to none.
+                record.filtered = blocked_here && !late;
                 processed.events.push(record);
             }
         }
@@ -506,24 +534,9 @@ impl Inspector {
             }
             return;
         }
-        if blocked {
-            return;
+        if !blocked_here {
+            processed.output.push((dst, bytes));
         }
-        let bytes = match new_text {
-            None => pdu.bytes,
-            Some(text) => match parser.rewrite(dir, &pdu, Rewrite::Text(&text)) {
-                Some(bytes) => bytes,
-                None => {
-                    log::warn!(
-                        "{}: {} message could not be rewritten; forwarded unchanged",
-                        self.client,
-                        self.kind.log_name()
-                    );
-                    pdu.bytes
-                }
-            },
-        };
-        processed.output.push((dst, bytes));
     }
 }
 
@@ -538,6 +551,20 @@ pub fn judge_event(
     event: &ChatEvent,
     now: i64,
 ) -> (FilterEvent, Option<LogEvent>) {
+    judge_event_from(filters, config, client, protocol, event, now, false)
+}
+
+/// [`judge_event`], with the event already `blocked` before the filters run
+/// (they still add their categories and the blocked notice).
+fn judge_event_from(
+    filters: &FilterChain,
+    config: &Config,
+    client: &str,
+    protocol: Cow<'static, str>,
+    event: &ChatEvent,
+    now: i64,
+    blocked: bool,
+) -> (FilterEvent, Option<LogEvent>) {
     let mut fe = FilterEvent {
         protocol,
         direction: event.direction,
@@ -546,7 +573,7 @@ pub fn judge_event(
         remote_id: event.remote_id.to_lowercase(),
         group: event.group,
         text: event.text.clone(),
-        blocked: false,
+        blocked,
         categories: String::new(),
         notices: Vec::new(),
     };

@@ -1,0 +1,152 @@
+//! IRC attacks from the local side, against both servers that read a bare CR
+//! differently (ngircd ends the line there, InspIRCd drops the CR): every
+//! PRIVMSG or NOTICE the server delivers is logged and judged.
+//!
+//! The attacker is a raw TCP client in the client namespace (no IRC client
+//! sends a bare CR); the victim is ii next to the server.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use imspector_e2e::irc::{Ii, Inspircd, Ngircd};
+use imspector_e2e::{wait, Imspector, Rig};
+
+/// A raw IRC connection through the gateway, registered as `nick`.
+struct Raw {
+    conn: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    fn connect(rig: &Rig, nick: &str) -> anyhow::Result<Self> {
+        let server = SocketAddr::from((rig.server_ip, 6667));
+        let conn = rig.client.run(move || TcpStream::connect(server))??;
+        conn.set_read_timeout(Some(wait::DEADLINE))?;
+        let mut raw = Raw {
+            reader: BufReader::new(conn.try_clone()?),
+            conn,
+        };
+        raw.send(format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n").as_bytes())?;
+        raw.read_until(" 376 ")?;
+        Ok(raw)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.conn.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Read lines (answering PINGs) until one contains `what`.
+    fn read_until(&mut self, what: &str) -> anyhow::Result<String> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            anyhow::ensure!(
+                self.reader.read_line(&mut line)? > 0,
+                "closed before {what:?}"
+            );
+            if let Some(token) = line.strip_prefix("PING ") {
+                self.send(format!("PONG {token}").as_bytes())?;
+            }
+            if line.contains(what) {
+                return Ok(line);
+            }
+        }
+    }
+}
+
+const CONFIG: &str = "irc_protocol=on\n";
+
+fn attacks_are_logged_and_judged(
+    start_server: impl Fn(&Rig) -> anyhow::Result<Box<dyn std::any::Any>>,
+) -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], 16667)?;
+    let dir = rig.subdir("files")?;
+    let acl = dir.join("acl.txt");
+    std::fs::write(&acl, "deny mallory victim\ndeny mallory #forbidden\n")?;
+    let words = dir.join("badwords.txt");
+    std::fs::write(&words, "darn\n")?;
+    let config = format!(
+        "{CONFIG}acl_filename={}\nbadwords_filename={}\nresponder_filename={}\nfiltered_mins=15\n",
+        acl.display(),
+        words.display(),
+        dir.join("responder.db").display()
+    );
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
+    let _server = start_server(&rig)?;
+    let clients = rig.subdir("clients")?;
+    let victim = Ii::remote(&rig, &clients, "victim")?;
+    victim.join("#ok")?;
+    victim.join("#forbidden")?;
+    let mut mallory = Raw::connect(&rig, "mallory")?;
+    mallory.send(b"JOIN #ok\r\nJOIN #forbidden\r\n")?;
+    mallory.read_until("JOIN :#forbidden")?;
+
+    // ngircd delivers a PRIVMSG after the PING to the victim the ACL denies.
+    mallory.send(b"PING :x\rPRIVMSG victim :secret one\n")?;
+    // ngircd: "hi" to #ok and the text to #forbidden; InspIRCd: one line to #ok.
+    mallory.send(b"PRIVMSG #ok :hi\rPRIVMSG #forbidden :secret two\n")?;
+    // InspIRCd joins the halves into a bad word.
+    mallory.send(b"PRIVMSG #ok :da\rrn\r\n")?;
+    // That line cannot be rewritten: it is blocked, and mallory is told.
+    let notice = mallory.read_until("NOTICE #ok :")?;
+    assert!(notice.contains("was blocked (****)"), "{notice:?}");
+    mallory.send(b"PRIVMSG #ok :after the attacks\r\n")?;
+    victim.wait_received("#ok", "mallory", "after the attacks")?;
+
+    for chat in ["mallory", "#ok", "#forbidden"] {
+        let window = victim.window(chat);
+        for leaked in ["secret", "hi", "da"] {
+            assert!(
+                !window
+                    .lines()
+                    .any(|l| l.contains(&format!("<mallory> {leaked}"))),
+                "{chat} got {leaked:?}:\n{window}"
+            );
+        }
+    }
+    let rest = |lines: Vec<imspector_e2e::imspector::LogLine>| -> Vec<String> {
+        lines.into_iter().map(|l| l.rest).collect()
+    };
+    assert_eq!(
+        rest(ims.wait_log("IRC", "mallory", "victim", 1)?),
+        ["1,1,1,,secret one"]
+    );
+    assert_eq!(
+        rest(ims.wait_log("IRC", "mallory", "#forbidden", 1)?),
+        ["1,1,1,,secret two"]
+    );
+    // Each reading of a line is logged; a line goes to all its targets or to none.
+    assert_eq!(
+        rest(ims.wait_log("IRC", "mallory", "#ok", 5)?),
+        [
+            "1,1,1,,hiPRIVMSG #forbidden :secret two",
+            "1,1,1,,hi",
+            "1,1,1,1 badwords;,darn",
+            "1,1,1,,da",
+            "1,1,0,,after the attacks",
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn bare_cr_attacks_through_ngircd() -> anyhow::Result<()> {
+    attacks_are_logged_and_judged(|rig| {
+        Ok(Box::new(Ngircd::start(
+            &rig.server,
+            &rig.subdir("ngircd")?,
+        )?))
+    })
+}
+
+#[test]
+fn bare_cr_attacks_through_inspircd() -> anyhow::Result<()> {
+    attacks_are_logged_and_judged(|rig| {
+        Ok(Box::new(Inspircd::start(
+            &rig.server,
+            &rig.subdir("inspircd")?,
+        )?))
+    })
+}
