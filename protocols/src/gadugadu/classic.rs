@@ -7,7 +7,7 @@
 //! Options are tagged blocks: 0x01 conference recipients, 0x02 rich-text
 //! formats (positions in the text), 0x04..0x06 image request and reply.
 
-use super::{cp1250, html, le32, Message};
+use super::{cp1250, html, le32, shown_text, Message};
 
 /// Where a message packet keeps its fields.
 #[derive(Debug, Clone, Copy)]
@@ -138,11 +138,11 @@ pub fn message(layout: Layout, payload: &[u8]) -> Option<Message> {
     if class & CLASS_CTCP != 0 || parts.image {
         return None;
     }
-    let text = if parts.plain.is_empty() {
-        html::to_text(&String::from_utf8_lossy(parts.html.unwrap_or_default()))
-    } else {
-        cp1250::decode(parts.plain)
-    };
+    let text = shown_text(
+        parts.html.map(String::from_utf8_lossy).as_deref(),
+        cp1250::decode(parts.plain),
+        |html| cp1250::decode(&cp1250::encode(html)),
+    );
     Some(Message {
         peer: le32(parts.fixed, 0),
         chat: None,

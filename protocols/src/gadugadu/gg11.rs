@@ -7,7 +7,7 @@
 //! length of the decimal number, the number's digits.
 
 use super::protobuf::{self, put_bytes, put_fixed32, put_uint, Value};
-use super::{html, Message};
+use super::{html, shown_text, Message};
 
 const PEER: u32 = 1;
 const FLAGS: u32 = 2;
@@ -69,15 +69,8 @@ pub fn message(shape: Shape, payload: &[u8]) -> Option<Message> {
         // An image, announced in the data field.
         return None;
     }
-    let text = if plain.is_empty() {
-        html::to_text(
-            &protobuf::bytes(&fields, XHTML)
-                .map(shown)
-                .unwrap_or_default(),
-        )
-    } else {
-        plain
-    };
+    let html = protobuf::bytes(&fields, XHTML).map(shown);
+    let text = shown_text(html.as_deref(), plain, str::to_string);
     Some(Message {
         peer: protobuf::bytes(&fields, PEER).and_then(uin),
         chat: protobuf::fixed64(&fields, CHAT_ID),

@@ -107,6 +107,24 @@ fn le32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// The text a message shows, from its XHTML part (what GG 8.0 and later
+/// clients display) and its plain part (what older ones display): the XHTML
+/// text when there is one. A plain part that says something else (no client
+/// sends that; `as_plain` gives the XHTML text as the plain part's charset
+/// holds it) is kept after it, so that the filters judge and the log keeps
+/// both, and a rewrite replaces both.
+fn shown_text(html: Option<&str>, plain: String, as_plain: impl Fn(&str) -> String) -> String {
+    let Some(html) = html.map(html::to_text).filter(|t| !t.is_empty()) else {
+        return plain;
+    };
+    let normal = |t: &str| t.replace('\r', "").trim().to_string();
+    if plain.is_empty() || normal(&as_plain(&html)) == normal(&plain) {
+        html
+    } else {
+        format!("{html}\n{plain}")
+    }
+}
+
 /// A filter's text as a client can hold it: a NUL would end it early.
 fn without_nul(text: &str) -> String {
     text.replace('\0', "")

@@ -273,6 +273,47 @@ fn gg8_logs_the_plain_part() {
 }
 
 #[test]
+fn a_markup_part_that_says_something_else_is_judged_and_rewritten_too() {
+    let mut s = logged_in(login80(1));
+    // GG 8.0 clients show the markup; old ones the plain part.
+    let sent = send_msg80(42, b"<b>darn</b> \xe2\x98\xba", b"hello", &[]);
+    let original = pdu(&mut s, Direction::Outgoing, &sent);
+    assert_eq!(original.events[0].text, "darn \u{263a}\nhello");
+    let out = s
+        .rewrite(
+            Direction::Outgoing,
+            &original,
+            Rewrite::Text("**** \u{263a}\nhello"),
+        )
+        .unwrap();
+    assert_eq!(
+        &out[..],
+        &send_msg80(42, b"**** \xe2\x98\xba<br>hello", b"**** ?\nhello", &[])[..]
+    );
+    // Parts that agree (the plain one in CP1250, lacking the emoji) log once,
+    // as the markup shows it.
+    let ev = event(
+        &mut s,
+        Direction::Outgoing,
+        &send_msg80(42, "<i>ęś</i> \u{263a}".as_bytes(), b"\xea\x9c ?", &[]),
+    );
+    assert_eq!(ev.text, "ęś \u{263a}");
+    let mut s = logged_in(login105("1"));
+    let ev = event(
+        &mut s,
+        Direction::Outgoing,
+        &msg110(
+            packet::SEND_MSG110,
+            Some("42"),
+            "hello",
+            Some("<b>darn</b>"),
+            None,
+        ),
+    );
+    assert_eq!(ev.text, "darn\nhello");
+}
+
+#[test]
 fn gg8_without_a_plain_part_logs_the_text_of_the_markup() {
     let mut s = logged_in(login80(1));
     let ev = event(
