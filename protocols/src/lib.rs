@@ -5,6 +5,7 @@
 //! or PDUs that carry chat [`ChatEvent`]s. Nothing here does I/O or reads a clock,
 //! so every parser can be unit-tested and fuzzed on plain byte slices.
 
+pub mod charset;
 pub mod event;
 pub mod gadugadu;
 pub mod invariants;

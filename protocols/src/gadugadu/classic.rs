@@ -7,7 +7,10 @@
 //! Options are tagged blocks: 0x01 conference recipients, 0x02 rich-text
 //! formats (positions in the text), 0x04..0x06 image request and reply.
 
-use super::{cp1250, html, le32, shown_text, Message};
+use encoding_rs::WINDOWS_1250;
+
+use super::{html, le32, shown_text, Message};
+use crate::charset;
 
 /// Where a message packet keeps its fields.
 #[derive(Debug, Clone, Copy)]
@@ -140,8 +143,8 @@ pub fn message(layout: Layout, payload: &[u8]) -> Option<Message> {
     }
     let text = shown_text(
         parts.html.map(String::from_utf8_lossy).as_deref(),
-        cp1250::decode(parts.plain),
-        |html| cp1250::decode(&cp1250::encode(html)),
+        charset::decode(WINDOWS_1250, parts.plain),
+        |html| charset::decode(WINDOWS_1250, &charset::encode_lossy(WINDOWS_1250, html)),
     );
     Some(Message {
         peer: le32(parts.fixed, 0),
@@ -162,7 +165,7 @@ pub fn rewrite(layout: Layout, payload: &[u8], text: &str) -> Option<Vec<u8>> {
     let plain = if parts.plain.is_empty() {
         Vec::new()
     } else {
-        cp1250::encode(text)
+        charset::encode_lossy(WINDOWS_1250, text)
     };
     let mut out = parts.fixed.to_vec();
     if let Some(html) = &html {
@@ -194,7 +197,7 @@ pub fn received(layout: Layout, sender: u32, seq: u32, time: u32, text: &str) ->
         out.push(0);
     }
     let offset_plain = out.len() as u32;
-    out.extend_from_slice(&cp1250::encode(text));
+    out.extend_from_slice(&charset::encode_lossy(WINDOWS_1250, text));
     out.push(0);
     let offset_attr = out.len() as u32;
     if let Some(at) = layout.offsets_at {

@@ -13,7 +13,6 @@
 //! Every packet is forwarded as it came unless a filter rewrites a message.
 
 mod classic;
-mod cp1250;
 mod gg11;
 mod html;
 mod packet;
@@ -21,6 +20,9 @@ mod protobuf;
 
 use bytes::{Bytes, BytesMut};
 
+use encoding_rs::WINDOWS_1250;
+
+use crate::charset;
 use crate::event::{ChatEvent, Direction, EventType};
 use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, Stop};
 
@@ -270,7 +272,10 @@ impl GaduGaduSession {
             Direction::Incoming => le32(payload, 8)?,
         };
         let name = &payload[NAME_AT..SIZE_AT];
-        let name = cp1250::decode(name.split(|&b| b == 0).next().unwrap_or_default());
+        let name = charset::decode(
+            WINDOWS_1250,
+            name.split(|&b| b == 0).next().unwrap_or_default(),
+        );
         let size =
             u64::from(le32(payload, SIZE_AT)?) | u64::from(le32(payload, SIZE_AT + 4)?) << 32;
         Some(self.event(dir, EventType::File, peer, file_text(&name, size)))

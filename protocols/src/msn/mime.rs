@@ -1,7 +1,10 @@
 //! The MIME-style header blocks of MSG payloads and MSNP21 SDG payloads, and
 //! the text charsets they declare.
 
+use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
 use memchr::memmem;
+
+use crate::charset;
 
 /// One header block (`Name: value` lines) followed by a blank line.
 #[derive(Debug)]
@@ -78,39 +81,34 @@ pub fn set_header(block: &[u8], name: &str, value: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The charsets a text body can be rewritten in.
+/// The charset a text body declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charset {
-    Utf8,
-    /// ISO-8859-1 and the Windows code page 1252 that old clients sent
-    /// (decoded as ISO-8859-1: the few 0x80..0x9F glyphs come out as controls).
-    Latin1,
-    /// Anything else: logged as UTF-8 where valid, else as Latin-1; not rewritten.
-    Other,
+    /// A label encoding_rs knows. As in browsers, ISO-8859-1 and US-ASCII are
+    /// windows-1252, which old clients really sent. No label at all is UTF-8:
+    /// MSN clients from 5.0 on always sent it.
+    Known(&'static Encoding),
+    /// A label nobody knows: logged as UTF-8 where valid; never rewritten.
+    Unknown,
 }
 
 impl Charset {
     fn named(name: Option<&str>) -> Self {
-        let Some(name) = name else {
-            // MSN clients from 5.0 on always sent UTF-8; a body without charset
-            // is decoded as UTF-8 where valid.
-            return Charset::Utf8;
-        };
-        match name.to_ascii_lowercase().as_str() {
-            "utf-8" | "utf8" => Charset::Utf8,
-            "iso-8859-1" | "latin1" | "iso8859-1" | "windows-1252" | "cp1252" | "us-ascii" => {
-                Charset::Latin1
-            }
-            _ => Charset::Other,
+        match name {
+            None => Charset::Known(UTF_8),
+            Some(label) => Encoding::for_label(label.trim().as_bytes())
+                .map_or(Charset::Unknown, Charset::Known),
         }
     }
 
+    /// UTF-8 that is not valid UTF-8 (and text of an unknown charset) is read as
+    /// windows-1252, so that no byte is lost from the log.
     pub fn decode(self, bytes: &[u8]) -> String {
         match self {
-            Charset::Latin1 => latin1(bytes),
-            Charset::Utf8 | Charset::Other => match std::str::from_utf8(bytes) {
+            Charset::Known(encoding) if encoding != UTF_8 => charset::decode(encoding, bytes),
+            _ => match std::str::from_utf8(bytes) {
                 Ok(text) => text.to_string(),
-                Err(_) => latin1(bytes),
+                Err(_) => charset::decode(WINDOWS_1252, bytes),
             },
         }
     }
@@ -118,19 +116,10 @@ impl Charset {
     /// `None` when text in this charset cannot be re-encoded faithfully.
     pub fn encode(self, text: &str) -> Option<Vec<u8>> {
         match self {
-            Charset::Utf8 => Some(text.as_bytes().to_vec()),
-            Charset::Latin1 => Some(
-                text.chars()
-                    .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-                    .collect(),
-            ),
-            Charset::Other => None,
+            Charset::Known(encoding) => charset::encode_exact(encoding, text),
+            Charset::Unknown => None,
         }
     }
-}
-
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 #[cfg(test)]
@@ -142,16 +131,27 @@ mod tests {
         let data = b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi";
         let (h, body) = split_headers(data).unwrap();
         assert_eq!(h.media_type(), "text/plain");
-        assert_eq!(h.charset(), Charset::Utf8);
+        assert_eq!(h.charset(), Charset::Known(UTF_8));
         assert_eq!(h.get("mime-version"), Some("1.0"));
         assert_eq!(&data[body..], b"hi");
     }
 
     #[test]
-    fn latin1_round_trips() {
+    fn declared_charsets_decode_as_encoding_rs_reads_them() {
+        // ISO-8859-1 is windows-1252: 0x80 is the euro sign, not a control.
         let cs = Charset::named(Some("ISO-8859-1"));
-        assert_eq!(cs.decode(b"caf\xe9"), "café");
-        assert_eq!(cs.encode("café €").unwrap(), b"caf\xe9 ?");
+        assert_eq!(cs.decode(b"caf\xe9 \x80"), "café €");
+        assert_eq!(cs.encode("café €").unwrap(), b"caf\xe9 \x80");
+        assert_eq!(cs.encode("漢"), None);
+        // UTF-16 (little-endian unless said otherwise), as some clients sent.
+        let cs = Charset::named(Some("utf-16"));
+        assert_eq!(cs.decode(b"h\0i\0"), "hi");
+        assert_eq!(cs.encode("hi").unwrap(), b"h\0i\0");
+        assert_eq!(Charset::named(Some("Shift_JIS")).decode(b"\x82\xa0"), "あ");
+        // Invalid UTF-8 keeps its bytes in the log; an unknown charset is
+        // logged but never rewritten.
+        assert_eq!(Charset::named(Some("UTF-8")).decode(b"caf\xe9"), "café");
+        assert_eq!(Charset::named(Some("x-klingon")).encode("hi"), None);
     }
 
     #[test]

@@ -509,7 +509,7 @@ fn msg_rewrite_with_longer_and_shorter_text() {
 }
 
 #[test]
-fn latin1_rewrite_stays_latin1() {
+fn latin1_rewrite_stays_windows_1252() {
     let mut s = msnp8_switchboard();
     let msg = |body: &[u8]| {
         let mut payload =
@@ -522,7 +522,12 @@ fn latin1_rewrite_stays_latin1() {
     let p = pdu(&mut s, OUT, &msg(b"caf\xe9"));
     assert_eq!(p.events[0].text, "café");
     let out = s.rewrite(OUT, &p, Rewrite::Text("thé €")).unwrap();
-    assert_eq!(&out[..], &msg(b"th\xe9 ?")[..]);
+    assert_eq!(&out[..], &msg(b"th\xe9 \x80")[..]);
+    // The bytes where windows-1252 and ISO-8859-1 differ are logged as sent.
+    let p = pdu(&mut s, OUT, &msg(b"\x93hi\x94 \x85"));
+    assert_eq!(p.events[0].text, "\u{201c}hi\u{201d} \u{2026}");
+    // A text the charset cannot hold is not rewritten (the proxy then blocks).
+    assert_eq!(s.rewrite(OUT, &p, Rewrite::Text("漢")), None);
 }
 
 #[test]
