@@ -24,6 +24,9 @@ pub struct IrcSession {
     /// Per direction: the line being received carries no event and its start
     /// went out already, so its rest is forwarded as it arrives.
     streaming: [bool; 2],
+    /// The server marks the text of every message it delivers with `+` or `-`
+    /// (`CAP identify-msg`, or `CAPAB IDENTIFY-MSG` answered by 290).
+    identify_msg: bool,
 }
 
 fn index(dir: Direction) -> usize {
@@ -37,7 +40,9 @@ fn index(dir: Direction) -> usize {
 fn wanted(dir: Direction) -> &'static [&'static [u8]] {
     match dir {
         Direction::Outgoing => &[b"PRIVMSG", b"NOTICE", b"NICK"],
-        Direction::Incoming => &[b"PRIVMSG", b"NOTICE", b"NICK", b"001", b"670"],
+        Direction::Incoming => &[
+            b"PRIVMSG", b"NOTICE", b"NICK", b"001", b"670", b"CAP", b"290",
+        ],
     }
 }
 
@@ -299,15 +304,50 @@ impl IrcSession {
                 }
                 Vec::new()
             }
+            (Direction::Incoming, "CAP") => {
+                if let (Some(sub), Some((caps, _))) = (line.params.get(1), &line.trailing) {
+                    for cap in caps.split(' ') {
+                        let (on, name) = match cap.strip_prefix('-') {
+                            Some(name) => (false, name),
+                            None => (sub.eq_ignore_ascii_case("ACK"), cap),
+                        };
+                        let acked_or_deleted =
+                            ["ACK", "DEL"].iter().any(|s| sub.eq_ignore_ascii_case(s));
+                        if acked_or_deleted && name.eq_ignore_ascii_case("identify-msg") {
+                            self.identify_msg = on;
+                        }
+                    }
+                }
+                Vec::new()
+            }
+            (Direction::Incoming, "290") => {
+                let named = line
+                    .params
+                    .iter()
+                    .chain(line.trailing.as_ref().map(|(t, _)| t));
+                if named
+                    .into_iter()
+                    .any(|p| p.eq_ignore_ascii_case("IDENTIFY-MSG"))
+                {
+                    self.identify_msg = true;
+                }
+                Vec::new()
+            }
             (_, "PRIVMSG" | "NOTICE") => self.message_events(dir, line),
             _ => Vec::new(),
         }
+    }
+
+    /// The length of the identify-msg flag before a delivered message's text.
+    fn flag_len(&self, dir: Direction, body: &str) -> usize {
+        usize::from(self.identify_msg && dir == Direction::Incoming && body.starts_with(['+', '-']))
     }
 
     fn message_events(&self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
         let (Some(targets), Some((body, _))) = (line.params.first(), &line.trailing) else {
             return Vec::new();
         };
+        let body = &body[self.flag_len(dir, body)..];
         let (kind, prefix, text) = match classify(body) {
             Body::Text(t) => (EventType::Message, String::new(), t.to_string()),
             Body::Action(a) => (EventType::Message, "/me ".to_string(), a.to_string()),
@@ -434,7 +474,7 @@ impl ProtocolSession for IrcSession {
         feed
     }
 
-    fn rewrite(&self, _dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {
+    fn rewrite(&self, dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {
         let Rewrite::Text(new_text) = change;
         // One new text cannot stand for every reading of an ambiguous line.
         if is_ambiguous(&pdu.bytes) {
@@ -443,7 +483,8 @@ impl ProtocolSession for IrcSession {
         let line = std::str::from_utf8(&pdu.bytes).ok()?;
         let parsed = parse_line(line)?;
         let (body, body_range) = parsed.trailing?;
-        let text = text_range(body)?;
+        let flag = self.flag_len(dir, body);
+        let text = text_range(&body[flag..]).map(|t| t.start + flag..t.end + flag)?;
         if body[text.clone()] == *new_text {
             return Some(pdu.bytes.clone());
         }
@@ -467,9 +508,10 @@ impl ProtocolSession for IrcSession {
 
     fn notice_to_client(&self, remote_id: &str, text: &str) -> Option<Bytes> {
         let nick = self.nick.as_deref()?;
-        let text: String = text
+        let flag = if self.identify_msg { "+" } else { "" };
+        let text: String = flag
             .chars()
-            .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
+            .chain(text.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')))
             .collect();
         let line = if is_channel(remote_id) {
             format!(":IMSpector!imspector@imspector NOTICE {remote_id} :{text}\r\n")
@@ -712,6 +754,61 @@ mod tests {
                 "{partial:?}"
             );
         }
+    }
+
+    #[test]
+    fn identify_msg_flags_are_not_text() {
+        let mut s = IrcSession::default();
+        let welcome = b":srv 001 me :hi\r\n:srv CAP me ACK :multi-prefix identify-msg\r\n";
+        let mut buf = BytesMut::from(&welcome[..]);
+        assert!(s
+            .feed(Direction::Incoming, &mut buf)
+            .frames
+            .iter()
+            .all(|f| matches!(f, Frame::Opaque(_))));
+        let line =
+            b":bob!b@h PRIVMSG me :+\x01ACTION waves\x01\r\n:eve!e@h PRIVMSG #c :-+1 to that\r\n";
+        let mut buf = BytesMut::from(&line[..]);
+        let feed = s.feed(Direction::Incoming, &mut buf);
+        let pdus: Vec<&Pdu> = feed
+            .frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Pdu(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pdus[0].events[0].event_data(), "/me waves");
+        assert_eq!(pdus[1].events[0].event_data(), "eve: +1 to that");
+        // A rewrite keeps the flag; an outgoing message has none.
+        let out = s
+            .rewrite(Direction::Incoming, pdus[1], Rewrite::Text("*1 to that"))
+            .unwrap();
+        assert_eq!(&out[..], b":eve!e@h PRIVMSG #c :-*1 to that\r\n");
+        let notice = s.notice_to_client("bob", "logged").unwrap();
+        assert_eq!(
+            &notice[..],
+            b":bob!imspector@imspector NOTICE me :+logged\r\n"
+        );
+        let mut buf = BytesMut::from(&b"PRIVMSG bob :+1\r\n"[..]);
+        let Frame::Pdu(p) = &s.feed(Direction::Outgoing, &mut buf).frames[0] else {
+            panic!()
+        };
+        assert_eq!(p.events[0].text, "+1");
+        // CAPAB IDENTIFY-MSG, answered by 290, and the flag going away again.
+        let mut s = IrcSession::default();
+        let mut buf =
+            BytesMut::from(&b":srv 290 me :IDENTIFY-MSG\r\n:a!b@c PRIVMSG me :+hi\r\n"[..]);
+        let Frame::Pdu(p) = &s.feed(Direction::Incoming, &mut buf).frames[1] else {
+            panic!()
+        };
+        assert_eq!(p.events[0].text, "hi");
+        let mut buf =
+            BytesMut::from(&b":srv CAP me DEL :identify-msg\r\n:a!b@c PRIVMSG me :+hi\r\n"[..]);
+        let Frame::Pdu(p) = &s.feed(Direction::Incoming, &mut buf).frames[1] else {
+            panic!()
+        };
+        assert_eq!(p.events[0].text, "+hi");
     }
 
     #[test]
