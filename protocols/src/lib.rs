@@ -13,6 +13,7 @@ pub mod irc;
 pub mod msn;
 pub mod session;
 pub mod synthetic;
+pub mod yahoo;
 
 pub use event::{ChatEvent, Direction, EventType};
 pub use session::{Feed, Frame, Pdu, ProtocolKind, ProtocolSession, Rewrite, Stop};
@@ -24,6 +25,7 @@ pub fn new_session(kind: ProtocolKind) -> Option<Box<dyn ProtocolSession>> {
         ProtocolKind::Irc => Some(Box::new(irc::IrcSession::default())),
         ProtocolKind::Msn => Some(Box::new(msn::MsnSession::default())),
         ProtocolKind::GaduGadu => Some(Box::new(gadugadu::GaduGaduSession::default())),
+        ProtocolKind::Yahoo => Some(Box::new(yahoo::YahooSession::default())),
         _ => None,
     }
 }

@@ -89,6 +89,59 @@ fn other_line(rng: &mut Lcg) -> String {
     }
 }
 
+/// What kind of YMSG packets to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YahooTraffic {
+    /// Messages as a client sends them (UTF-8, to one of 40 people): every
+    /// packet is a chat event.
+    Chat,
+    /// Presence updates and pings from the server: forwarded unparsed.
+    NoEvents,
+}
+
+/// Whole YMSG 16 packets of about `len` bytes in total.
+pub fn yahoo(traffic: YahooTraffic, len: usize, seed: u64) -> Vec<u8> {
+    use crate::yahoo::packet::{encode, Header};
+    let mut rng = Lcg(seed);
+    let mut out = Vec::with_capacity(len + 512);
+    while out.len() < len {
+        let (service, pairs) = match traffic {
+            YahooTraffic::Chat => (
+                0x06,
+                vec![
+                    (1, "me".to_string()),
+                    (5, nick(&mut rng)),
+                    (14, words(&mut rng, 3, 40)),
+                    (97, "1".to_string()),
+                    (63, ";0".to_string()),
+                    (64, "0".to_string()),
+                ],
+            ),
+            YahooTraffic::NoEvents => (
+                0xc6,
+                vec![
+                    (7, nick(&mut rng)),
+                    (10, (rng.next_u32() % 100).to_string()),
+                    (19, words(&mut rng, 1, 6)),
+                    (47, "1".to_string()),
+                    (138, "1".to_string()),
+                ],
+            ),
+        };
+        let header = Header {
+            version: 16,
+            vendor: 0,
+            len: 0,
+            service,
+            status: 0,
+            session: 0x1234,
+        };
+        let pairs: Vec<(u32, &[u8])> = pairs.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        out.extend(encode(&header, &pairs).expect("a short packet"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +168,24 @@ mod tests {
             assert!(got.events.is_empty());
         }
         assert!(other.ends_with(b"\r\n"));
+    }
+
+    #[test]
+    fn yahoo_chat_is_all_events_and_other_traffic_none() {
+        use crate::yahoo::YahooSession;
+        let chat = yahoo(YahooTraffic::Chat, 20_000, 1);
+        let packets = chat.windows(4).filter(|w| w == b"YMSG").count();
+        let got = replay(
+            &mut YahooSession::default(),
+            &[(Direction::Outgoing, &chat)],
+        );
+        assert_eq!(got.events.len(), packets);
+        let other = yahoo(YahooTraffic::NoEvents, 20_000, 1);
+        let got = replay(
+            &mut YahooSession::default(),
+            &[(Direction::Incoming, &other)],
+        );
+        assert!(got.events.is_empty());
+        assert_eq!(got.stopped, None);
     }
 }
