@@ -21,8 +21,9 @@ pub const PROXY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 /// imspector's listening port.
 pub const IMSPECTOR_PORT: u16 = 16667;
 
-/// The sink's ports, one per kind of traffic. imspector relays 5050 (Yahoo,
-/// which has no parser yet) plainly and parses the IRC ports.
+/// The sink's ports, one per kind of traffic. imspector relays 5050 plainly
+/// (the Yahoo parser sees no YMSG header in the first bytes and stops) and
+/// parses the IRC ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkPort {
     /// Count bytes, answer the count at end of stream. Uninspected.

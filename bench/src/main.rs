@@ -64,7 +64,7 @@ enum Sub {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Workload {
-    /// (a) Bulk bytes on an uninspected port (5050, Yahoo without a parser).
+    /// (a) Bulk bytes on an uninspected port (5050: not YMSG, so the Yahoo parser stops at once).
     Plain,
     /// (b) Bulk IRC lines without chat events on 6667: parsed, nothing logged.
     Irc,
