@@ -241,7 +241,7 @@ impl ProtocolSession for YahooSession {
             let utf8 = events::is_utf8(record);
             for pair in record {
                 let value = if pair.key == text_key && !pair.value.is_empty() {
-                    text::encode(new_text, utf8)
+                    text::encode(new_text, utf8)?
                 } else {
                     pair.value.to_vec()
                 };

@@ -475,6 +475,11 @@ fn rewriting_recomputes_the_length_and_keeps_the_charset() {
             "nice shade of hué €"
         )]
     );
+    assert_eq!(
+        s.rewrite(OUT, &p, Rewrite::Text("漢")),
+        None,
+        "not in windows-1252"
+    );
     let long = "x".repeat(70_000);
     assert_eq!(s.rewrite(OUT, &p, Rewrite::Text(&long)), None);
 }
