@@ -62,6 +62,15 @@ impl ProtocolKind {
         }
     }
 
+    /// Whether clients of this protocol send keep-alives at least every few
+    /// minutes even when nobody chats (IRC servers PING, MSN clients PNG every
+    /// 50 s, Gadu-Gadu clients GG_PING, OSCAR clients FLAP keep-alives, Yahoo
+    /// clients PING). XMPP has no mandatory keep-alive: a quiet XMPP session
+    /// may be silent for hours.
+    pub fn has_keepalives(self) -> bool {
+        self != ProtocolKind::Jabber
+    }
+
     pub fn from_config_prefix(prefix: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.config_prefix() == prefix)
     }

@@ -21,6 +21,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/imspector/imspector.conf";
 /// Who may use the CONNECT listener unless `http_clients` says otherwise.
 pub const DEFAULT_HTTP_CLIENTS: &str = "127.0.0.0/8,::1/128";
 
+/// Seconds of silence after which a connection of a protocol with keep-alives
+/// is closed: well above the longest keep-alive interval of any client.
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 900;
+
 /// Directory for file logs in the embedded default (no config file at all).
 pub const EMBEDDED_LOG_DIR: &str = "imspector-logs";
 
@@ -92,6 +96,10 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("jabber_ports", Support::Supported),
     // (new) seconds to wait for the upstream connection
     ("connect_timeout", Support::Supported),
+    // (new) most connections relayed at once (default: what the open-files limit allows)
+    ("max_connections", Support::Supported),
+    // (new) seconds without a byte after which a connection of a protocol with keep-alives is closed
+    ("idle_timeout", Support::Supported),
     // (new) milliseconds a core may hold the start of a PDU before it is forwarded
     ("hold_timeout_ms", Support::Supported),
     // (new) SO_MARK on upstream connections, so firewall rules can skip them
@@ -304,6 +312,11 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How long bytes may wait in a core for the rest of their PDU.
     pub hold_timeout: Duration,
+    /// Most connections at once; `None`: from the open-files limit at start.
+    pub max_connections: Option<usize>,
+    /// Silence after which a connection of a protocol with keep-alives is
+    /// closed; `None` for never.
+    pub idle_timeout: Option<Duration>,
     pub user: Option<String>,
     pub group: Option<String>,
     pub pid_file: PathBuf,
@@ -353,6 +366,17 @@ impl Config {
                 Some(0) => return Err(settings.bad("hold_timeout_ms", "must be at least 1")),
                 other => other.unwrap_or(1000),
             }),
+            max_connections: match settings.parsed("max_connections")? {
+                Some(0) => return Err(settings.bad("max_connections", "must be at least 1")),
+                other => other,
+            },
+            idle_timeout: match settings
+                .parsed::<u64>("idle_timeout")?
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT)
+            {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             user: settings.get("user").map(str::to_string),
             group: settings.get("group").map(str::to_string),
             pid_file: settings

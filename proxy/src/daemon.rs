@@ -74,14 +74,7 @@ pub fn daemonize() -> Result<Ready, DaemonError> {
 pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
     /// The kernel's default fs.nr_open, for a hard limit of "unlimited".
     const NR_OPEN: libc::rlim_t = 1 << 20;
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut limit = open_files_limit()?;
     let old = limit.rlim_cur;
     let want = limit.rlim_max.min(NR_OPEN);
     if want > old {
@@ -92,6 +85,19 @@ pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
         }
     }
     Ok((old, limit.rlim_cur))
+}
+
+/// The limits on open files (soft and hard).
+pub fn open_files_limit() -> io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit)
 }
 
 /// Refuse to start while the pid in `path` is alive.

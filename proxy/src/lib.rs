@@ -71,7 +71,15 @@ pub async fn run(
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut sessions = JoinSet::new();
-    ::log::info!("listening on {}", listener.local_addr()?);
+    let max_connections = shared
+        .config
+        .max_connections
+        .unwrap_or_else(default_max_connections);
+    let mut refused = Refusals::default();
+    ::log::info!(
+        "listening on {} (at most {max_connections} connections)",
+        listener.local_addr()?
+    );
     serving();
     if let Some(l) = &http_listener {
         ::log::info!("CONNECT listener on {}", l.local_addr()?);
@@ -79,6 +87,9 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((_, peer)) if sessions.len() >= max_connections => {
+                    refused.note(peer, max_connections);
+                }
                 Ok((stream, peer)) => {
                     let shared = shared.clone();
                     let stop = stop_rx.clone();
@@ -124,6 +135,42 @@ pub async fn run(
         .map_err(|_| anyhow::anyhow!("event writer panicked"))?;
     ::log::info!("stopped; every event written");
     Ok(())
+}
+
+/// Connections at once that the open-files limit allows: two descriptors each,
+/// and some left for logs, journals and databases.
+fn default_max_connections() -> usize {
+    const RESERVED: u64 = 256;
+    let soft = daemon::open_files_limit().map_or(1024, |l| l.rlim_cur);
+    (soft.saturating_sub(RESERVED) / 2).max(1) as usize
+}
+
+/// Connections closed at once because `max_connections` were open: said
+/// once, then counted at most every ten seconds, so a flood does not flood
+/// the log too.
+#[derive(Default)]
+struct Refusals {
+    since_said: u64,
+    said_at: Option<std::time::Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, peer: std::net::SocketAddr, max: usize) {
+        self.since_said += 1;
+        if self
+            .said_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        ::log::warn!(
+            "{}: closed: max_connections ({max}) are open ({} refused since the last such line)",
+            net::display_addr(peer),
+            self.since_said
+        );
+        self.since_said = 0;
+        self.said_at = Some(std::time::Instant::now());
+    }
 }
 
 /// Accept on the CONNECT listener, or never when there is none.

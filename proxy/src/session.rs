@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use imspector_protocols::{
@@ -123,6 +125,8 @@ pub async fn relay_inspected(
         client: client_name.clone(),
         parser: Mutex::new(parser),
         shared,
+        opened: Instant::now(),
+        last_read_ms: AtomicU64::new(0),
     };
     if let Err(e) = relay(client, server, &inspector, stop, initial).await {
         log::debug!("{client_name}: connection ended: {e}");
@@ -137,6 +141,9 @@ struct Inspector {
     /// the parser lost sync).
     parser: Mutex<Option<Box<dyn ProtocolSession>>>,
     shared: Arc<Shared>,
+    opened: Instant,
+    /// When a byte last arrived from either side, in ms after `opened`.
+    last_read_ms: AtomicU64,
 }
 
 /// Which socket bytes go to.
@@ -182,7 +189,8 @@ async fn relay(
         stop,
         BytesMut::new(),
     );
-    tokio::pin!(outgoing, incoming);
+    let idle = inspector.idle_for_too_long();
+    tokio::pin!(outgoing, incoming, idle);
     let (mut out_done, mut in_done) = (false, false);
     // A clean end of one direction is a half-close: keep the other going.
     // An error ends both.
@@ -190,6 +198,15 @@ async fn relay(
         tokio::select! {
             r = &mut outgoing, if !out_done => { out_done = true; r?; }
             r = &mut incoming, if !in_done => { in_done = true; r?; }
+            silence = &mut idle => {
+                log::info!(
+                    "{}: {}: no byte either way for {} s; closed (idle_timeout)",
+                    inspector.client,
+                    inspector.kind.log_name(),
+                    silence.as_secs()
+                );
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -338,8 +355,10 @@ async fn pump(
         let buf = &mut pending.buf;
         buf.reserve(READ_CHUNK.saturating_sub(buf.len()).max(READ_CHUNK / 4));
         let eof = match src.try_read_buf(buf) {
-            Ok(0) => true,
-            Ok(_) => false,
+            Ok(n) => {
+                inspector.touch();
+                n == 0
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Nothing more for now: an idle connection holds no buffer.
                 shrink_when_idle(buf);
@@ -418,6 +437,29 @@ fn shrink_when_idle(buf: &mut BytesMut) {
 }
 
 impl Inspector {
+    /// Note that bytes arrived, for the idle timeout.
+    fn touch(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_read_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once no byte has arrived for `idle_timeout`, for protocols
+    /// whose clients send keep-alives; never for the others.
+    async fn idle_for_too_long(&self) -> Duration {
+        let limit = match self.shared.config.idle_timeout {
+            Some(limit) if self.kind.has_keepalives() => limit,
+            _ => return std::future::pending().await,
+        };
+        loop {
+            let last = Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed));
+            let silent = self.opened.elapsed().saturating_sub(last);
+            if silent >= limit {
+                return silent;
+            }
+            tokio::time::sleep(limit - silent).await;
+        }
+    }
+
     fn process(&self, dir: Direction, dst: Side, pending: &mut Pending) -> Processed {
         let mut processed = Processed::default();
         let mut guard = self.parser.lock().expect("parser lock poisoned");
