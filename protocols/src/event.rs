@@ -49,6 +49,9 @@ pub struct ChatEvent {
     /// The text filters inspect and may rewrite: the message, or for a file
     /// transfer its name and size.
     pub text: String,
+    /// The message is end-to-end encrypted (OMEMO, OpenPGP, OTR...): `text`
+    /// only says so and with what; `block_encrypted` blocks it.
+    pub encrypted: bool,
 }
 
 impl ChatEvent {

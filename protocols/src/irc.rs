@@ -389,6 +389,7 @@ impl IrcSession {
                     group,
                     prefix,
                     text: text.clone(),
+                    encrypted: false,
                 }
             })
             .collect()

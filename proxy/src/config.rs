@@ -131,6 +131,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("db_filter_filename", Support::Supported),
     ("block_files", Support::Supported),
     ("block_webcams", Support::Supported),
+    // (new) block end-to-end encrypted messages
+    ("block_encrypted", Support::Supported),
     // (new) `pattern => replacement` rules applied to messages
     ("regex_filename", Support::Supported),
     ("responder_filename", Support::Supported),

@@ -614,6 +614,7 @@ fn judge_event_from(
         local_id: event.local_id.to_lowercase(),
         remote_id: event.remote_id.to_lowercase(),
         group: event.group,
+        encrypted: event.encrypted,
         text: event.text.clone(),
         blocked,
         categories: String::new(),

@@ -177,6 +177,7 @@ impl GaduGaduSession {
             group: false,
             prefix: String::new(),
             text,
+            encrypted: false,
         }
     }
 
@@ -247,6 +248,7 @@ impl GaduGaduSession {
             group,
             prefix,
             text: message.text,
+            encrypted: false,
         })
     }
 

@@ -114,6 +114,7 @@ fn gg6_messages_both_ways_with_cp1250_text() {
             group: false,
             prefix: String::new(),
             text: "zażółć".into(),
+            encrypted: false,
         }
     );
     let ev = event(

@@ -263,6 +263,7 @@ impl MsnSession {
             group: peer.group,
             prefix: peer.prefix,
             text,
+            encrypted: false,
         }]
     }
 }

@@ -1,4 +1,5 @@
-//! `block_files=on` and `block_webcams=on`: block every event of that type.
+//! `block_files=on` and `block_webcams=on`: block every event of that type;
+//! `block_encrypted=on`: block every end-to-end encrypted message.
 
 use imspector_protocols::EventType;
 
@@ -7,6 +8,7 @@ use crate::config::{ConfigError, Settings};
 
 pub struct BlockTypes {
     blocked: Vec<EventType>,
+    encrypted: bool,
 }
 
 impl BlockTypes {
@@ -18,13 +20,14 @@ impl BlockTypes {
         if settings.flag("block_webcams")?.unwrap_or(false) {
             blocked.push(EventType::Webcam);
         }
-        Ok((!blocked.is_empty()).then_some(BlockTypes { blocked }))
+        let encrypted = settings.flag("block_encrypted")?.unwrap_or(false);
+        Ok((!blocked.is_empty() || encrypted).then_some(BlockTypes { blocked, encrypted }))
     }
 }
 
 impl Filter for BlockTypes {
     fn apply(&self, event: &mut FilterEvent) {
-        if self.blocked.contains(&event.kind) {
+        if self.blocked.contains(&event.kind) || (self.encrypted && event.encrypted) {
             event.blocked = true;
         }
     }
@@ -58,6 +61,21 @@ mod tests {
         e.kind = EventType::Webcam;
         webcams.apply(&mut e);
         assert!(e.blocked);
+    }
+
+    #[test]
+    fn block_encrypted_blocks_only_encrypted_messages() {
+        let encrypted_only = filter("block_encrypted=on\n").unwrap();
+        for encrypted in [true, false] {
+            let mut e = event("[OMEMO encrypted message]");
+            e.encrypted = encrypted;
+            encrypted_only.apply(&mut e);
+            assert_eq!(e.blocked, encrypted);
+        }
+        let mut e = event("x");
+        e.encrypted = true;
+        filter("block_files=on\n").unwrap().apply(&mut e);
+        assert!(!e.blocked);
     }
 
     #[test]

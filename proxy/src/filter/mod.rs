@@ -36,6 +36,8 @@ pub struct FilterEvent {
     pub local_id: String,
     pub remote_id: String,
     pub group: bool,
+    /// An end-to-end encrypted message (`block_encrypted`).
+    pub encrypted: bool,
     /// The text to deliver; filters may change it.
     pub text: String,
     pub blocked: bool,

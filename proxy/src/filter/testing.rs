@@ -31,6 +31,7 @@ pub fn event_between(local: &str, remote: &str, text: &str) -> FilterEvent {
         local_id: local.to_string(),
         remote_id: remote.to_string(),
         group: false,
+        encrypted: false,
         text: text.to_string(),
         blocked: false,
         categories: String::new(),
