@@ -49,7 +49,56 @@ const PARSERS: &[Parser] = &[
         captures: None,
         synthetic: yahoo_synthetic,
     },
+    Parser {
+        kind: ProtocolKind::IcqAim,
+        captures: Some("oscar"),
+        synthetic: oscar_synthetic,
+    },
 ];
+
+/// OSCAR reads of FLAPs: ICBM messages (each an event), and rate-info SNACs
+/// (no event) that pass through without being held.
+fn oscar_synthetic() -> Synthetic {
+    fn flap(seq: u16, family: u16, subtype: u16, body: &[u8]) -> Vec<u8> {
+        let len = (10 + body.len()) as u16;
+        let mut out = vec![0x2a, 2];
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&family.to_be_bytes());
+        out.extend_from_slice(&subtype.to_be_bytes());
+        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(body);
+        out
+    }
+    let text = b"<HTML><BODY>a line of chat of a usual length, in plain ASCII</BODY></HTML>";
+    let mut message = b"cookie01\x00\x01\x03bob".to_vec();
+    let fragments_len = 5 + 4 + 4 + text.len();
+    message.extend_from_slice(&[0, 2]);
+    message.extend_from_slice(&(fragments_len as u16).to_be_bytes());
+    message.extend_from_slice(&[5, 1, 0, 1, 1, 1, 1]);
+    message.extend_from_slice(&((4 + text.len()) as u16).to_be_bytes());
+    message.extend_from_slice(&[0, 0, 0, 0]);
+    message.extend_from_slice(text);
+    let len = 4 << 20;
+    let (mut chat, mut other) = (Vec::new(), Vec::new());
+    let mut seq = 0u16;
+    while chat.len() < len {
+        seq = seq.wrapping_add(1);
+        chat.extend(flap(seq, 4, 6, &message));
+    }
+    while other.len() < len {
+        seq = seq.wrapping_add(1);
+        other.extend(flap(seq, 1, 7, &[0x11; 1200]));
+    }
+    vec![
+        (
+            "ICBM messages (every FLAP an event)",
+            Direction::Outgoing,
+            chat,
+        ),
+        ("rate info SNACs (no events)", Direction::Incoming, other),
+    ]
+}
 
 fn irc_synthetic() -> Synthetic {
     let len = 4 << 20;
@@ -100,10 +149,13 @@ fn main() {
     for parser in PARSERS {
         let name = parser.kind.log_name();
         if let Some(protocol) = parser.captures {
-            let captures: Vec<(Direction, Vec<u8>)> = support::streams(protocol)
-                .into_iter()
-                .flat_map(|s| s.chunks)
-                .collect();
+            // OSCAR's FLAPs end at its capture's gaps: it is played joined.
+            let streams = match parser.kind {
+                ProtocolKind::IcqAim => support::streams_across_gaps(protocol),
+                _ => support::streams(protocol),
+            };
+            let captures: Vec<(Direction, Vec<u8>)> =
+                streams.into_iter().flat_map(|s| s.chunks).collect();
             // Each capture stream is short: a pass plays all of them back to back.
             report(
                 &format!("{name}: captures ({} chunks)", captures.len()),

@@ -8,14 +8,17 @@
 pub mod charset;
 pub mod event;
 pub mod gadugadu;
+pub mod handoff;
 pub mod invariants;
 pub mod irc;
 pub mod msn;
+pub mod oscar;
 pub mod session;
 pub mod synthetic;
 pub mod yahoo;
 
 pub use event::{ChatEvent, Direction, EventType};
+pub use handoff::{Handoff, HandoffTable};
 pub use session::{Feed, Frame, Pdu, ProtocolKind, ProtocolSession, Rewrite, Stop};
 
 /// Create the protocol core for a new connection; `None` for a protocol that is
@@ -26,6 +29,7 @@ pub fn new_session(kind: ProtocolKind) -> Option<Box<dyn ProtocolSession>> {
         ProtocolKind::Msn => Some(Box::new(msn::MsnSession::default())),
         ProtocolKind::GaduGadu => Some(Box::new(gadugadu::GaduGaduSession::default())),
         ProtocolKind::Yahoo => Some(Box::new(yahoo::YahooSession::default())),
+        ProtocolKind::IcqAim => Some(Box::new(oscar::OscarSession::default())),
         _ => None,
     }
 }

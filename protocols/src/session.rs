@@ -1,8 +1,11 @@
 //! The interface every protocol core implements.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::event::{ChatEvent, Direction};
+use crate::handoff::Handoff;
 
 /// The protocols IMSpector knows, with the names the original used for log
 /// directories and the `protocolname` column.
@@ -166,6 +169,11 @@ pub trait ProtocolSession: Send {
     fn server_name(&self) -> Option<&str> {
         None
     }
+
+    /// The process-wide table through which a connection learns the user a
+    /// token of an earlier connection stood for (OSCAR's login cookie). The
+    /// relay gives it once, before the first `feed`.
+    fn share_ids(&mut self, _ids: Arc<dyn Handoff>) {}
 
     /// Re-encode `pdu` with a change, fixing any length fields. `None` when this
     /// PDU cannot be rewritten, in which case the caller forwards it unchanged.

@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use imspector_protocols::HandoffTable;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
@@ -65,6 +66,7 @@ pub async fn run(
         config,
         filters: RwLock::new(Arc::new(filters)),
         logger,
+        ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate())?;
@@ -232,6 +234,7 @@ mod tests {
             },
             config,
             logger: log::spawn_writer(Vec::new(), false).0,
+            ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
         };
         assert!(blocked(&shared, "alice", "bob"));
 

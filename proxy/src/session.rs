@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use imspector_protocols::{
-    new_session, ChatEvent, Direction, EventType, Frame, Pdu, ProtocolKind, ProtocolSession,
-    Rewrite,
+    new_session, ChatEvent, Direction, EventType, Frame, HandoffTable, Pdu, ProtocolKind,
+    ProtocolSession, Rewrite,
 };
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -38,7 +38,13 @@ pub struct Shared {
     /// Swapped as a whole on SIGHUP; sessions take a reference per event.
     pub filters: RwLock<Arc<FilterChain>>,
     pub logger: Logger,
+    /// Login cookies and the users they stand for, across connections (OSCAR).
+    pub ids: Arc<HandoffTable>,
 }
+
+/// Login cookies remembered at once: each is presented within seconds of
+/// the login, so this bounds memory without losing a live one.
+pub const LOGIN_COOKIES: usize = 4096;
 
 impl Shared {
     fn filters(&self) -> Arc<FilterChain> {
@@ -111,7 +117,10 @@ pub async fn relay_inspected(
             log::debug!("{client_name}: TCP_NODELAY: {e}");
         }
     }
-    let parser = new_session(kind);
+    let mut parser = new_session(kind);
+    if let Some(parser) = parser.as_mut() {
+        parser.share_ids(shared.ids.clone());
+    }
     if parser.is_none() {
         log::info!(
             "{client_name}: {} to {dst}: no parser for this protocol yet, relaying plainly",

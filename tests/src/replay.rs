@@ -30,7 +30,7 @@ pub enum Sender {
     Server,
 }
 
-/// One recorded connection, cut at its first gap.
+/// One recorded connection, cut at its first gap (or joined across its gaps).
 pub struct Recording {
     pub name: String,
     pub protocol: String,
@@ -42,6 +42,16 @@ pub struct Recording {
 impl Recording {
     /// Every recording of `protocol` (`irc`, `msn`, `gadu-gadu`, `oscar`, `xmpp`).
     pub fn all(protocol: &str) -> anyhow::Result<Vec<Recording>> {
+        Self::load(protocol, false)
+    }
+
+    /// Every recording of `protocol`, each side's bytes joined across the
+    /// capture's gaps: for a framing that resyncs there (OSCAR's FLAPs).
+    pub fn all_across_gaps(protocol: &str) -> anyhow::Result<Vec<Recording>> {
+        Self::load(protocol, true)
+    }
+
+    fn load(protocol: &str, across_gaps: bool) -> anyhow::Result<Vec<Recording>> {
         let dir = captures_dir();
         let mut names: Vec<String> = std::fs::read_dir(dir.join("expected"))
             .with_context(|| format!("{}", dir.display()))?
@@ -60,6 +70,9 @@ impl Recording {
             let mut segments = Vec::new();
             for seg in stream["segments"].as_array().context("segments")? {
                 if seg.get("gap").is_some() {
+                    if across_gaps {
+                        continue;
+                    }
                     break;
                 }
                 let sender = match seg["dir"].as_str() {

@@ -332,6 +332,9 @@ fn relay_one_irc_message(config: Config) -> String {
             )),
             logger,
             config,
+            ids: Arc::new(imspector_protocols::HandoffTable::new(
+                imspector::session::LOGIN_COOKIES,
+            )),
         });
         let server = TcpListener::bind("127.0.0.1:6667").await.unwrap();
         let proxy = TcpListener::bind("127.0.0.1:16667").await.unwrap();

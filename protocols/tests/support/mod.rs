@@ -47,6 +47,17 @@ fn hex(s: &str) -> Vec<u8> {
 
 /// Every stream of one protocol (`irc`, `msn`, `gadu-gadu`, `oscar`, `xmpp`).
 pub fn streams(protocol: &str) -> Vec<Stream> {
+    load(protocol, false)
+}
+
+/// Every stream of `protocol`, each direction's bytes joined across its gaps:
+/// for a framing that resyncs there (OSCAR's FLAPs end at the capture's gaps).
+#[allow(dead_code)] // each test binary compiles all of support; one uses this
+pub fn streams_across_gaps(protocol: &str) -> Vec<Stream> {
+    load(protocol, true)
+}
+
+fn load(protocol: &str, across_gaps: bool) -> Vec<Stream> {
     let dir = captures_dir();
     let mut names: Vec<_> = std::fs::read_dir(dir.join("expected"))
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -69,6 +80,9 @@ pub fn streams(protocol: &str) -> Vec<Stream> {
         let mut chunks = Vec::new();
         for seg in stream["segments"].as_array().unwrap() {
             if seg.get("gap").is_some() {
+                if across_gaps {
+                    continue;
+                }
                 break;
             }
             let dir = match seg["dir"].as_str().unwrap() {
