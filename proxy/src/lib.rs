@@ -8,6 +8,7 @@ pub mod connect;
 pub mod daemon;
 pub mod diag;
 pub mod event;
+pub mod icap;
 pub mod filter;
 pub mod log;
 pub mod net;

@@ -25,6 +25,7 @@ use imspector_protocols::{Direction, EventType};
 use crate::config::{ConfigError, Settings};
 
 pub use listfile::ListError;
+pub use responder::blocked_text;
 
 /// An event as the filters see it. Ids are lower-cased.
 #[derive(Debug, Clone)]

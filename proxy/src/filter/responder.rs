@@ -179,6 +179,14 @@ impl Filter for Responder {
     }
 }
 
+/// What a blocked message's answer says where the protocol can answer with
+/// text of its own (the ICAP service's HTTP refusals): `filtered_response`,
+/// followed by the blocked text in parentheses, as the notice has it.
+pub fn blocked_text(settings: &Settings, text: &str) -> String {
+    let notice = settings.get("filtered_response").unwrap_or(DEFAULT_FILTERED);
+    format!("{notice} ({text})")
+}
+
 /// Open (and create) the store, read what was sent before, and start the writer.
 fn open(path: &Path) -> Result<(HashMap<Key, i64>, mpsc::Sender<Job>), ListError> {
     let db_err = |e| ListError::database(path, e);

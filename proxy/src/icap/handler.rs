@@ -1,0 +1,85 @@
+//! What every chat handler of the ICAP service implements, and the context it
+//! judges events in: the relay's filter chain and logger, through
+//! [`crate::session::judge_event`].
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use imspector_protocols::ChatEvent;
+
+use super::http::{HttpRequest, HttpResponse};
+use crate::config::Config;
+use crate::event::LogEvent;
+use crate::filter::{FilterChain, FilterEvent};
+use crate::session::judge_event;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The client's request, before it goes to the server.
+    Reqmod,
+    /// The server's response, before it goes to the client.
+    Respmod,
+}
+
+/// The HTTP exchange an ICAP request carries.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub mode: Mode,
+    /// The request head (in RESPMOD, as Squid sends it along).
+    pub request: Option<HttpRequest>,
+    /// RESPMOD only.
+    pub response: Option<HttpResponse>,
+}
+
+/// What to do with the message a handler inspected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Unchanged,
+    /// The same head with this body (its Content-Length updated).
+    Body(Vec<u8>),
+    /// REQMOD: answer the client with this instead of sending the request on.
+    Refuse {
+        status: &'static str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+}
+
+pub trait Handler: Send + Sync {
+    /// From the heads alone: does this handler read this message's body?
+    fn wants(&self, exchange: &Exchange) -> bool;
+    /// Read the complete body, judge its events, and decide.
+    fn inspect(&self, exchange: &Exchange, body: &[u8], judge: &mut Judge<'_>) -> Verdict;
+}
+
+/// The filters and logging of one ICAP transaction.
+pub struct Judge<'a> {
+    pub filters: Arc<FilterChain>,
+    pub config: &'a Config,
+    /// The HTTP client's address, as the log shows it.
+    pub client: String,
+    pub now: i64,
+    /// What to log once the answer is on its way.
+    pub records: Vec<LogEvent>,
+}
+
+impl Judge<'_> {
+    /// Run one event through the filters and keep its log record.
+    pub fn event(&mut self, protocol: Cow<'static, str>, event: &ChatEvent) -> FilterEvent {
+        let (decided, record) = judge_event(
+            &self.filters,
+            self.config,
+            &self.client,
+            protocol,
+            event,
+            self.now,
+        );
+        self.records.extend(record);
+        decided
+    }
+
+    /// The text a refusal shows the user for a blocked event.
+    pub fn blocked_text(&self, decided: &FilterEvent) -> String {
+        crate::filter::blocked_text(&self.config.settings, &decided.text)
+    }
+}
