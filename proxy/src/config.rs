@@ -73,6 +73,12 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("http_port", Support::Supported),
     // (new) client networks the http_port listener serves
     ("http_clients", Support::Supported),
+    // (new) the ICAP service for Squid (docs/icap.md): port (on = 1344, off by
+    // default), listen address, client networks, largest body read
+    ("icap_port", Support::Supported),
+    ("icap_listen", Support::Supported),
+    ("icap_clients", Support::Supported),
+    ("icap_max_body", Support::Supported),
     ("interface", Support::Supported),
     ("plugin_dir", Support::Ignored),
     ("user", Support::Supported),

@@ -8,8 +8,8 @@ pub mod connect;
 pub mod daemon;
 pub mod diag;
 pub mod event;
-pub mod icap;
 pub mod filter;
+pub mod icap;
 pub mod log;
 pub mod net;
 pub mod session;
@@ -45,6 +45,7 @@ pub fn build_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn log::Sink>>> {
 pub async fn run(
     listener: std::net::TcpListener,
     http_listener: Option<std::net::TcpListener>,
+    icap_listener: Option<(std::net::TcpListener, icap::IcapConfig)>,
     config: Config,
     config_path: Option<PathBuf>,
     echo: bool,
@@ -69,6 +70,14 @@ pub async fn run(
         logger,
         ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
     });
+    let icap = match icap_listener {
+        Some((l, icap_config)) => Some((
+            tokio::net::TcpListener::from_std(l).context("icap listener")?,
+            Arc::new(icap::Service::new(icap_config, shared.clone())?),
+        )),
+        None => None,
+    };
+    let mut reloads = 0;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -86,6 +95,12 @@ pub async fn run(
     serving();
     if let Some(l) = &http_listener {
         ::log::info!("CONNECT listener on {}", l.local_addr()?);
+    }
+    if let Some((l, _)) = &icap {
+        ::log::info!(
+            "ICAP service on icap://{}/reqmod and /respmod",
+            l.local_addr()?
+        );
     }
     loop {
         tokio::select! {
@@ -114,7 +129,14 @@ pub async fn run(
                     }
                 }
             }
-            _ = hangup.recv() => reload(&shared, config_path.as_deref()),
+            Ok((stream, peer)) = accept_icap(icap.as_ref()) => {
+                let service = icap.as_ref().map(|(_, s)| s.clone()).expect("an ICAP listener has its service");
+                sessions.spawn(icap::server::serve(stream, peer, service, stop_rx.clone()));
+            }
+            _ = hangup.recv() => {
+                reloads += 1;
+                reload(&shared, icap.as_ref().map(|(_, s)| &**s), reloads, config_path.as_deref());
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -122,6 +144,7 @@ pub async fn run(
     ::log::info!("stopping: {} open connections", sessions.len());
     drop(listener);
     drop(http_listener);
+    drop(icap);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while sessions.join_next().await.is_some() {}
@@ -186,25 +209,45 @@ async fn accept_http(
     }
 }
 
-/// SIGHUP: re-read the configuration and swap in new filters. Open connections
-/// stay; a bad file keeps the rules in force.
-fn reload(shared: &Shared, path: Option<&std::path::Path>) {
-    match reload_filters(shared, path) {
+/// Accept on the ICAP listener, or never when there is none.
+async fn accept_icap(
+    icap: Option<&(tokio::net::TcpListener, Arc<icap::Service>)>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match icap {
+        Some((l, _)) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGHUP: re-read the configuration and swap in new filters (and the ICAP
+/// handlers, under a new ISTag). Open connections stay; a bad file keeps the
+/// rules in force.
+fn reload(
+    shared: &Shared,
+    icap: Option<&icap::Service>,
+    generation: u64,
+    path: Option<&std::path::Path>,
+) {
+    let reloaded = reload_filters(shared, path).and_then(|settings| match icap {
+        Some(icap) => Ok(icap.reload(&settings, generation)?),
+        None => Ok(()),
+    });
+    match reloaded {
         Ok(()) => ::log::info!("SIGHUP: configuration reloaded"),
         Err(e) => ::log::error!("SIGHUP: reload failed, previous rules stay in force: {e}"),
     }
 }
 
 /// Build the filters from the file as it is now and put them in force; on an
-/// error the filters in force stay.
-fn reload_filters(shared: &Shared, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+/// error the filters in force stay. Returns the settings read.
+fn reload_filters(shared: &Shared, path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
     let settings = match path {
         Some(path) => Settings::load(path)?,
         None => Settings::embedded(),
     };
     let chain = filter::build(&settings)?;
     *shared.filters.write().expect("filter lock poisoned") = Arc::new(chain);
-    Ok(())
+    Ok(settings)
 }
 
 #[cfg(test)]

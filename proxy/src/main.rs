@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use imspector::config::{Config, Settings, DEFAULT_CONFIG_PATH};
+use imspector::icap::IcapConfig;
 use imspector::{daemon, diag, net};
 
 /// Exit codes a firewall script can act on.
@@ -47,6 +48,9 @@ fn main() -> ExitCode {
         if let Err(e) = imspector::filter::build(&config.settings) {
             return fail(EXIT_CONFIG, &e);
         }
+        if let Err(e) = IcapConfig::from_settings(&config.settings) {
+            return fail(EXIT_CONFIG, &e);
+        }
         println!("{}: configuration OK", config.settings.source);
         return ExitCode::SUCCESS;
     }
@@ -72,6 +76,8 @@ fn start(
     config_path: Option<PathBuf>,
 ) -> Result<(), (u8, anyhow::Error)> {
     let startup = |e: anyhow::Error| (EXIT_STARTUP, e);
+    let icap_config =
+        IcapConfig::from_settings(&config.settings).map_err(|e| (EXIT_CONFIG, e.into()))?;
     match daemon::raise_open_files_limit() {
         Ok((old, new)) if new > old => log::info!(
             "open files limit raised from {old} to {new}: room for about {} connections",
@@ -95,6 +101,20 @@ fn start(
         .http_port
         .map(|p| bind(p, "http_port", net::Interception::Redirect))
         .transpose()?;
+    let icap_listener = match icap_config {
+        Some(icap) => Some((
+            net::bind_listener(Some(icap.listen), icap.port, net::Interception::Redirect).map_err(
+                |e| {
+                    startup(anyhow::anyhow!(
+                        "cannot listen on icap_port {}: {e}",
+                        icap.port
+                    ))
+                },
+            )?,
+            icap,
+        )),
+        None => None,
+    };
     if let Some(dir) = &config.file_logging_dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| startup(anyhow::anyhow!("{}: {e}", dir.display())))?;
@@ -126,6 +146,7 @@ fn start(
         .block_on(imspector::run(
             listener,
             http_listener,
+            icap_listener,
             config,
             config_path,
             debug,

@@ -183,7 +183,9 @@ impl Filter for Responder {
 /// text of its own (the ICAP service's HTTP refusals): `filtered_response`,
 /// followed by the blocked text in parentheses, as the notice has it.
 pub fn blocked_text(settings: &Settings, text: &str) -> String {
-    let notice = settings.get("filtered_response").unwrap_or(DEFAULT_FILTERED);
+    let notice = settings
+        .get("filtered_response")
+        .unwrap_or(DEFAULT_FILTERED);
     format!("{notice} ({text})")
 }
 

@@ -126,7 +126,8 @@ pub fn is_plain_json(headers: &[(String, String)]) -> bool {
         let t = t.to_ascii_lowercase();
         t.starts_with("application/json") || t.contains("+json")
     });
-    let encoded = find(headers, "Content-Encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
+    let encoded =
+        find(headers, "Content-Encoding").is_some_and(|e| !e.eq_ignore_ascii_case("identity"));
     json && !encoded
 }
 
@@ -200,7 +201,10 @@ mod tests {
         assert_eq!(r.path(), "/_matrix/client/v3/rooms/x");
         assert_eq!(r.query("access_token"), Some("t"));
         assert_eq!(r.host(), "matrix.test");
-        let r = HttpRequest::parse(Bytes::from_static(b"GET /a HTTP/1.1\r\nHost: [::1]:80\r\n\r\n")).unwrap();
+        let r = HttpRequest::parse(Bytes::from_static(
+            b"GET /a HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+        ))
+        .unwrap();
         assert_eq!((r.path(), r.host().as_str()), ("/a", "::1"));
     }
 

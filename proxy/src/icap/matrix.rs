@@ -199,7 +199,10 @@ impl Matrix {
 
     fn sync(&self, request: &HttpRequest, body: &[u8], judge: &mut Judge<'_>) -> Verdict {
         let Ok(mut sync) = serde_json::from_slice::<Value>(body) else {
-            log::debug!("{}: Matrix sync response is not JSON; passed on", judge.client);
+            log::debug!(
+                "{}: Matrix sync response is not JSON; passed on",
+                judge.client
+            );
             return Verdict::Unchanged;
         };
         let local = self.user_of(request);
@@ -352,7 +355,12 @@ mod tests {
             .map(|r| {
                 format!(
                     "{} {} {} {} {} {}",
-                    r.outgoing as u8, r.kind.code(), r.local_id, r.remote_id, r.filtered as u8, r.data
+                    r.outgoing as u8,
+                    r.kind.code(),
+                    r.local_id,
+                    r.remote_id,
+                    r.filtered as u8,
+                    r.data
                 )
             })
             .collect()
@@ -362,7 +370,13 @@ mod tests {
     fn the_user_comes_from_login_and_messages_are_logged_by_room() {
         let m = Matrix::default();
         let (config, filters) = judge_with("", "");
-        let mut judge = Judge { filters, config: &config, client: "10.0.0.2:0".into(), now: 1, records: vec![] };
+        let mut judge = Judge {
+            filters,
+            config: &config,
+            client: "10.0.0.2:0".into(),
+            now: 1,
+            records: vec![],
+        };
         let login = request("POST /_matrix/client/v3/login HTTP/1.1\r\nHost: m\r\n\r\n");
         assert!(m.wants(&respmod(login.clone())));
         let verdict = m.inspect(
@@ -378,13 +392,20 @@ mod tests {
             r#"{"msgtype":"m.emote","body":"waves"}"#,
             r#"{"msgtype":"m.file","body":"report.pdf","info":{"size":1234},"url":"mxc://x/y"}"#,
         ] {
-            assert_eq!(m.inspect(&send, body.as_bytes(), &mut judge), Verdict::Unchanged);
+            assert_eq!(
+                m.inspect(&send, body.as_bytes(), &mut judge),
+                Verdict::Unchanged
+            );
         }
         let encrypted = reqmod(put(
             "/_matrix/client/v3/rooms/!room:test.local/send/m.room.encrypted/t2",
             "tok2",
         ));
-        m.inspect(&encrypted, br#"{"algorithm":"m.megolm.v1.aes-sha2","ciphertext":"x"}"#, &mut judge);
+        m.inspect(
+            &encrypted,
+            br#"{"algorithm":"m.megolm.v1.aes-sha2","ciphertext":"x"}"#,
+            &mut judge,
+        );
         assert_eq!(
             logged(&judge),
             [
@@ -400,9 +421,21 @@ mod tests {
     fn sync_logs_what_others_said_and_drops_what_is_blocked() {
         let m = Matrix::default();
         let (config, filters) = judge_with("darn\n", "badwords_block_count=1\n");
-        let mut judge = Judge { filters, config: &config, client: "10.0.0.2:0".into(), now: 1, records: vec![] };
-        let whoami = request("GET /_matrix/client/v3/account/whoami HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n");
-        m.inspect(&respmod(whoami), br#"{"user_id":"@alice:test.local"}"#, &mut judge);
+        let mut judge = Judge {
+            filters,
+            config: &config,
+            client: "10.0.0.2:0".into(),
+            now: 1,
+            records: vec![],
+        };
+        let whoami = request(
+            "GET /_matrix/client/v3/account/whoami HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n",
+        );
+        m.inspect(
+            &respmod(whoami),
+            br#"{"user_id":"@alice:test.local"}"#,
+            &mut judge,
+        );
         let sync = request("GET /_matrix/client/v3/sync?since=s1&timeout=30000 HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n");
         let body = json!({"next_batch": "s2", "rooms": {"join": {"!r:test.local": {"timeline": {"events": [
             {"type": "m.room.message", "sender": "@alice:test.local", "content": {"msgtype": "m.text", "body": "mine"}},
@@ -411,9 +444,15 @@ mod tests {
             {"type": "m.room.member", "sender": "@bob:test.local", "content": {"membership": "join"}},
         ]}}}}});
         let verdict = m.inspect(&respmod(sync), body.to_string().as_bytes(), &mut judge);
-        let Verdict::Body(new) = verdict else { panic!("{verdict:?}") };
+        let Verdict::Body(new) = verdict else {
+            panic!("{verdict:?}")
+        };
         let new: Value = serde_json::from_slice(&new).unwrap();
-        let events = new.pointer("/rooms/join/!r:test.local/timeline/events").unwrap().as_array().unwrap();
+        let events = new
+            .pointer("/rooms/join/!r:test.local/timeline/events")
+            .unwrap()
+            .as_array()
+            .unwrap();
         assert_eq!(events.len(), 3);
         assert_eq!(
             logged(&judge),
@@ -428,11 +467,24 @@ mod tests {
     fn blocked_messages_are_refused_and_rewritten_ones_lose_their_html() {
         let m = Matrix::default();
         let (config, filters) = judge_with("darn\n", "badwords_block_count=1\n");
-        let mut judge = Judge { filters, config: &config, client: "c".into(), now: 1, records: vec![] };
+        let mut judge = Judge {
+            filters,
+            config: &config,
+            client: "c".into(),
+            now: 1,
+            records: vec![],
+        };
         let send = reqmod(put(SEND, "t"));
         let verdict = m.inspect(&send, br#"{"msgtype":"m.text","body":"darn","format":"org.matrix.custom.html","formatted_body":"<b>darn</b>"}"#, &mut judge);
-        assert_eq!(verdict, Verdict::Body(br#"{"body":"****","msgtype":"m.text"}"#.to_vec()));
-        let verdict = m.inspect(&send, br#"{"msgtype":"m.text","body":"darn darn"}"#, &mut judge);
+        assert_eq!(
+            verdict,
+            Verdict::Body(br#"{"body":"****","msgtype":"m.text"}"#.to_vec())
+        );
+        let verdict = m.inspect(
+            &send,
+            br#"{"msgtype":"m.text","body":"darn darn"}"#,
+            &mut judge,
+        );
         assert_eq!(
             verdict,
             Verdict::Refuse {
@@ -446,8 +498,14 @@ mod tests {
     #[test]
     fn other_calls_are_not_read() {
         let m = Matrix::default();
-        assert!(!m.wants(&reqmod(request("GET /_matrix/client/v3/sync HTTP/1.1\r\n\r\n"))));
-        assert!(!m.wants(&reqmod(request("PUT /other/rooms/x/send/m.room.message/t HTTP/1.1\r\n\r\n"))));
-        assert!(!m.wants(&respmod(request("GET /_matrix/client/v3/profile/x HTTP/1.1\r\n\r\n"))));
+        assert!(!m.wants(&reqmod(request(
+            "GET /_matrix/client/v3/sync HTTP/1.1\r\n\r\n"
+        ))));
+        assert!(!m.wants(&reqmod(request(
+            "PUT /other/rooms/x/send/m.room.message/t HTTP/1.1\r\n\r\n"
+        ))));
+        assert!(!m.wants(&respmod(request(
+            "GET /_matrix/client/v3/profile/x HTTP/1.1\r\n\r\n"
+        ))));
     }
 }

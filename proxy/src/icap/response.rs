@@ -90,14 +90,21 @@ mod tests {
 
     #[test]
     fn a_message_frames_its_sections() {
-        let out = message("t1", Section::Response, b"HTTP/1.1 403 Forbidden\r\n\r\n", Some(b"{}"));
+        let out = message(
+            "t1",
+            Section::Response,
+            b"HTTP/1.1 403 Forbidden\r\n\r\n",
+            Some(b"{}"),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "ICAP/1.0 200 OK\r\nISTag: \"t1\"\r\nEncapsulated: res-hdr=0, res-body=26\r\n\r\n\
              HTTP/1.1 403 Forbidden\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
         );
         let out = message("t1", Section::Request, b"GET / HTTP/1.1\r\n\r\n", None);
-        assert!(String::from_utf8(out).unwrap().contains("Encapsulated: req-hdr=0, null-body=18\r\n"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("Encapsulated: req-hdr=0, null-body=18\r\n"));
     }
 
     #[test]

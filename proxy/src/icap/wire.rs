@@ -79,7 +79,9 @@ pub enum Item {
     Data(Bytes),
     /// The last chunk. `preview` is true when it ended a preview that did not
     /// hold the whole body: the client now waits for `100 Continue` or an answer.
-    End { preview: bool },
+    End {
+        preview: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,7 +143,10 @@ enum Step {
 enum State {
     Head,
     /// The head is parsed; its header sections (`len` bytes) are awaited.
-    Sections { request: Box<Request>, offsets: Offsets },
+    Sections {
+        request: Box<Request>,
+        offsets: Offsets,
+    },
     Body(Chunk),
     /// A preview ended; the caller decides with [`Reader::continue_body`] or
     /// [`Reader::finish`].
@@ -330,7 +335,8 @@ fn find_crlf(buf: &[u8], limit: usize) -> Result<Option<usize>, Error> {
 
 /// `hex-size [; ext...]`: the size and whether `ieof` is among the extensions.
 fn parse_size_line(line: &[u8]) -> Result<(u64, bool), Error> {
-    let text = std::str::from_utf8(line).map_err(|_| Error::Chunk("size line is not text".into()))?;
+    let text =
+        std::str::from_utf8(line).map_err(|_| Error::Chunk("size line is not text".into()))?;
     let mut parts = text.split(';');
     let size = parts.next().unwrap_or_default().trim();
     if size.is_empty() || size.len() > 15 || !size.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -484,7 +490,11 @@ fn parse_encapsulated(
             .parse::<usize>()
             .ok()
             .filter(|o| *o <= MAX_HTTP_HEADS)
-            .ok_or_else(|| bad(format!("offset {offset:?} is not a number up to {MAX_HTTP_HEADS}")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "offset {offset:?} is not a number up to {MAX_HTTP_HEADS}"
+                ))
+            })?;
         entries.push((name.trim(), offset));
     }
     let rank = |name: &str| match name {
@@ -644,7 +654,8 @@ mod tests {
 
     #[test]
     fn null_body_and_persistent_connections() {
-        let one = b"REQMOD icap://h/reqmod ICAP/1.0\r\nEncapsulated: req-hdr=0, null-body=18\r\n\r\n\
+        let one =
+            b"REQMOD icap://h/reqmod ICAP/1.0\r\nEncapsulated: req-hdr=0, null-body=18\r\n\r\n\
             GET / HTTP/1.1\r\n\r\n";
         let input = [&one[..], &one[..]].concat();
         let items = read_all(&input, 3).unwrap();
@@ -664,19 +675,55 @@ mod tests {
             format!("REQMOD icap://h/reqmod ICAP/1.0\r\nEncapsulated: {enc}\r\n\r\nGET / HTTP/1.1\r\n\r\n")
         };
         let cases: &[(String, &str)] = &[
-            (head("req-hdr=5, null-body=18"), "bad Encapsulated header: the first section must start at 0"),
-            (head("req-hdr=0, null-body=0"), "bad Encapsulated header: offset of null-body does not grow"),
-            (head("null-body=0, req-hdr=0"), "bad Encapsulated header: req-hdr out of order or repeated"),
-            (head("req-hdr=0"), "bad Encapsulated header: no body entry after the headers"),
-            (head("req-hdr=0, res-body=18"), "bad Encapsulated header: res-body does not fit this method"),
-            (head("req-hdr=0, foo=18"), "bad Encapsulated header: unknown section \"foo\""),
-            (head("req-hdr=0, null-body=99999999"), "bad Encapsulated header: offset \"99999999\" is not a number up to 65536"),
-            (head("req-hdr=0, null-body=10"), "encapsulated req-hdr does not end with an empty line (wrong offsets?)"),
-            ("REQMOD icap://h/reqmod ICAP/1.0\r\n\r\n".into(), "no Encapsulated header"),
-            ("REQMOD icap://h/reqmod HTTP/1.1\r\n\r\n".into(), "ICAP version \"HTTP/1.1\" is not supported"),
+            (
+                head("req-hdr=5, null-body=18"),
+                "bad Encapsulated header: the first section must start at 0",
+            ),
+            (
+                head("req-hdr=0, null-body=0"),
+                "bad Encapsulated header: offset of null-body does not grow",
+            ),
+            (
+                head("null-body=0, req-hdr=0"),
+                "bad Encapsulated header: req-hdr out of order or repeated",
+            ),
+            (
+                head("req-hdr=0"),
+                "bad Encapsulated header: no body entry after the headers",
+            ),
+            (
+                head("req-hdr=0, res-body=18"),
+                "bad Encapsulated header: res-body does not fit this method",
+            ),
+            (
+                head("req-hdr=0, foo=18"),
+                "bad Encapsulated header: unknown section \"foo\"",
+            ),
+            (
+                head("req-hdr=0, null-body=99999999"),
+                "bad Encapsulated header: offset \"99999999\" is not a number up to 65536",
+            ),
+            (
+                head("req-hdr=0, null-body=10"),
+                "encapsulated req-hdr does not end with an empty line (wrong offsets?)",
+            ),
+            (
+                "REQMOD icap://h/reqmod ICAP/1.0\r\n\r\n".into(),
+                "no Encapsulated header",
+            ),
+            (
+                "REQMOD icap://h/reqmod HTTP/1.1\r\n\r\n".into(),
+                "ICAP version \"HTTP/1.1\" is not supported",
+            ),
             ("REQMOD  ICAP/1.0\r\n\r\n".into(), "malformed request line"),
-            ("OPTIONS icap://h/ ICAP/1.0\r\nBad Header\r\n\r\n".into(), "malformed header: invalid header name"),
-            ("OPTIONS icap://h/ ICAP/1.0\r\nPreview: -1\r\n\r\n".into(), "bad Preview header \"-1\""),
+            (
+                "OPTIONS icap://h/ ICAP/1.0\r\nBad Header\r\n\r\n".into(),
+                "malformed header: invalid header name",
+            ),
+            (
+                "OPTIONS icap://h/ ICAP/1.0\r\nPreview: -1\r\n\r\n".into(),
+                "bad Preview header \"-1\"",
+            ),
         ];
         for (input, why) in cases {
             assert_eq!(error_of(input.as_bytes()).to_string(), *why, "{input:?}");
@@ -691,14 +738,27 @@ mod tests {
     #[test]
     fn chunk_sizes_that_lie_are_errors() {
         let cases = [
-            ("3\r\nabcdef\r\n0\r\n\r\n", "bad chunk: chunk data longer than its size line says"),
+            (
+                "3\r\nabcdef\r\n0\r\n\r\n",
+                "bad chunk: chunk data longer than its size line says",
+            ),
             ("x\r\n", "bad chunk: chunk size \"x\" is not hex"),
             ("\r\n", "bad chunk: chunk size \"\" is not hex"),
-            ("ffffffffffffffffff\r\n", "bad chunk: chunk size \"ffffffffffffffffff\" is not hex"),
-            ("0\r\nTrailer: x\r\n\r\n", "bad chunk: no empty line after the last chunk"),
+            (
+                "ffffffffffffffffff\r\n",
+                "bad chunk: chunk size \"ffffffffffffffffff\" is not hex",
+            ),
+            (
+                "0\r\nTrailer: x\r\n\r\n",
+                "bad chunk: no empty line after the last chunk",
+            ),
         ];
         for (body, why) in cases {
-            assert_eq!(error_of(&with_body(body, None)).to_string(), why, "{body:?}");
+            assert_eq!(
+                error_of(&with_body(body, None)).to_string(),
+                why,
+                "{body:?}"
+            );
         }
         let long_line = format!("1;{}", "x".repeat(2000));
         assert_eq!(
@@ -720,13 +780,21 @@ mod tests {
     fn a_head_without_end_is_refused_at_the_bound() {
         let mut input = b"OPTIONS icap://h/ ICAP/1.0\r\n".to_vec();
         while input.len() <= MAX_HEAD {
-            input.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+            input.extend_from_slice(
+                b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            );
         }
         let err = read_all(&input, 4096).unwrap_err();
-        assert!(matches!(err, Error::HeadTooLarge | Error::Header(_)), "{err}");
+        assert!(
+            matches!(err, Error::HeadTooLarge | Error::Header(_)),
+            "{err}"
+        );
         let mut endless_line = b"OPTIONS ".to_vec();
         endless_line.resize(MAX_HEAD + 10, b'a');
-        assert_eq!(read_all(&endless_line, 4096).unwrap_err(), Error::HeadTooLarge);
+        assert_eq!(
+            read_all(&endless_line, 4096).unwrap_err(),
+            Error::HeadTooLarge
+        );
     }
 
     #[test]
