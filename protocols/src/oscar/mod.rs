@@ -126,6 +126,7 @@ impl OscarSession {
             group: false,
             prefix: String::new(),
             text,
+            encrypted: false,
         }
     }
 

@@ -131,6 +131,7 @@ fn the_login_cookie_carries_the_screen_name_to_the_bos_connection() {
             group: false,
             prefix: String::new(),
             text: "hi".into(),
+            encrypted: false,
         }]
     );
     // A connection with another cookie does not learn Alice.

@@ -119,6 +119,7 @@ impl YahooSession {
                 group: false,
                 prefix: String::new(),
                 text: text.clone(),
+                encrypted: false,
             })
             .collect()
     }
@@ -252,6 +253,7 @@ impl YahooSession {
             group: true,
             prefix,
             text: text::decode(body, is_utf8(pairs)),
+            encrypted: false,
         }]
     }
 
@@ -301,6 +303,7 @@ impl YahooSession {
             group: true,
             prefix,
             text: text::decode(body, is_utf8(pairs)),
+            encrypted: false,
         }]
     }
 }

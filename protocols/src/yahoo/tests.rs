@@ -61,6 +61,7 @@ fn ev(dir: Direction, kind: EventType, local: &str, remote: &str, text: &str) ->
         group: false,
         prefix: String::new(),
         text: text.into(),
+        encrypted: false,
     }
 }
 

@@ -180,6 +180,7 @@ impl Matrix {
             group: true,
             prefix: said.prefix,
             text: said.text,
+            encrypted: false,
         };
         let decided = judge.event(PROTOCOL.into(), &event);
         if decided.blocked {
@@ -237,6 +238,7 @@ impl Matrix {
                     group: true,
                     prefix: format!("{sender}: {}", said.prefix),
                     text: said.text,
+                    encrypted: false,
                 };
                 let decided = judge.event(PROTOCOL.into(), &chat);
                 if decided.blocked {
