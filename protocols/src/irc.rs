@@ -343,6 +343,19 @@ impl IrcSession {
         usize::from(self.identify_msg && dir == Direction::Incoming && body.starts_with(['+', '-']))
     }
 
+    /// The conversation of a message too long to inspect: its first target.
+    fn conversation_of(&self, dir: Direction, partial: &[u8]) -> Option<ChatEvent> {
+        // The tags, prefix, command and targets are within the first 16 KiB.
+        let text = decode(&partial[..partial.len().min(16 * 1024)]);
+        let line = parse_line(&text)?;
+        let mut event = match line.command.to_ascii_uppercase().as_str() {
+            "PRIVMSG" | "NOTICE" => self.message_events(dir, &line).into_iter().next()?,
+            _ => return None,
+        };
+        event.text.clear();
+        Some(event)
+    }
+
     fn message_events(&self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
         let (Some(targets), Some((body, _))) = (line.params.first(), &line.trailing) else {
             return Vec::new();
@@ -468,9 +481,10 @@ impl ProtocolSession for IrcSession {
             self.streaming[index(dir)] = true;
         }
         if buf.len() > MAX_LINE {
-            feed.stop = Some(Stop::NotThisProtocol(
-                "IRC line longer than 64 KiB without a line end: not IRC as we know it".into(),
-            ));
+            feed.stop = Some(Stop::TooLarge {
+                why: "IRC line longer than 64 KiB without a line end".into(),
+                conversation: self.conversation_of(dir, buf).map(Box::new),
+            });
         }
         feed
     }
@@ -683,7 +697,10 @@ mod tests {
         let mut buf = BytesMut::from(&data[..]);
         let feed = s.feed(Direction::Outgoing, &mut buf);
         assert!(feed.frames.is_empty());
-        assert!(matches!(feed.stop, Some(Stop::NotThisProtocol(_))));
+        let Some(Stop::TooLarge { conversation, .. }) = feed.stop else {
+            panic!("{:?}", feed.stop)
+        };
+        assert_eq!(conversation.unwrap().remote_id, "bob");
     }
 
     #[test]
@@ -694,7 +711,7 @@ mod tests {
         let mut buf = BytesMut::from(&data[..]);
         let feed = s.feed(Direction::Outgoing, &mut buf);
         assert_eq!(feed.frames.len(), 1);
-        assert!(matches!(feed.stop, Some(Stop::NotThisProtocol(_))));
+        assert!(matches!(feed.stop, Some(Stop::TooLarge { .. })));
         assert_eq!(buf.len(), MAX_LINE + 100 - b"PRIVMSG bob :first\r\n".len());
     }
 

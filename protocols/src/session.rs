@@ -124,6 +124,15 @@ pub enum Stop {
     /// The bytes are not this protocol as the core knows it, or it lost sync;
     /// the string says what it saw.
     NotThisProtocol(String),
+    /// A PDU longer than the core's bound on it: the core will not hold it,
+    /// so it and the rest of the connection cannot be inspected. `why` names
+    /// the PDU and its size; `conversation` is an event of the conversation it
+    /// belongs to (its text is not used), when the core can tell, so that the
+    /// relay logs there that inspection stopped.
+    TooLarge {
+        why: String,
+        conversation: Option<Box<ChatEvent>>,
+    },
 }
 
 impl std::fmt::Display for Stop {
@@ -131,6 +140,7 @@ impl std::fmt::Display for Stop {
         match self {
             Stop::Encrypted(what) => write!(f, "{what}: the session is encrypted from here"),
             Stop::NotThisProtocol(why) => write!(f, "{why}"),
+            Stop::TooLarge { why, .. } => write!(f, "{why}: too large to inspect"),
         }
     }
 }

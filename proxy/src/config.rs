@@ -108,6 +108,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("idle_timeout", Support::Supported),
     // (new) milliseconds a core may hold the start of a PDU before it is forwarded
     ("hold_timeout_ms", Support::Supported),
+    // (new) relay or close a connection once a PDU is too large to inspect
+    ("uninspectable", Support::Supported),
     // (new) SO_MARK on upstream connections, so firewall rules can skip them
     ("upstream_mark", Support::Supported),
     ("file_logging_dir", Support::Supported),
@@ -304,6 +306,14 @@ impl Settings {
     }
 }
 
+/// `uninspectable`: after a PDU too large to inspect, the rest of the
+/// connection is relayed unlogged (`relay`, the default) or it is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uninspectable {
+    Relay,
+    Close,
+}
+
 /// The core's options.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -325,6 +335,8 @@ pub struct Config {
     /// Silence after which a connection of a protocol with keep-alives is
     /// closed; `None` for never.
     pub idle_timeout: Option<Duration>,
+    /// What becomes of a connection once a PDU is too large to inspect.
+    pub uninspectable: Uninspectable,
     pub user: Option<String>,
     pub group: Option<String>,
     pub pid_file: PathBuf,
@@ -384,6 +396,15 @@ impl Config {
             {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
+            },
+            uninspectable: match settings.get("uninspectable") {
+                None | Some("relay") => Uninspectable::Relay,
+                Some("close") => Uninspectable::Close,
+                Some(other) => {
+                    return Err(
+                        settings.bad("uninspectable", format!("{other:?} is not relay or close"))
+                    )
+                }
             },
             user: settings.get("user").map(str::to_string),
             group: settings.get("group").map(str::to_string),

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod counters;
 pub mod daemon;
 pub mod diag;
 pub mod event;

@@ -19,7 +19,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, Uninspectable};
+use crate::counters::{Counters, COUNTERS};
 use crate::event::{LogEvent, HIDDEN};
 use crate::filter::{FilterChain, FilterEvent};
 use crate::log::Logger;
@@ -167,6 +168,8 @@ enum Side {
 struct Processed {
     output: Vec<(Side, Bytes)>,
     events: Vec<LogEvent>,
+    /// End the connection once the output and events are out.
+    close: bool,
 }
 
 async fn relay(
@@ -389,7 +392,7 @@ async fn pump(
                     deliver(
                         Processed {
                             output,
-                            events: Vec::new(),
+                            ..Default::default()
                         },
                         writers,
                         inspector,
@@ -404,7 +407,7 @@ async fn pump(
             // What the parser still holds (a line without its end) goes out as it is.
             Processed {
                 output: vec![(dst, pending.take_rest())],
-                events: Vec::new(),
+                ..Default::default()
             }
         } else {
             inspector.process(dir, dst, &mut pending)
@@ -431,6 +434,9 @@ async fn deliver(processed: Processed, writers: &Writers, inspector: &Inspector)
     Box::pin(writers.send(processed.output)).await?;
     if !processed.events.is_empty() {
         Box::pin(log_all(&inspector.shared.logger, processed.events)).await;
+    }
+    if processed.close {
+        return Err(io::Error::other("closed: a PDU too large to inspect"));
     }
     Ok(())
 }
@@ -488,17 +494,57 @@ impl Inspector {
         }
         match feed.stop {
             Some(stop) => {
-                log::info!(
-                    "{}: {}: {stop}; relaying the rest of this connection untouched",
-                    self.client,
-                    self.kind.log_name()
-                );
                 *guard = None;
-                processed.output.push((dst, pending.take_rest()));
+                processed.close = self.stopped(stop, &mut processed);
+                if !processed.close {
+                    processed.output.push((dst, pending.take_rest()));
+                }
             }
             None => pending.note_held(),
         }
         processed
+    }
+
+    /// Say why inspection stopped; for a PDU too large to inspect, also in its
+    /// conversation's log, and count it. True when the connection is to close.
+    fn stopped(&self, stop: imspector_protocols::Stop, processed: &mut Processed) -> bool {
+        let imspector_protocols::Stop::TooLarge { why, conversation } = stop else {
+            log::info!(
+                "{}: {}: {stop}; relaying the rest of this connection untouched",
+                self.client,
+                self.kind.log_name()
+            );
+            return false;
+        };
+        Counters::count(&COUNTERS.uninspectable);
+        let close = self.shared.config.uninspectable == Uninspectable::Close;
+        let outcome = if close {
+            "the connection is closed"
+        } else {
+            "the rest of the connection is relayed without inspection or logging"
+        };
+        log::warn!(
+            "{}: {}: {why}: too large to inspect; {outcome}",
+            self.client,
+            self.kind.log_name()
+        );
+        if let Some(event) = conversation {
+            processed.events.push(LogEvent {
+                timestamp: unix_now(),
+                client: self.client.clone(),
+                protocol: self.kind.log_name().into(),
+                outgoing: event.direction == Direction::Outgoing,
+                kind: event.kind,
+                local_id: event.local_id.to_lowercase(),
+                remote_id: event.remote_id.to_lowercase(),
+                filtered: close,
+                categories: "uninspectable;".into(),
+                data: format!(
+                    "[IMSpector: inspection stopped: {why}: too large to inspect; {outcome}]"
+                ),
+            });
+        }
+        close
     }
 
     /// Run a PDU's events through the filters, log them, and decide what to send.

@@ -150,3 +150,45 @@ fn bare_cr_attacks_through_inspircd() -> anyhow::Result<()> {
         )?))
     })
 }
+
+#[test]
+fn a_line_too_long_to_inspect_is_logged_in_its_conversation() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], 16667)?;
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, CONFIG)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let oversized = |to: &str| {
+        let mut line = format!("PRIVMSG {to} :").into_bytes();
+        line.resize(70 * 1024, b'a');
+        line
+    };
+    let mut mallory = Raw::connect(&rig, "mallory")?;
+    mallory.send(&oversized("victim"))?;
+    let stopped = "IRC line longer than 64 KiB without a line end: too large to inspect";
+    let logged = ims.wait_log("IRC", "mallory", "victim", 1)?;
+    assert_eq!(
+        logged[0].rest,
+        format!("1,1,0,uninspectable;,[IMSpector: inspection stopped: {stopped}; the rest of the connection is relayed without inspection or logging]")
+    );
+    ims.wait_output(&format!("{stopped}; the rest of the connection is relayed"))?;
+
+    // A site that wants no unlogged chat closes such connections instead.
+    drop(ims);
+    let config = format!("{CONFIG}uninspectable=close\n");
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims-close")?, &config)?;
+    let mut mallory = Raw::connect(&rig, "mallory2")?;
+    mallory.send(&oversized("#chan"))?;
+    let logged = ims.wait_log("IRC", "mallory2", "#chan", 1)?;
+    assert_eq!(
+        logged[0].rest,
+        format!("1,1,1,uninspectable;,[IMSpector: inspection stopped: {stopped}; the connection is closed]")
+    );
+    let closed = mallory.read_until("never sent");
+    assert!(
+        closed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("closed before")),
+        "{closed:?}"
+    );
+    Ok(())
+}

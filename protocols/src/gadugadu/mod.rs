@@ -252,6 +252,41 @@ impl GaduGaduSession {
         })
     }
 
+    /// The conversation of a message packet from the start of its payload:
+    /// `None` while the bytes that name the other party have not all arrived,
+    /// `Some(None)` for a packet that is no message or names nobody.
+    fn conversation_of(&self, dir: Direction, ty: u32, head: &[u8]) -> Option<Option<ChatEvent>> {
+        let (Some(_), Some((format, author))) = (self.login, message_format(dir, ty)) else {
+            return Some(None);
+        };
+        let peer = match format {
+            Format::Classic(_) => le32(head, 0).ok_or(()),
+            // Field 1, the peer's UIN, comes first.
+            Format::Protobuf(_) => match head {
+                [0x0a, len, ..] if *len < 0x80 => head
+                    .get(2..2 + usize::from(*len))
+                    .map(|field| gg11::uin(field).unwrap_or_default())
+                    .ok_or(()),
+                [0x0a] | [] => Err(()),
+                _ => Ok(0),
+            },
+        };
+        let direction = match author {
+            Author::Remote => Direction::Incoming,
+            Author::Local | Author::LocalElsewhere => Direction::Outgoing,
+        };
+        match peer {
+            Err(()) => None,
+            Ok(0) => Some(None),
+            Ok(peer) => Some(Some(self.event(
+                direction,
+                EventType::Message,
+                peer,
+                String::new(),
+            ))),
+        }
+    }
+
     /// GG_TYPING_NOTIFICATION: u16 number of characters typed (0 when the
     /// user stopped), u32 peer UIN. Only typing in progress is an event.
     fn typing(&self, dir: Direction, payload: &[u8]) -> Option<ChatEvent> {
@@ -296,10 +331,15 @@ impl ProtocolSession for GaduGaduSession {
             };
             let len = len as usize;
             if len > MAX_PAYLOAD {
+                let Some(conversation) = self.conversation_of(dir, ty, &rest[HEADER_LEN..]) else {
+                    // Its first bytes name the conversation: wait for them.
+                    break;
+                };
                 // What was understood goes out; the rest is relayed unparsed.
-                feed.stop = Some(Stop::NotThisProtocol(format!(
-                    "Gadu-Gadu packet longer than 64 KiB (type {ty:#x}, length {len}): not a Gadu-Gadu stream"
-                )));
+                feed.stop = Some(Stop::TooLarge {
+                    why: format!("Gadu-Gadu packet of type {ty:#x} and {len} bytes (limit 64 KiB)"),
+                    conversation: conversation.map(Box::new),
+                });
                 break;
             }
             let Some(payload) = rest.get(HEADER_LEN..HEADER_LEN + len) else {

@@ -745,9 +745,38 @@ fn a_huge_length_after_a_message_forwards_the_message_then_passes_through() {
     data.extend_from_slice(&u32s(&[0x0b, 1 << 20]));
     let mut buf = BytesMut::from(&data[..]);
     let feed = s.feed(Direction::Outgoing, &mut buf);
+    // The message goes out; the oversized one waits for the UIN it is for.
     assert_eq!(feed.frames.len(), 1);
-    assert!(matches!(feed.stop, Some(Stop::NotThisProtocol(_))));
-    assert_eq!(buf.len(), 8);
+    assert_eq!(feed.stop, None);
+    buf.extend_from_slice(&u32s(&[42, 0]));
+    let feed = s.feed(Direction::Outgoing, &mut buf);
+    let Some(Stop::TooLarge { why, conversation }) = feed.stop else {
+        panic!("{:?}", feed.stop)
+    };
+    assert_eq!(
+        why,
+        "Gadu-Gadu packet of type 0xb and 1048576 bytes (limit 64 KiB)"
+    );
+    let conversation = conversation.unwrap();
+    assert_eq!(
+        (
+            conversation.local_id.as_str(),
+            conversation.remote_id.as_str()
+        ),
+        ("1", "42")
+    );
+    assert_eq!(buf.len(), 16);
+    // GG 11 names the peer in its first protobuf field.
+    let mut s = logged_in(login105("1"));
+    let mut buf = BytesMut::from(&u32s(&[packet::SEND_MSG110, 1 << 20])[..]);
+    buf.extend_from_slice(&uin_field(1, "4242")[..4]);
+    assert_eq!(s.feed(Direction::Outgoing, &mut buf).stop, None);
+    buf.extend_from_slice(&uin_field(1, "4242")[4..]);
+    let Some(Stop::TooLarge { conversation, .. }) = s.feed(Direction::Outgoing, &mut buf).stop
+    else {
+        panic!()
+    };
+    assert_eq!(conversation.unwrap().remote_id, "4242");
 }
 
 // ---- every packet kind under random damage ----

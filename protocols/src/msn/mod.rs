@@ -169,6 +169,43 @@ impl MsnSession {
     }
 
     /// The remote party of a switchboard message from `sender` (None: our own).
+    /// The conversation a message command at the start of `buf` belongs
+    /// to, for a payload too large to inspect.
+    fn conversation_of(&self, dir: Direction, buf: &[u8]) -> Option<ChatEvent> {
+        let nl = memchr::memchr(b'\n', &buf[..buf.len().min(MAX_LINE)])?;
+        let line = Line::parse(&buf[..=nl]);
+        let peer = match (dir, line.command()) {
+            (_, "MSG") if self.role != Role::Notification => {
+                let sender = match dir {
+                    Direction::Outgoing => None,
+                    Direction::Incoming => line.arg(1).map(bare_address),
+                };
+                self.switchboard_peer(sender)
+            }
+            (Direction::Outgoing, "UUM") => Peer {
+                remote_id: bare_address(line.arg(2)?).to_string(),
+                group: false,
+                prefix: String::new(),
+            },
+            (Direction::Incoming, "UBM") => Peer {
+                remote_id: bare_address(line.arg(1)?).to_string(),
+                group: false,
+                prefix: String::new(),
+            },
+            _ => return None,
+        };
+        Some(ChatEvent {
+            direction: dir,
+            kind: EventType::Message,
+            local_id: self.local_id(),
+            remote_id: peer.remote_id,
+            group: peer.group,
+            prefix: String::new(),
+            text: String::new(),
+            encrypted: false,
+        })
+    }
+
     fn switchboard_peer(&self, sender: Option<&str>) -> Peer {
         if let Some(group) = &self.group {
             return Peer {
@@ -282,18 +319,28 @@ fn dir_index(dir: Direction) -> usize {
 
 /// Split one command (line and payload) off the front of `buf`, if complete.
 /// An error says why the stream is not MSN.
-fn next_command(buf: &[u8]) -> Result<Option<(usize, usize)>, String> {
+fn next_command(buf: &[u8]) -> Result<Option<(usize, usize)>, Stop> {
+    let too_large = |why| Stop::TooLarge {
+        why,
+        conversation: None,
+    };
     let Some(nl) = memchr::memchr(b'\n', &buf[..buf.len().min(MAX_LINE + 1)]) else {
         if buf.len() > MAX_LINE {
-            return Err(format!("MSN command line longer than {MAX_LINE} bytes"));
+            return Err(too_large(format!(
+                "MSN command line longer than {MAX_LINE} bytes"
+            )));
         }
         if !may_be_command(buf) {
-            return Err("the stream does not start with an MSN command".into());
+            return Err(Stop::NotThisProtocol(
+                "the stream does not start with an MSN command".into(),
+            ));
         }
         return Ok(None);
     };
     let line_end = nl + 1;
-    let payload = Line::parse(&buf[..line_end]).payload_len()?;
+    let payload = Line::parse(&buf[..line_end])
+        .payload_len()
+        .map_err(too_large)?;
     let end = line_end + payload;
     Ok((buf.len() >= end).then_some((line_end, end)))
 }
@@ -314,8 +361,13 @@ impl ProtocolSession for MsnSession {
                 Ok(Some(found)) => found,
                 Ok(None) => break,
                 // The commands before the bad one are delivered and logged.
-                Err(why) => {
-                    stop = Some(Stop::NotThisProtocol(why));
+                Err(Stop::TooLarge { why, .. }) => {
+                    let conversation = self.conversation_of(dir, &buf[pos..]).map(Box::new);
+                    stop = Some(Stop::TooLarge { why, conversation });
+                    break;
+                }
+                Err(other) => {
+                    stop = Some(other);
                     break;
                 }
             };

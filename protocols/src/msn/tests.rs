@@ -609,10 +609,19 @@ fn huge_payload_length_loses_sync_without_allocating() {
     let mut buf = BytesMut::from(&b"MSG 4 N 4294967296\r\nMIME"[..]);
     let feed = s.feed(OUT, &mut buf);
     assert!(feed.frames.is_empty());
-    let Some(Stop::NotThisProtocol(why)) = feed.stop else {
+    let Some(Stop::TooLarge { why, conversation }) = feed.stop else {
         panic!("no stop: {feed:?}");
     };
     assert!(why.contains("4294967296"), "{why}");
+    // The conversation is named, for the log line saying inspection stopped.
+    let conversation = conversation.expect("the switchboard's conversation");
+    assert_eq!(
+        (
+            conversation.local_id.as_str(),
+            conversation.remote_id.as_str()
+        ),
+        ("alice@example.com", "bob@example.com")
+    );
     // Nothing was taken from the buffer: the caller relays it all.
     assert_eq!(&buf[..], b"MSG 4 N 4294967296\r\nMIME");
     assert!(buf.capacity() < 4096);
@@ -620,7 +629,7 @@ fn huge_payload_length_loses_sync_without_allocating() {
     let mut buf = BytesMut::from(&b"MSG 3 N 5\r\nhello\r\nMSG 4 N 4294967296\r\nMIME"[..]);
     let feed = s.feed(OUT, &mut buf);
     assert_eq!(feed.frames.len(), 1);
-    assert!(matches!(feed.stop, Some(Stop::NotThisProtocol(_))));
+    assert!(matches!(feed.stop, Some(Stop::TooLarge { .. })));
     assert_eq!(&buf[..], b"MSG 4 N 4294967296\r\nMIME");
     // Right at the limit the parser waits for the payload instead.
     let mut buf = BytesMut::from(format!("MSG 5 N {MAX_PAYLOAD}\r\nMIME").as_bytes());
