@@ -2,13 +2,18 @@
 //! a message with more hits than `badwords_block_count` is blocked.
 //!
 //! Matching is case-insensitive (Unicode simple case folding) and runs on the
-//! original text, so the replaced text has exactly as many characters as the
-//! original even where lower-casing would change lengths (`İ`).
+//! text in its compatibility form (NFKC, one character at a time: fullwidth
+//! letters, ligatures and letter-like symbols become plain letters) with
+//! zero-width characters and combining marks left out, so that none of those
+//! hides a word. Hits are replaced in the original text, character for
+//! character, so the replaced text has exactly as many characters as the
+//! original even where lower-casing or NFKC would change lengths (`İ`, `ﬁ`).
 
 use std::path::Path;
 
 use imspector_protocols::EventType;
 use regex::{Regex, RegexBuilder};
+use unicode_normalization::UnicodeNormalization;
 
 use super::listfile::{self, ListError};
 use super::{Filter, FilterEvent};
@@ -53,7 +58,8 @@ impl BadWords {
     pub fn load(path: &Path, replace_with: char, block_count: usize) -> Result<Self, ListError> {
         let mut words: Vec<String> = listfile::read(path)?
             .into_iter()
-            .map(|line| line.text)
+            .map(|line| Folded::of(&line.text).text)
+            .filter(|word| !word.is_empty())
             .collect();
         words.sort_by(|a, b| b.chars().count().cmp(&a.chars().count()).then(a.cmp(b)));
         words.dedup();
@@ -82,14 +88,67 @@ impl BadWords {
 
     /// The text with every hit replaced, and the number of hits.
     fn censor(&self, text: &str) -> (String, usize) {
+        let folded = Folded::of(text);
+        let mut chars: Vec<char> = text.chars().collect();
         let mut hits = 0;
-        let censored = self.pattern.replace_all(text, |found: &regex::Captures| {
+        for found in self.pattern.find_iter(&folded.text) {
             hits += 1;
-            let len = found[0].chars().count();
-            std::iter::repeat_n(self.replace_with, len).collect::<String>()
-        });
-        (censored.into_owned(), hits)
+            let first = folded.origin[found.start()];
+            let mut last = folded.origin[found.end() - 1];
+            // Marks on the last letter belong to the hit.
+            while chars.get(last + 1).is_some_and(|&c| is_invisible(c)) {
+                last += 1;
+            }
+            chars[first..=last].fill(self.replace_with);
+        }
+        (chars.into_iter().collect(), hits)
     }
+}
+
+/// A text as the words are matched against it, and where each part of it
+/// came from.
+struct Folded {
+    text: String,
+    /// For each byte of `text`, the index of the original character.
+    origin: Vec<usize>,
+}
+
+impl Folded {
+    fn of(original: &str) -> Self {
+        let mut folded = Folded {
+            text: String::with_capacity(original.len()),
+            origin: Vec::with_capacity(original.len()),
+        };
+        for (index, c) in original.chars().enumerate() {
+            if c.is_ascii() {
+                folded.push(c, index);
+                continue;
+            }
+            for part in std::iter::once(c).nfkc() {
+                if !is_invisible(part) {
+                    folded.push(part, index);
+                }
+            }
+        }
+        folded
+    }
+
+    fn push(&mut self, c: char, origin: usize) {
+        self.text.push(c);
+        self.origin.resize(self.text.len(), origin);
+    }
+}
+
+/// Characters that show nothing by themselves: combining marks, and the
+/// zero-width and formatting characters used to split a word unseen.
+fn is_invisible(c: char) -> bool {
+    unicode_normalization::char::is_combining_mark(c)
+        || matches!(
+            c,
+            '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+        )
 }
 
 impl Filter for BadWords {
@@ -153,6 +212,26 @@ mod tests {
         assert_eq!(text, "İstanbul #########");
         assert_eq!(cats, "1 badwords;");
         assert_eq!(text.chars().count(), "İstanbul i̇stanbul".chars().count());
+    }
+
+    #[test]
+    fn fullwidth_letters_joiners_and_marks_hide_no_word() {
+        let f = filter("darn\nfile\n", '*', 0);
+        for (sent, censored, hits) in [
+            ("ｄａｒｎ it", "**** it", 1),
+            ("ＤＡＲＮ", "****", 1),
+            ("d\u{200b}a\u{200d}r\u{2060}n!", "*******!", 1),
+            ("d\u{0301}arn\u{0327}", "******", 1),
+            ("d\u{ad}arn \u{fb01}le", "***** ***", 2),
+            ("𝐝𝐚𝐫𝐧", "****", 1),
+        ] {
+            let (text, _, cats) = run(&f, sent);
+            assert_eq!(text, censored, "{sent:?}");
+            assert_eq!(cats, format!("{hits} badwords;"));
+            assert_eq!(text.chars().count(), sent.chars().count());
+        }
+        // Letters with their own diacritics stay other letters.
+        assert_eq!(run(&f, "dárn").2, "");
     }
 
     #[test]
