@@ -17,6 +17,7 @@ pub mod replay;
 pub mod rig;
 pub mod scripted;
 pub mod squid;
+pub mod tshark;
 pub mod wait;
 
 pub use imspector::Imspector;

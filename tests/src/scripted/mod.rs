@@ -9,6 +9,7 @@
 //! `imspector::filter::testing` through such a pair.
 
 pub mod msn;
+pub mod yahoo;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -73,11 +74,14 @@ pub trait ScriptedProtocol {
     fn decode_at_client(&self, buf: &[u8]) -> Decoded;
 }
 
-/// One end of the connection with what it has received but not yet read.
+/// One end of the connection with what it has received but not yet read,
+/// and everything it sent and received (for an independent decoder).
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
     name: &'static str,
+    sent: Vec<u8>,
+    received: Vec<u8>,
 }
 
 impl Conn {
@@ -87,13 +91,26 @@ impl Conn {
             stream,
             buf: Vec::new(),
             name,
+            sent: Vec::new(),
+            received: Vec::new(),
         })
     }
 
     pub fn send(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.sent.extend_from_slice(bytes);
         self.stream
             .write_all(bytes)
             .with_context(|| format!("{} sending", self.name))
+    }
+
+    /// Every byte this end sent so far.
+    pub fn sent(&self) -> &[u8] {
+        &self.sent
+    }
+
+    /// Every byte this end received so far, read or not.
+    pub fn received(&self) -> &[u8] {
+        &self.received
     }
 
     fn fill(&mut self) -> anyhow::Result<()> {
@@ -117,6 +134,7 @@ impl Conn {
             );
         }
         self.buf.extend_from_slice(&chunk[..n]);
+        self.received.extend_from_slice(&chunk[..n]);
         Ok(())
     }
 
@@ -173,7 +191,12 @@ impl<P: ScriptedProtocol> Scripted<P> {
     /// Start the daemon with the protocol's configuration and `config`,
     /// connect the client through it to the server and play the login.
     pub fn start(protocol: P, config: &str) -> anyhow::Result<Self> {
-        let rig = Rig::new()?;
+        Self::start_in(Rig::new()?, protocol, config)
+    }
+
+    /// Like [`Scripted::start`], in a rig the caller prepared (to capture
+    /// its traffic, say).
+    pub fn start_in(rig: Rig, protocol: P, config: &str) -> anyhow::Result<Self> {
         let port = protocol.port();
         rig.redirect(&[port], PROXY_PORT)?;
         let ims = Imspector::start(
@@ -265,10 +288,12 @@ pub struct ScriptedFilterRig<P: ScriptedProtocol> {
 
 impl<P: ScriptedProtocol> ScriptedFilterRig<P> {
     pub fn start(protocol: P) -> anyhow::Result<Self> {
-        Ok(ScriptedFilterRig {
-            peers: Scripted::start(protocol, "")?,
-            sent: 0,
-        })
+        Ok(Self::with_peers(Scripted::start(protocol, "")?))
+    }
+
+    /// The scenarios through peers already started (with no messages sent yet).
+    pub fn with_peers(peers: Scripted<P>) -> Self {
+        ScriptedFilterRig { peers, sent: 0 }
     }
 
     fn outcome(&mut self, text: &str) -> anyhow::Result<Outcome> {
