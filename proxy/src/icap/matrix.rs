@@ -101,6 +101,7 @@ struct Said {
     text: String,
     /// The text may be rewritten (`content.body` of a text message).
     editable: bool,
+    encrypted: bool,
 }
 
 fn said(event_type: &str, content: &Value) -> Option<Said> {
@@ -109,16 +110,20 @@ fn said(event_type: &str, content: &Value) -> Option<Said> {
         prefix: prefix.to_string(),
         text,
         editable,
+        encrypted: false,
     };
     match event_type {
         "m.room.encrypted" => {
             let algorithm = content["algorithm"].as_str().unwrap_or("unknown");
-            Some(said(
-                EventType::Message,
-                "",
-                format!("[encrypted: {algorithm}]"),
-                false,
-            ))
+            Some(Said {
+                encrypted: true,
+                ..said(
+                    EventType::Message,
+                    "",
+                    format!("[encrypted: {algorithm}]"),
+                    false,
+                )
+            })
         }
         "m.room.message" => {
             let body = content["body"].as_str()?.to_string();
@@ -180,7 +185,7 @@ impl Matrix {
             group: true,
             prefix: said.prefix,
             text: said.text,
-            encrypted: false,
+            encrypted: said.encrypted,
         };
         let decided = judge.event(PROTOCOL.into(), &event);
         if decided.blocked {
@@ -238,7 +243,7 @@ impl Matrix {
                     group: true,
                     prefix: format!("{sender}: {}", said.prefix),
                     text: said.text,
-                    encrypted: false,
+                    encrypted: said.encrypted,
                 };
                 let decided = judge.event(PROTOCOL.into(), &chat);
                 if decided.blocked {
