@@ -11,6 +11,7 @@ pub mod gadugadu;
 pub mod imspector;
 pub mod irc;
 pub mod netns;
+pub mod oscar;
 pub mod process;
 pub mod python;
 pub mod replay;

@@ -1,0 +1,201 @@
+//! ICQ/AIM (OSCAR) end to end: our OSCAR server in the server namespace, a
+//! scripted client for each user, the login on port 5190 and BOS on 5191
+//! (both redirected to the daemon), real iptables rules in the gateway.
+
+use imspector::filter::testing::{self, FilterRig, Outcome};
+use imspector_e2e::imspector::{assert_lines, now};
+use imspector_e2e::oscar::client::Received;
+use imspector_e2e::oscar::wire::Charset;
+use imspector_e2e::oscar::{OscarClient, OscarServer, BOS_PORT, LOGIN_PORT};
+use imspector_e2e::{wait, Imspector, Rig};
+
+const ALICE: &str = "Alice Smith";
+const ALICE_PASSWORD: &str = "alice-secret-pw";
+const BOB: &str = "bob";
+const CONFIG: &str = "icq_protocol=on\nicq_ports=5190,5191\n";
+
+/// Alice signed on through the proxy, bob beside the server.
+struct Scene {
+    alice: OscarClient,
+    bob: OscarClient,
+    server: OscarServer,
+    ims: Imspector,
+    rig: Rig,
+}
+
+fn scene(config: &str) -> anyhow::Result<Scene> {
+    let rig = Rig::new()?;
+    rig.redirect(&[LOGIN_PORT, BOS_PORT], 16667)?;
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, config)?;
+    let server = OscarServer::start(
+        &rig.server,
+        rig.server_ip,
+        &[(ALICE, ALICE_PASSWORD), (BOB, "bob-pw")],
+    )?;
+    let bob = OscarClient::login(&rig.server, rig.server_ip, BOB, "bob-pw")?;
+    let alice = OscarClient::login(&rig.client, rig.server_ip, ALICE, ALICE_PASSWORD)?;
+    wait::until("both users on BOS", || {
+        (server.is_online(ALICE) && server.is_online(BOB)).then_some(())
+    })?;
+    Ok(Scene {
+        alice,
+        bob,
+        server,
+        ims,
+        rig,
+    })
+}
+
+impl Scene {
+    fn wait_message(&self, to: &OscarClient, from: &str, text: &str) -> anyhow::Result<()> {
+        wait::until(&format!("{} to get {text:?} from {from}", to.name), || {
+            to.messages_from(from)
+                .iter()
+                .any(|t| t == text)
+                .then_some(())
+        })
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; {} got {:?}\nthe server did:\n{}\nimspector printed:\n{}",
+                to.name,
+                to.received(),
+                self.server.journal(),
+                self.ims.process.output()
+            )
+        })
+    }
+}
+
+#[test]
+fn chat_typing_and_file_offers_are_relayed_and_logged() -> anyhow::Result<()> {
+    let since = now();
+    let mut s = scene(&format!("{CONFIG}log_typing_events=on\n"))?;
+    // The first PDU of alice's BOS connection that names her is this message:
+    // her id comes from the login connection, through the cookie.
+    let polish = "zażółć gęślą jaźń ☺";
+    s.alice.send(BOB, polish, Charset::Ucs2)?;
+    s.wait_message(&s.bob, ALICE, polish)?;
+    s.bob.send(ALICE, "café crème", Charset::Latin1)?;
+    s.wait_message(&s.alice, BOB, "café crème")?;
+    s.alice.send(
+        BOB,
+        "<HTML><BODY>plain <B>ascii</B></BODY></HTML>",
+        Charset::Ascii,
+    )?;
+    s.wait_message(
+        &s.bob,
+        ALICE,
+        "<HTML><BODY>plain <B>ascii</B></BODY></HTML>",
+    )?;
+
+    s.alice.typing(BOB, 2)?;
+    s.alice.typing(BOB, 0)?;
+    s.bob.wait_count("typing finished", 1, |r| {
+        matches!(r, Received::Typing { state: 0, .. })
+    })?;
+    s.alice.offer_file(BOB, "holiday.jpg", 48213)?;
+    s.bob
+        .wait_count("the file offer", 1, |r| *r == Received::Other(0x04, 0x07))?;
+    s.bob.send(ALICE, "thanks", Charset::Ascii)?;
+    s.wait_message(&s.alice, BOB, "thanks")?;
+
+    let lines = s.ims.wait_log("ICQ-AIM", "alicesmith", "bob", 6)?;
+    assert_lines(
+        &lines,
+        &s.rig.client_ip.to_string(),
+        since,
+        &[
+            &format!("1,1,0,,{polish}"),
+            "0,1,0,,café crème",
+            "1,1,0,,<HTML><BODY>plain <B>ascii</B></BODY></HTML>",
+            "1,3,0,,",
+            "1,2,0,,holiday.jpg 48213 bytes",
+            "0,1,0,,thanks",
+        ],
+    );
+    // Neither the password nor its digest shows in the daemon's output (-d).
+    let output = s.ims.process.output();
+    assert!(!output.contains(ALICE_PASSWORD), "{output}");
+    assert!(s.server.journal().contains("Alice Smith signed on to BOS"));
+    Ok(())
+}
+
+/// The filter scenarios through the scripted clients: alice sends to bob,
+/// then "typing finished" (no event, so no filter touches it) that reaches
+/// bob after the message if it went through at all, and a self-info request
+/// whose answer reaches alice after any notice the proxy injected.
+struct OscarFilterRig {
+    scene: Scene,
+    sent: usize,
+    delivered_seen: usize,
+    notices_seen: usize,
+}
+
+impl OscarFilterRig {
+    fn send_and_sync(&mut self, text: &str) -> anyhow::Result<()> {
+        let s = &mut self.scene;
+        let finished = |r: &Received| matches!(r, Received::Typing { state: 0, .. });
+        let pongs = |r: &Received| *r == Received::SelfInfo;
+        let (syncs, pinged) = (
+            s.bob.received().iter().filter(|r| finished(r)).count(),
+            s.alice.received().iter().filter(|r| pongs(r)).count(),
+        );
+        s.alice.send(BOB, text, Charset::Ucs2)?;
+        s.alice.typing(BOB, 0)?;
+        s.alice.ping()?;
+        s.bob.wait_count("typing finished", syncs + 1, finished)?;
+        s.alice.wait_count("self info", pinged + 1, pongs)
+    }
+}
+
+impl FilterRig for OscarFilterRig {
+    fn ids(&self) -> (String, String) {
+        ("alicesmith".into(), BOB.into())
+    }
+
+    fn configure(&mut self, conf: &str) -> Result<(), String> {
+        self.scene
+            .ims
+            .reload(&format!("{CONFIG}{conf}"))
+            .map_err(|e| e.to_string())
+    }
+
+    fn send(&mut self, text: &str) -> Result<Outcome, String> {
+        let e = |e: anyhow::Error| format!("{e:#}");
+        self.send_and_sync(text).map_err(e)?;
+        self.sent += 1;
+        let s = &self.scene;
+        let logged = s
+            .ims
+            .wait_logged("ICQ-AIM", "alicesmith", BOB, self.sent)
+            .map_err(e)?;
+        let got = s.bob.messages_from(ALICE);
+        let delivered = got[self.delivered_seen..].to_vec();
+        self.delivered_seen = got.len();
+        if delivered.len() > 1 {
+            return Err(format!("bob got several messages: {delivered:?}"));
+        }
+        // Bob never writes to alice here: all she gets from him are notices.
+        let notices = s.alice.messages_from(BOB);
+        let new_notices = notices[self.notices_seen..].to_vec();
+        self.notices_seen = notices.len();
+        Ok(Outcome {
+            delivered: delivered.into_iter().next(),
+            notices: new_notices,
+            logged,
+        })
+    }
+}
+
+#[test]
+fn filter_scenarios_through_scripted_oscar_clients() -> anyhow::Result<()> {
+    let mut rig = OscarFilterRig {
+        scene: scene(CONFIG)?,
+        sent: 0,
+        delivered_seen: 0,
+        notices_seen: 0,
+    };
+    let dir = rig.scene.rig.subdir("scenarios")?;
+    testing::run_all(&mut rig, &dir);
+    Ok(())
+}
