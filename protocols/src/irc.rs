@@ -39,9 +39,12 @@ fn index(dir: Direction) -> usize {
 /// Commands that change our state or carry events, per direction.
 fn wanted(dir: Direction) -> &'static [&'static [u8]] {
     match dir {
-        Direction::Outgoing => &[b"PRIVMSG", b"NOTICE", b"NICK"],
+        Direction::Outgoing => &[
+            b"PRIVMSG", b"NOTICE", b"NICK", b"TOPIC", b"PART", b"QUIT", b"KICK",
+        ],
         Direction::Incoming => &[
-            b"PRIVMSG", b"NOTICE", b"NICK", b"001", b"670", b"CAP", b"290",
+            b"PRIVMSG", b"NOTICE", b"NICK", b"001", b"670", b"CAP", b"290", b"TOPIC", b"PART",
+            b"QUIT", b"KICK", b"332",
         ],
     }
 }
@@ -225,8 +228,9 @@ enum Body<'a> {
         name: String,
         size: Option<&'a str>,
     },
-    /// Any other CTCP request or reply: not a chat event.
-    OtherCtcp,
+    /// Any other CTCP request or reply (`VERSION`, `PING`, a reply's text):
+    /// logged as `/ctcp` with what it carries.
+    OtherCtcp(&'a str),
 }
 
 fn classify(body: &str) -> Body<'_> {
@@ -241,7 +245,7 @@ fn classify(body: &str) -> Body<'_> {
         let (name, rest) = match args.strip_prefix('"') {
             Some(quoted) => match quoted.split_once('"') {
                 Some((name, rest)) => (name, rest),
-                None => return Body::OtherCtcp,
+                None => return Body::OtherCtcp(ctcp),
             },
             None => args.split_once(' ').unwrap_or((args, "")),
         };
@@ -252,7 +256,7 @@ fn classify(body: &str) -> Body<'_> {
             size,
         };
     }
-    Body::OtherCtcp
+    Body::OtherCtcp(ctcp)
 }
 
 /// The byte range of the text a filter may rewrite, inside the trailing parameter.
@@ -263,7 +267,8 @@ fn text_range(body: &str) -> Option<std::ops::Range<usize>> {
             let start = "\x01ACTION ".len();
             Some(start..start + a.len())
         }
-        Body::DccSend { .. } | Body::OtherCtcp => None,
+        Body::OtherCtcp(c) => Some(1..1 + c.len()),
+        Body::DccSend { .. } => None,
     }
 }
 
@@ -334,6 +339,9 @@ impl IrcSession {
                 Vec::new()
             }
             (_, "PRIVMSG" | "NOTICE") => self.message_events(dir, line),
+            (_, "TOPIC" | "PART" | "QUIT" | "KICK") | (Direction::Incoming, "332") => {
+                self.reason_events(dir, line)
+            }
             _ => Vec::new(),
         }
     }
@@ -356,6 +364,72 @@ impl IrcSession {
         Some(event)
     }
 
+    /// The text of a TOPIC (and of the 332 reply that shows a topic), and the
+    /// reason of a PART, QUIT or KICK: what the other members read. A QUIT
+    /// of ours goes to every channel we are in, logged with the remote id `*`.
+    fn reason_events(&self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
+        let Some((text, _)) = line.trailing.clone().filter(|(t, _)| !t.is_empty()) else {
+            return Vec::new();
+        };
+        let command = line.command.to_ascii_uppercase();
+        let (targets, prefix) = match (command.as_str(), &line.params[..]) {
+            ("TOPIC" | "PART", [channels, ..]) => {
+                (*channels, format!("/{} ", command.to_lowercase()))
+            }
+            ("KICK", [channel, nick, ..]) => (*channel, format!("/kick {nick} ")),
+            ("332", [_, channel, ..]) => (*channel, "/topic ".to_string()),
+            ("QUIT", _) => ("*", "/quit ".to_string()),
+            _ => return Vec::new(),
+        };
+        let sender = line.prefix.and_then(nick_of);
+        if dir == Direction::Incoming && sender.is_none() && command != "332" {
+            return Vec::new();
+        }
+        targets
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|target| {
+                let (remote_id, group) = match (command.as_str(), sender) {
+                    ("QUIT", Some(nick)) if dir == Direction::Incoming => (nick.to_string(), false),
+                    _ => (target.to_string(), true),
+                };
+                let prefix = match sender {
+                    Some(nick) if dir == Direction::Incoming && group => {
+                        format!("{nick}: {prefix}")
+                    }
+                    _ => prefix.clone(),
+                };
+                ChatEvent {
+                    direction: dir,
+                    kind: EventType::Message,
+                    local_id: self.local_id(),
+                    remote_id,
+                    group,
+                    prefix,
+                    text: text.to_string(),
+                    encrypted: false,
+                }
+            })
+            .collect()
+    }
+
+    /// The byte range of the text a filter may rewrite, inside the trailing
+    /// parameter of a line with this command.
+    fn rewritable(
+        &self,
+        dir: Direction,
+        command: &str,
+        body: &str,
+    ) -> Option<std::ops::Range<usize>> {
+        match command.to_ascii_uppercase().as_str() {
+            "PRIVMSG" | "NOTICE" => {
+                let flag = self.flag_len(dir, body);
+                text_range(&body[flag..]).map(|t| t.start + flag..t.end + flag)
+            }
+            _ => Some(0..body.len()),
+        }
+    }
+
     fn message_events(&self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
         let (Some(targets), Some((body, _))) = (line.params.first(), &line.trailing) else {
             return Vec::new();
@@ -371,7 +445,8 @@ impl IrcSession {
                 };
                 (EventType::File, String::new(), text)
             }
-            Body::OtherCtcp => return Vec::new(),
+            Body::OtherCtcp("") => return Vec::new(),
+            Body::OtherCtcp(c) => (EventType::Message, "/ctcp ".to_string(), c.to_string()),
         };
         let sender = match dir {
             Direction::Outgoing => None,
@@ -498,8 +573,7 @@ impl ProtocolSession for IrcSession {
         let line = std::str::from_utf8(&pdu.bytes).ok()?;
         let parsed = parse_line(line)?;
         let (body, body_range) = parsed.trailing?;
-        let flag = self.flag_len(dir, body);
-        let text = text_range(&body[flag..]).map(|t| t.start + flag..t.end + flag)?;
+        let text = self.rewritable(dir, parsed.command, body)?;
         if body[text.clone()] == *new_text {
             return Some(pdu.bytes.clone());
         }
@@ -632,7 +706,7 @@ mod tests {
     }
 
     #[test]
-    fn server_notices_and_other_ctcp_are_not_events() {
+    fn server_notices_are_not_events_and_other_ctcp_is_logged() {
         let mut s = IrcSession::default();
         assert!(run(
             &mut s,
@@ -642,16 +716,89 @@ mod tests {
         .is_empty());
         assert!(run(
             &mut s,
-            Direction::Outgoing,
-            "PRIVMSG bob :\x01VERSION\x01\r\n"
-        )
-        .is_empty());
-        assert!(run(
-            &mut s,
             Direction::Incoming,
             "PRIVMSG victim :DCC SEND f 1 2 3\r\n"
         )
         .is_empty());
+        for (line, logged) in [
+            ("PRIVMSG bob :\x01VERSION\x01\r\n", "/ctcp VERSION"),
+            (
+                "NOTICE bob :\x01VERSION evil 1.0 darn\x01\r\n",
+                "/ctcp VERSION evil 1.0 darn",
+            ),
+            // Clients read this as a CTCP named "\x01ACTION"; it is logged whole.
+            (
+                "PRIVMSG bob :\x01\x01ACTION waves\x01\r\n",
+                "/ctcp \x01ACTION waves",
+            ),
+        ] {
+            let ev = run(&mut s, Direction::Outgoing, line);
+            assert_eq!(ev.len(), 1, "{line:?}");
+            assert_eq!(ev[0].event_data(), logged);
+        }
+        assert!(run(&mut s, Direction::Outgoing, "PRIVMSG bob :\x01\x01\r\n").is_empty());
+    }
+
+    #[test]
+    fn topics_and_the_reasons_of_part_quit_and_kick_are_logged() {
+        let mut s = IrcSession::default();
+        run(&mut s, Direction::Incoming, ":srv 001 me :hi\r\n");
+        let logged = |s: &mut IrcSession, dir, line: &str| -> Vec<(String, bool, String)> {
+            run(s, dir, line)
+                .into_iter()
+                .map(|e| (e.remote_id.clone(), e.group, e.event_data()))
+                .collect()
+        };
+        let one =
+            |remote: &str, group, data: &str| vec![(remote.to_string(), group, data.to_string())];
+        use Direction::{Incoming, Outgoing};
+        assert_eq!(
+            logged(&mut s, Outgoing, "TOPIC #c :darn topic\r\n"),
+            one("#c", true, "/topic darn topic")
+        );
+        assert_eq!(logged(&mut s, Outgoing, "TOPIC #c\r\n"), vec![]);
+        assert_eq!(
+            logged(&mut s, Outgoing, "PART #a,#b :bye all\r\n"),
+            [
+                one("#a", true, "/part bye all"),
+                one("#b", true, "/part bye all")
+            ]
+            .concat()
+        );
+        assert_eq!(logged(&mut s, Outgoing, "PART #a\r\n"), vec![]);
+        assert_eq!(
+            logged(&mut s, Outgoing, "QUIT :gone fishing\r\n"),
+            one("*", true, "/quit gone fishing")
+        );
+        assert_eq!(
+            logged(&mut s, Outgoing, "KICK #c bob :out\r\n"),
+            one("#c", true, "/kick bob out")
+        );
+        assert_eq!(logged(&mut s, Outgoing, "KICK #c bob\r\n"), vec![]);
+        assert_eq!(
+            logged(&mut s, Incoming, ":bob!b@h TOPIC #c :new\r\n"),
+            one("#c", true, "bob: /topic new")
+        );
+        assert_eq!(
+            logged(&mut s, Incoming, ":srv 332 me #c :the topic\r\n"),
+            one("#c", true, "/topic the topic")
+        );
+        assert_eq!(
+            logged(&mut s, Incoming, ":bob!b@h QUIT :Quit: bye\r\n"),
+            one("bob", false, "/quit Quit: bye")
+        );
+        assert_eq!(
+            logged(&mut s, Incoming, ":bob!b@h PART #c :later\r\n"),
+            one("#c", true, "bob: /part later")
+        );
+        // Rewriting replaces the reason and keeps the command.
+        let mut buf = BytesMut::from(&b"PART #c :darn it\r\n"[..]);
+        let feed = s.feed(Outgoing, &mut buf);
+        let Frame::Pdu(pdu) = &feed.frames[0] else {
+            panic!()
+        };
+        let out = s.rewrite(Outgoing, pdu, Rewrite::Text("**** it")).unwrap();
+        assert_eq!(&out[..], b"PART #c :**** it\r\n");
     }
 
     #[test]

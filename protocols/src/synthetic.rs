@@ -9,7 +9,7 @@ pub enum IrcTraffic {
     /// Channel and private PRIVMSGs as a client sends them: every line is a chat event.
     Chat,
     /// What a busy channel sends besides chat (NAMES and WHO replies, JOIN,
-    /// QUIT, MODE, PING): parsed, never an event.
+    /// PART without a reason, MODE, PING): parsed, never an event.
     NoEvents,
 }
 
@@ -83,7 +83,7 @@ fn other_line(rng: &mut Lcg) -> String {
             words(rng, 1, 3)
         ),
         2 => format!(":{who} JOIN #chan{}\r\n", rng.next_u32() % 8),
-        3 => format!(":{who} QUIT :{}\r\n", words(rng, 1, 6)),
+        3 => format!(":{who} PART #chan{}\r\n", rng.next_u32() % 8),
         4 => format!(":{who} MODE #chan{} +v {}\r\n", rng.next_u32() % 8, nick(rng)),
         _ => format!("PING :irc.example.net-{}\r\n", rng.next_u32()),
     }

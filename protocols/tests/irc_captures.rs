@@ -11,7 +11,19 @@ use imspector_protocols::irc::IrcSession;
 fn irc_captures_give_the_expected_events() {
     for stream in support::streams("irc") {
         let result = replay(&mut IrcSession::default(), &stream.chunk_refs());
-        support::assert_expected_events(&stream, &result.events);
+        // The expectations list the messages the original logged; topics, the
+        // reasons of PART, QUIT and KICK, and other CTCP are logged too now.
+        let messages: Vec<_> = result
+            .events
+            .iter()
+            .filter(|e| {
+                !["/topic ", "/part ", "/quit ", "/kick ", "/ctcp "]
+                    .iter()
+                    .any(|command| e.prefix.contains(command))
+            })
+            .cloned()
+            .collect();
+        support::assert_expected_events(&stream, &messages);
         if stream.name.contains("starttls") {
             assert!(
                 result.stopped.is_some(),

@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 
+use imspector_e2e::imspector::LogLine;
 use imspector_e2e::irc::{Ii, Inspircd, Ngircd};
 use imspector_e2e::{wait, Imspector, Rig};
 
@@ -189,6 +190,77 @@ fn a_line_too_long_to_inspect_is_logged_in_its_conversation() -> anyhow::Result<
             .as_ref()
             .is_err_and(|e| e.to_string().contains("closed before")),
         "{closed:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn topics_reasons_ctcp_and_every_target_are_logged_and_judged() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], 16667)?;
+    let dir = rig.subdir("files")?;
+    let words = dir.join("badwords.txt");
+    std::fs::write(&words, "darn\n")?;
+    let acl = dir.join("acl.txt");
+    std::fs::write(&acl, "deny mallory victim\n")?;
+    let config = format!(
+        "{CONFIG}badwords_filename={}\nacl_filename={}\n",
+        words.display(),
+        acl.display()
+    );
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let victim = Ii::remote(&rig, &rig.subdir("clients")?, "victim")?;
+    victim.join("#ok")?;
+    let mut mallory = Raw::connect(&rig, "mallory")?;
+    mallory.send(b"JOIN #ok\r\n")?;
+    mallory.read_until("JOIN :#ok")?;
+    mallory.send(b"TOPIC #ok :darn topic\r\n")?;
+    mallory.send(b"NOTICE #ok :\x01VERSION darn client\x01\r\n")?;
+    mallory.send(b"PRIVMSG #ok :\x01\x01ACTION darn\x01\r\n")?;
+    // One target denied: the line goes to nobody, and each target's log says so.
+    mallory.send(b"PRIVMSG #ok,victim :to both\r\n")?;
+    mallory.send(b"PART #ok :darn you all\r\n")?;
+    mallory.send(b"QUIT :darn again\r\n")?;
+    let rest = |lines: Vec<LogLine>| -> Vec<String> { lines.into_iter().map(|l| l.rest).collect() };
+    // What mallory sent; the server's echoes of it show the censored text.
+    let path = ims.log_file("IRC", "mallory", "#ok");
+    let (sent, echoed): (Vec<String>, Vec<String>) = wait::until("mallory's lines", || {
+        let lines = rest(wait::read(&path).lines().map(LogLine::parse).collect());
+        let (sent, echoed): (Vec<String>, Vec<String>) =
+            lines.into_iter().partition(|l| l.starts_with("1,"));
+        (sent.len() >= 5).then_some((sent, echoed))
+    })?;
+    assert!(echoed.iter().all(|l| !l.contains("darn")), "{echoed:?}");
+    assert_eq!(
+        sent,
+        [
+            "1,1,0,1 badwords;,/topic darn topic",
+            "1,1,0,1 badwords;,/ctcp VERSION darn client",
+            "1,1,0,1 badwords;,/ctcp \u{1}ACTION darn",
+            "1,1,1,,to both",
+            "1,1,0,1 badwords;,/part darn you all",
+        ]
+    );
+    assert_eq!(
+        rest(ims.wait_log("IRC", "mallory", "victim", 1)?),
+        ["1,1,1,,to both"]
+    );
+    assert_eq!(
+        rest(ims.wait_log("IRC", "mallory", "*", 1)?),
+        ["1,1,0,1 badwords;,/quit darn again"]
+    );
+    // The victim saw the censored texts only (ii does not show a part's reason).
+    wait::until("mallory's part", || {
+        victim.window("#ok").contains("has left #ok").then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}:\n{}", victim.window("#ok")))?;
+    let seen = victim.window("#ok");
+    assert!(seen.contains("changed topic to \"**** topic\""), "{seen}");
+    assert!(seen.contains("VERSION **** client"), "{seen}");
+    assert!(
+        !seen.contains("darn") && !seen.contains("to both"),
+        "{seen}"
     );
     Ok(())
 }
