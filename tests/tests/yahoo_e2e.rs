@@ -206,17 +206,16 @@ fn incoming_rewrite_stays_a_valid_packet() -> anyhow::Result<()> {
     session.check_with_tshark()
 }
 
-/// Alice sends a good message, then `bad`: the daemon says `why` in one line,
-/// the server gets every byte unchanged, and what follows is relayed, unlogged.
-fn bad_input(bad: &[u8], why: &str) -> anyhow::Result<()> {
+/// Alice sends a good message, then `bad`: the daemon prints `line` (after
+/// the client's address), the server gets every byte unchanged, what follows is
+/// relayed unlogged, and the conversation's log ends with `logged`.
+fn bad_input(bad: &[u8], line: &str, logged: &[&str]) -> anyhow::Result<()> {
     let mut peers = Scripted::start(Yahoo::new(), "")?;
     let before = peers.protocol.message("before");
     client_sends(&mut peers, &before)?;
     peers.client.send(bad)?;
     peers.server.expect(bad)?;
-    peers.ims.wait_output(&format!(
-        "Yahoo: {why}; relaying the rest of this connection untouched"
-    ))?;
+    peers.ims.wait_output(&format!("Yahoo: {line}"))?;
     let after = peers.protocol.message("after");
     peers.client.send(&after)?;
     peers.server.expect(&after)?;
@@ -225,12 +224,22 @@ fn bad_input(bad: &[u8], why: &str) -> anyhow::Result<()> {
     peers.client.expect(&reply)?;
     // Time for a log line of what followed, if there wrongly were one.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(log(&peers, BOB, 1)?, ["1,1,0,,before"]);
+    let mut want = vec!["1,1,0,,before".to_string()];
+    want.extend(logged.iter().map(|l| l.to_string()));
+    assert_eq!(log(&peers, BOB, want.len())?, want);
     assert!(
         peers.ims.process.child.try_wait()?.is_none(),
         "the daemon is still running"
     );
     Ok(())
+}
+
+/// A stop for malformed input, as the daemon prints it.
+fn malformed(len: usize, why: &str) -> String {
+    format!(
+        "YMSG packet of service 0x06 ({len} bytes) is malformed: {why}; \
+         relaying the rest of this connection untouched"
+    )
 }
 
 /// Set a packet's length field.
@@ -248,20 +257,26 @@ fn a_pair_without_its_separator_stops_inspection_and_is_relayed() -> anyhow::Res
     let bad = with_len(bad, len - yahoo::HEADER_LEN);
     bad_input(
         &bad,
-        &format!("YMSG packet of service 0x06 ({len} bytes) is malformed: the value of key 206 has no separator"),
+        &malformed(len, "the value of key 206 has no separator"),
+        &[],
     )
 }
 
 #[test]
-fn a_huge_key_count_stops_inspection_and_is_relayed() -> anyhow::Result<()> {
+fn a_huge_key_count_is_logged_as_uninspectable_and_relayed() -> anyhow::Result<()> {
     let pairs: Vec<(u32, &[u8])> = (0..5000).map(|_| (5, &b"bob"[..])).collect();
     let bad = yahoo::Packet::new(yahoo::service::MESSAGE, 0, &pairs).encode();
+    let why = format!(
+        "YMSG packet of service 0x06 ({} bytes) with more than 4096 key/value pairs: \
+         too large to inspect; the rest of the connection is relayed without inspection or logging",
+        bad.len()
+    );
     bad_input(
         &bad,
-        &format!(
-            "YMSG packet of service 0x06 ({} bytes) is malformed: more than 4096 key/value pairs",
-            bad.len()
-        ),
+        &why,
+        &[&format!(
+            "1,1,0,uninspectable;,[IMSpector: inspection stopped: {why}]"
+        )],
     )
 }
 
@@ -274,9 +289,7 @@ fn a_length_past_the_end_stops_inspection_and_is_relayed() -> anyhow::Result<()>
     bad.extend(y.message("next"));
     bad_input(
         &bad,
-        &format!(
-            "YMSG packet of service 0x06 ({} bytes) is malformed: key/value pair 8 has no separator",
-            len + yahoo::HEADER_LEN
-        ),
+        &malformed(len + yahoo::HEADER_LEN, "key/value pair 8 has no separator"),
+        &[],
     )
 }

@@ -152,6 +152,49 @@ impl YahooSession {
         }
     }
 
+    /// The conversation a packet belongs to, from its first pairs (for a
+    /// packet too large to inspect): an event without text.
+    pub(super) fn conversation_of(
+        &self,
+        dir: Direction,
+        service: u16,
+        pairs: &[Pair<'_>],
+    ) -> Option<ChatEvent> {
+        let room_key = match service {
+            service::CONFINVITE..=service::CONFMSG => Some(57),
+            service::COMMENT => Some(104),
+            _ => None,
+        };
+        let (local_id, remote_id, group) = match room_key {
+            Some(key) => {
+                let room = value(pairs, key).map(id).filter(|r| !r.is_empty())?;
+                (
+                    self.local_or(value(pairs, 1).filter(|v| !v.is_empty()).map(id)),
+                    room,
+                    true,
+                )
+            }
+            None => {
+                let (local, remote) = self
+                    .ends(dir, records(service, pairs)[0])
+                    .0
+                    .into_iter()
+                    .next()?;
+                (local, remote, false)
+            }
+        };
+        Some(ChatEvent {
+            direction: dir,
+            kind: EventType::Message,
+            local_id,
+            remote_id,
+            group,
+            prefix: String::new(),
+            text: String::new(),
+            encrypted: false,
+        })
+    }
+
     /// The login names the local user (key 1 of AUTH, 0 or 1 of AUTHRESP);
     /// before or without it, the first client packet that names its sender.
     fn note_local(&mut self, service: u16, pairs: &[Pair<'_>]) {

@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::event::{ChatEvent, Direction};
 use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, Stop};
-use packet::{service, Header, MAGIC};
+use packet::{service, Header, PairsError, MAGIC};
 
 pub use packet::{HEADER_LEN, MAX_PAIRS, NEWEST_VERSION};
 
@@ -202,11 +202,21 @@ impl ProtocolSession for YahooSession {
                     push(&mut parts, len, events);
                     pos += len;
                 }
-                Err(why) => {
+                Err(PairsError::Malformed(why)) => {
                     stop = Some(Stop::NotThisProtocol(format!(
                         "YMSG packet of service {:#04x} ({len} bytes) is malformed: {why}",
                         header.service
                     )));
+                    break;
+                }
+                Err(PairsError::TooMany(first)) => {
+                    stop = Some(Stop::TooLarge {
+                        why: format!(
+                            "YMSG packet of service {:#04x} ({len} bytes) with more than {MAX_PAIRS} key/value pairs",
+                            header.service
+                        ),
+                        conversation: self.conversation_of(dir, header.service, &first).map(Box::new),
+                    });
                     break;
                 }
             }

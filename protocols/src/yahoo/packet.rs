@@ -79,27 +79,37 @@ pub struct Pair<'a> {
     pub value: &'a [u8],
 }
 
+/// Why a payload's pairs were not all read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairsError<'a> {
+    /// More than [`MAX_PAIRS`]: the first ones, which name the conversation.
+    TooMany(Vec<Pair<'a>>),
+    /// What is wrong.
+    Malformed(String),
+}
+
 /// Every pair of a payload. Each key and each value must end with the
-/// separator, as every client writes them; anything else is an error saying
-/// what is wrong.
-pub fn pairs(payload: &[u8]) -> Result<Vec<Pair<'_>>, String> {
+/// separator, as every client writes them.
+pub fn pairs(payload: &[u8]) -> Result<Vec<Pair<'_>>, PairsError<'_>> {
     let mut out = Vec::new();
     let mut rest = payload;
     while !rest.is_empty() {
         if out.len() == MAX_PAIRS {
-            return Err(format!("more than {MAX_PAIRS} key/value pairs"));
+            return Err(PairsError::TooMany(out));
         }
-        let (key, after) = until_separator(rest)
-            .ok_or_else(|| format!("key/value pair {} has no separator", out.len() + 1))?;
+        let malformed = PairsError::Malformed;
+        let (key, after) = until_separator(rest).ok_or_else(|| {
+            malformed(format!("key/value pair {} has no separator", out.len() + 1))
+        })?;
         let key = parse_key(key).ok_or_else(|| {
-            format!(
+            malformed(format!(
                 "key/value pair {} has the key {:?}, not a number",
                 out.len() + 1,
                 String::from_utf8_lossy(&key[..key.len().min(16)])
-            )
+            ))
         })?;
         let (value, after) = until_separator(after)
-            .ok_or_else(|| format!("the value of key {key} has no separator"))?;
+            .ok_or_else(|| malformed(format!("the value of key {key} has no separator")))?;
         out.push(Pair { key, value });
         rest = after;
     }
@@ -183,23 +193,25 @@ mod tests {
 
     #[test]
     fn malformed_pairs_say_what_is_wrong() {
+        let why = |payload: &[u8]| match pairs(payload) {
+            Err(PairsError::Malformed(why)) => why,
+            other => panic!("{other:?}"),
+        };
         assert_eq!(
-            pairs(b"1\xc0\x80alice").unwrap_err(),
+            why(b"1\xc0\x80alice"),
             "the value of key 1 has no separator"
         );
         assert_eq!(
-            pairs(b"1\xc0\x80alice\xc0\x805").unwrap_err(),
+            why(b"1\xc0\x80alice\xc0\x805"),
             "key/value pair 2 has no separator"
         );
-        assert!(pairs(b"x1\xc0\x80a\xc0\x80")
-            .unwrap_err()
-            .contains("not a number"));
+        assert!(why(b"x1\xc0\x80a\xc0\x80").contains("not a number"));
         assert!(pairs(b"1234567\xc0\x80a\xc0\x80").is_err());
         let many = b"1\xc0\x80\xc0\x80".repeat(MAX_PAIRS + 1);
-        assert_eq!(
-            pairs(&many).unwrap_err(),
-            format!("more than {MAX_PAIRS} key/value pairs")
-        );
+        match pairs(&many) {
+            Err(PairsError::TooMany(first)) => assert_eq!(first.len(), MAX_PAIRS),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(pairs(&many[..5 * MAX_PAIRS]).unwrap().len(), MAX_PAIRS);
     }
 

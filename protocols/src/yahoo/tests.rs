@@ -612,12 +612,6 @@ fn bad_input_stops_with_a_reason_after_the_good_packets() {
     let len = (dangling.len() - HEADER_LEN) as u16;
     dangling[8..10].copy_from_slice(&len.to_be_bytes());
     check(dangling, "the value of key 14 has no separator");
-    // More pairs than any message has.
-    let many: Vec<(u32, &[u8])> = (0..MAX_PAIRS + 1).map(|_| (5, &b""[..])).collect();
-    check(
-        pkt(service::MESSAGE, 0, &many),
-        "more than 4096 key/value pairs",
-    );
     // A length past the end swallows the next packet's header.
     let mut long = message_out(&["bob"], b"short", true);
     let len = (long.len() - HEADER_LEN + 20) as u16;
@@ -628,6 +622,43 @@ fn bad_input_stops_with_a_reason_after_the_good_packets() {
     let mut v17 = message_out(&["bob"], b"hi", true);
     v17[4..6].copy_from_slice(&17u16.to_be_bytes());
     check(v17, "YMSG version 17");
+}
+
+#[test]
+fn a_huge_key_count_is_too_large_to_inspect_and_names_its_conversation() {
+    let mut many: Vec<(u32, &[u8])> = vec![(1, b"alice_smith"), (5, b"Bob")];
+    many.extend((0..MAX_PAIRS).map(|_| (14, &b"x"[..])));
+    let packet = pkt(service::MESSAGE, 0, &many);
+    let (frames, stop, held) = stop_of(&packet);
+    assert!(frames.is_empty());
+    assert_eq!(held, packet.len(), "the packet is relayed as it is");
+    let Some(Stop::TooLarge { why, conversation }) = stop else {
+        panic!("expected TooLarge, got {stop:?}");
+    };
+    assert_eq!(
+        why,
+        format!(
+            "YMSG packet of service 0x06 ({} bytes) with more than 4096 key/value pairs",
+            packet.len()
+        )
+    );
+    assert_eq!(
+        conversation.as_deref(),
+        Some(&ev(OUT, EventType::Message, "alice_smith", "bob", ""))
+    );
+    let mut room: Vec<(u32, &[u8])> = vec![(1, b"alice_smith"), (57, b"Bob-1")];
+    room.extend((0..MAX_PAIRS).map(|_| (53, &b"carol"[..])));
+    let (_, stop, _) = stop_of(&pkt(service::CONFMSG, 0, &room));
+    let Some(Stop::TooLarge { conversation, .. }) = stop else {
+        panic!("expected TooLarge, got {stop:?}");
+    };
+    assert_eq!(
+        conversation.as_deref(),
+        Some(&ChatEvent {
+            group: true,
+            ..ev(OUT, EventType::Message, "alice_smith", "bob-1", "")
+        })
+    );
 }
 
 #[test]
