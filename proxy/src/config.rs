@@ -92,7 +92,7 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("irc_protocol", Support::Supported),
     ("gg_protocol", Support::Supported),
     ("jabber_protocol", Support::Supported),
-    ("https_protocol", Support::NotYet),
+    ("https_protocol", Support::Supported),
     // (new) ports per protocol, e.g. irc_ports=6667,6697
     ("msn_ports", Support::Supported),
     ("icq_ports", Support::Supported),
@@ -100,6 +100,9 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("irc_ports", Support::Supported),
     ("gg_ports", Support::Supported),
     ("jabber_ports", Support::Supported),
+    // (new) ports where the connection starts with TLS (IRC over TLS, XMPP XEP-0368)
+    ("irc_tls_ports", Support::Supported),
+    ("jabber_tls_ports", Support::Supported),
     // (new) seconds to wait for the upstream connection
     ("connect_timeout", Support::Supported),
     // (new) most connections relayed at once (default: what the open-files limit allows)
@@ -150,14 +153,14 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("filtered_response", Support::Supported),
     ("response_prefix", Support::Supported),
     ("response_postfix", Support::Supported),
-    ("ssl", Support::NotYet),
-    ("ssl_key", Support::NotYet),
-    ("ssl_cert", Support::NotYet),
-    ("ssl_ca_cert", Support::NotYet),
-    ("ssl_ca_key", Support::NotYet),
-    ("ssl_cert_dir", Support::NotYet),
-    ("ssl_verify_dir", Support::NotYet),
-    ("ssl_verify", Support::NotYet),
+    ("ssl", Support::Supported),
+    ("ssl_key", Support::Supported),
+    ("ssl_cert", Support::Supported),
+    ("ssl_ca_cert", Support::Supported),
+    ("ssl_ca_key", Support::Supported),
+    ("ssl_cert_dir", Support::Supported),
+    ("ssl_verify_dir", Support::Supported),
+    ("ssl_verify", Support::Supported),
     ("icq_ssl", Support::NotYet),
 ];
 
@@ -344,6 +347,10 @@ pub struct Config {
     pub hide_eventdata: bool,
     /// Enabled protocols and the destination ports that select them.
     pub protocols: BTreeMap<ProtocolKind, Vec<u16>>,
+    /// Ports of enabled protocols where the connection starts with TLS.
+    pub tls_ports: BTreeMap<ProtocolKind, Vec<u16>>,
+    /// `https_protocol`: the CONNECT listener also tunnels port 443, untouched.
+    pub https: bool,
     pub file_logging_dir: Option<PathBuf>,
 }
 
@@ -351,6 +358,7 @@ impl Config {
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
         let embedded = settings.is_embedded();
         let mut protocols = BTreeMap::new();
+        let mut tls_ports = BTreeMap::new();
         for kind in ProtocolKind::ALL {
             let prefix = kind.config_prefix();
             let enabled = settings
@@ -365,6 +373,14 @@ impl Config {
                 Some(list) => parse_ports(list).map_err(|why| settings.bad(&ports_key, why))?,
             };
             protocols.insert(kind, ports);
+            if let Some(default) = default_tls_ports(kind) {
+                let key = format!("{prefix}_tls_ports");
+                let ports = match settings.get(&key) {
+                    None => default.to_vec(),
+                    Some(list) => parse_ports(list).map_err(|why| settings.bad(&key, why))?,
+                };
+                tls_ports.insert(kind, ports);
+            }
         }
         let config = Config {
             port: settings.parsed("port")?.unwrap_or(16667),
@@ -419,6 +435,8 @@ impl Config {
                 settings.path("file_logging_dir")
             },
             protocols,
+            tls_ports,
+            https: settings.flag("https_protocol")?.unwrap_or(false),
             settings,
         };
         config.check_port_clashes()?;
@@ -427,10 +445,12 @@ impl Config {
 
     fn check_port_clashes(&self) -> Result<(), ConfigError> {
         let mut seen: HashMap<u16, ProtocolKind> = HashMap::new();
-        for (kind, ports) in &self.protocols {
+        let lists = self.protocols.iter().map(|(k, p)| (k, p, "ports"));
+        let tls = self.tls_ports.iter().map(|(k, p)| (k, p, "tls_ports"));
+        for (kind, ports, option) in lists.chain(tls) {
             for port in ports {
-                if let Some(other) = seen.insert(*port, *kind) {
-                    let key = format!("{}_ports", kind.config_prefix());
+                if let Some(other) = seen.insert(*port, *kind).filter(|other| other != kind) {
+                    let key = format!("{}_{option}", kind.config_prefix());
                     return Err(self.settings.bad(
                         &key,
                         format!("port {port} is already used by {}", other.log_name()),
@@ -445,8 +465,24 @@ impl Config {
     pub fn protocol_for_port(&self, port: u16) -> Option<ProtocolKind> {
         self.protocols
             .iter()
+            .chain(&self.tls_ports)
             .find(|(_, ports)| ports.contains(&port))
             .map(|(kind, _)| *kind)
+    }
+
+    /// True when connections to `port` start with TLS.
+    pub fn is_tls_port(&self, port: u16) -> bool {
+        self.tls_ports.values().any(|ports| ports.contains(&port))
+    }
+}
+
+/// The protocols with a port of their own for TLS from the first byte, and
+/// that port's usual numbers: IRC over TLS, XMPP's direct TLS (XEP-0368).
+fn default_tls_ports(kind: ProtocolKind) -> Option<&'static [u16]> {
+    match kind {
+        ProtocolKind::Irc => Some(&[6697]),
+        ProtocolKind::Jabber => Some(&[5223]),
+        _ => None,
     }
 }
 
@@ -514,14 +550,14 @@ mod tests {
 
     #[test]
     fn unknown_keys_warn_and_unimplemented_ones_are_reported() {
-        let s = Settings::parse("t.conf", "colour=blue\nssl=on\n").unwrap();
+        let s = Settings::parse("t.conf", "colour=blue\nicq_ssl=on\n").unwrap();
         assert_eq!(
             s.warnings,
             vec!["t.conf:1: unknown option \"colour\" ignored"]
         );
         assert_eq!(
             s.unsupported(),
-            vec!["t.conf:2: option ssl is not implemented yet and has NO EFFECT"]
+            vec!["t.conf:2: option icq_ssl is not implemented yet and has NO EFFECT"]
         );
     }
 

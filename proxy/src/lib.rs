@@ -14,6 +14,7 @@ pub mod icap;
 pub mod log;
 pub mod net;
 pub mod session;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -49,11 +50,15 @@ pub async fn run(
     icap_listener: Option<(std::net::TcpListener, icap::IcapConfig)>,
     config: Config,
     config_path: Option<PathBuf>,
+    tls: Option<tls::Interceptor>,
     echo: bool,
     serving: impl FnOnce(),
 ) -> anyhow::Result<()> {
     let sinks = build_sinks(&config)?;
     let filters = filter::build(&config.settings)?;
+    if let Some(tls) = &tls {
+        ::log::info!("{}", tls.summary);
+    }
     let (logger, writer) = log::spawn_writer(sinks, echo);
     let listener = tokio::net::TcpListener::from_std(listener).context("listener")?;
     let http_listener = match http_listener {
@@ -70,6 +75,7 @@ pub async fn run(
         filters: RwLock::new(Arc::new(filters)),
         logger,
         ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
+        tls,
     });
     let icap = match icap_listener {
         Some((l, icap_config)) => Some((
@@ -280,6 +286,7 @@ mod tests {
             config,
             logger: log::spawn_writer(Vec::new(), false).0,
             ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
+            tls: None,
         };
         assert!(blocked(&shared, "alice", "bob"));
 

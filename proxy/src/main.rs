@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use imspector::config::{Config, Settings, DEFAULT_CONFIG_PATH};
 use imspector::icap::IcapConfig;
-use imspector::{daemon, diag, net};
+use imspector::{daemon, diag, net, tls};
 
 /// Exit codes a firewall script can act on.
 const EXIT_RUNTIME: u8 = 1;
@@ -28,10 +28,40 @@ struct Cli {
     /// Check the configuration, print what is wrong, and exit (0 = usable)
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The CA that signs the certificates of intercepted TLS (ssl=on)
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaAction {
+    /// Write a new CA key (mode 0600) and certificate into DIR and print how
+    /// to install the certificate on the clients
+    Create { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Ca {
+        action: CaAction::Create { dir },
+    }) = &cli.command
+    {
+        return match tls::ca::create(dir) {
+            Ok((cert, key)) => {
+                print!("{}", tls::ca::install_instructions(&cert, &key));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_CONFIG, &e),
+        };
+    }
     let (settings, config_path) = match load_settings(cli.config.as_deref()) {
         Ok(found) => found,
         Err(e) => return fail(EXIT_CONFIG, &e),
@@ -39,6 +69,11 @@ fn main() -> ExitCode {
     let warnings = [settings.warnings.clone(), settings.unsupported()].concat();
     let config = match Config::from_settings(settings) {
         Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    // Keys are read now: after privileges are dropped they may be unreadable.
+    let interceptor = match tls::Interceptor::from_settings(&config.settings) {
+        Ok(i) => i,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
     if cli.check_config {
@@ -61,7 +96,7 @@ fn main() -> ExitCode {
     for w in &warnings {
         log::warn!("{w}");
     }
-    match start(cli.debug, config, config_path) {
+    match start(cli.debug, config, config_path, interceptor) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, e)) => {
             log::error!("{e:#}");
@@ -74,6 +109,7 @@ fn start(
     debug: bool,
     mut config: Config,
     config_path: Option<PathBuf>,
+    interceptor: Option<tls::Interceptor>,
 ) -> Result<(), (u8, anyhow::Error)> {
     let startup = |e: anyhow::Error| (EXIT_STARTUP, e);
     let icap_config =
@@ -125,6 +161,10 @@ fn start(
             .map_err(|e| startup(anyhow::anyhow!("{}: {e}", absolute.display())))?;
         config.file_logging_dir = Some(absolute);
     }
+    if let Some(dir) = interceptor.as_ref().and_then(tls::Interceptor::cert_dir) {
+        daemon::hand_over(dir, config.user.as_deref(), config.group.as_deref())
+            .map_err(|e| startup(anyhow::anyhow!("{}: {e}", dir.display())))?;
+    }
     let ready = if debug {
         None
     } else {
@@ -149,6 +189,7 @@ fn start(
             icap_listener,
             config,
             config_path,
+            interceptor,
             debug,
             || ready.map_or((), daemon::Ready::notify),
         ))

@@ -1,10 +1,11 @@
 //! One task per connection: find the original destination, connect there, and
 //! relay both directions through the protocol's parser, the filters and the logger.
 
+mod link;
+
 use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -12,12 +13,12 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use imspector_protocols::{
     new_session, ChatEvent, Direction, EventType, Frame, HandoffTable, Pdu, ProtocolKind,
-    ProtocolSession, Rewrite,
+    ProtocolSession, Rewrite, Stop as CoreStop,
 };
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use link::Link;
 
 use crate::config::{Config, Uninspectable};
 use crate::counters::{Counters, COUNTERS};
@@ -25,6 +26,7 @@ use crate::event::{LogEvent, HIDDEN};
 use crate::filter::{FilterChain, FilterEvent};
 use crate::log::Logger;
 use crate::net::{self, display_addr, Upstream};
+use crate::tls::{self, Interceptor};
 
 /// Bytes read at once from a busy socket. An idle one holds no buffer at all.
 const READ_CHUNK: usize = 64 * 1024;
@@ -41,6 +43,8 @@ pub struct Shared {
     pub logger: Logger,
     /// Login cookies and the users they stand for, across connections (OSCAR).
     pub ids: Arc<HandoffTable>,
+    /// `ssl=on`: TLS is intercepted.
+    pub tls: Option<Interceptor>,
 }
 
 /// Login cookies remembered at once: each is presented within seconds of
@@ -108,9 +112,10 @@ pub async fn relay_inspected(
     stop: Stop,
     initial: BytesMut,
 ) {
-    let dst = server
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let Ok(dst_addr) = server.peer_addr() else {
+        return;
+    };
+    let dst = dst_addr.to_string();
     // Chat lines are small and each must go out at once; the relay already
     // writes whole reads, so Nagle's delay would only add latency.
     for stream in [&client, &server] {
@@ -118,11 +123,20 @@ pub async fn relay_inspected(
             log::debug!("{client_name}: TCP_NODELAY: {e}");
         }
     }
-    let mut parser = new_session(kind);
+    let direct_tls = shared.config.is_tls_port(dst_addr.port());
+    let mut parser = new_session(kind).filter(|_| !direct_tls || shared.tls.is_some());
     if let Some(parser) = parser.as_mut() {
         parser.share_ids(shared.ids.clone());
     }
-    if parser.is_none() {
+    if direct_tls && shared.tls.is_none() {
+        let name = tls::peek_server_name(&client, &initial).await;
+        log::info!(
+            "{client_name}: {} to {dst}: TLS, relayed untouched (ssl is off)",
+            kind.log_name()
+        );
+        let event = tls::encrypted_event(&client_name, kind, dst_addr, name.as_deref(), "TLS");
+        shared.logger.log(event).await;
+    } else if parser.is_none() {
         log::info!(
             "{client_name}: {} to {dst}: no parser for this protocol yet, relaying plainly",
             kind.log_name()
@@ -137,8 +151,21 @@ pub async fn relay_inspected(
         shared,
         opened: Instant::now(),
         last_read_ms: AtomicU64::new(0),
+        dst: dst_addr,
     };
-    if let Err(e) = relay(client, server, &inspector, stop, initial).await {
+    let (links, initial) = match &inspector.shared.tls {
+        Some(interceptor) if direct_tls => {
+            match interceptor
+                .intercept(client, server, &initial, None, dst_addr.ip(), &client_name)
+                .await
+            {
+                Ok(tls) => (Links::intercepted(tls), BytesMut::new()),
+                Err(why) => return inspector.tls_failed(&why),
+            }
+        }
+        _ => (Links::plain(client, server), initial),
+    };
+    if let Err(e) = relay(links, &inspector, stop, initial).await {
         log::debug!("{client_name}: connection ended: {e}");
     }
 }
@@ -154,6 +181,8 @@ struct Inspector {
     opened: Instant,
     /// When a byte last arrived from either side, in ms after `opened`.
     last_read_ms: AtomicU64,
+    /// The server's address.
+    dst: SocketAddr,
 }
 
 /// Which socket bytes go to.
@@ -170,33 +199,59 @@ struct Processed {
     events: Vec<LogEvent>,
     /// End the connection once the output and events are out.
     close: bool,
+    /// The core saw a STARTTLS go through and TLS is intercepted.
+    start_tls: bool,
 }
 
+/// Why a direction stopped relaying.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    /// End of stream, or the daemon stops.
+    Closed,
+    /// TLS starts now (after a STARTTLS): both sides need their handshake.
+    StartTls,
+}
+
+/// Relay until both directions end; after an intercepted STARTTLS, on over
+/// TLS with the same core.
 async fn relay(
-    client: TcpStream,
-    server: TcpStream,
+    mut links: Links,
+    inspector: &Inspector,
+    stop: Stop,
+    mut initial: BytesMut,
+) -> io::Result<()> {
+    while relay_links(
+        &links,
+        inspector,
+        stop.clone(),
+        std::mem::take(&mut initial),
+    )
+    .await?
+        == Ended::StartTls
+    {
+        links = inspector.start_tls(links).await?;
+    }
+    Ok(())
+}
+
+async fn relay_links(
+    links: &Links,
     inspector: &Inspector,
     stop: Stop,
     initial: BytesMut,
-) -> io::Result<()> {
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let writers = Writers {
-        client: tokio::sync::Mutex::new(client_write),
-        server: tokio::sync::Mutex::new(server_write),
-    };
+) -> io::Result<Ended> {
     let outgoing = pump(
         Direction::Outgoing,
-        client_read,
-        &writers,
+        &links.client,
+        links,
         inspector,
         stop.clone(),
         initial,
     );
     let incoming = pump(
         Direction::Incoming,
-        server_read,
-        &writers,
+        &links.server,
+        links,
         inspector,
         stop,
         BytesMut::new(),
@@ -205,11 +260,12 @@ async fn relay(
     tokio::pin!(outgoing, incoming, idle);
     let (mut out_done, mut in_done) = (false, false);
     // A clean end of one direction is a half-close: keep the other going.
-    // An error ends both.
+    // An error ends both. A STARTTLS stops both: the client that asked for it
+    // sends nothing more in plaintext.
     while !(out_done && in_done) {
-        tokio::select! {
-            r = &mut outgoing, if !out_done => { out_done = true; r?; }
-            r = &mut incoming, if !in_done => { in_done = true; r?; }
+        let ended = tokio::select! {
+            r = &mut outgoing, if !out_done => { out_done = true; r? }
+            r = &mut incoming, if !in_done => { in_done = true; r? }
             silence = &mut idle => {
                 log::info!(
                     "{}: {}: no byte either way for {} s; closed (idle_timeout)",
@@ -217,20 +273,38 @@ async fn relay(
                     inspector.kind.log_name(),
                     silence.as_secs()
                 );
-                return Ok(());
+                return Ok(Ended::Closed);
             }
+        };
+        if ended == Ended::StartTls {
+            return Ok(Ended::StartTls);
         }
     }
-    Ok(())
+    Ok(Ended::Closed)
 }
 
-struct Writers {
-    client: tokio::sync::Mutex<OwnedWriteHalf>,
-    server: tokio::sync::Mutex<OwnedWriteHalf>,
+/// Both ends of the connection.
+struct Links {
+    client: Link,
+    server: Link,
 }
 
-impl Writers {
-    fn of(&self, side: Side) -> &tokio::sync::Mutex<OwnedWriteHalf> {
+impl Links {
+    fn plain(client: TcpStream, server: TcpStream) -> Self {
+        Links {
+            client: Link::new(client, None),
+            server: Link::new(server, None),
+        }
+    }
+
+    fn intercepted(tls: tls::Intercepted) -> Self {
+        Links {
+            client: Link::new(tls.client, Some(tls.client_tls)),
+            server: Link::new(tls.server, Some(tls.server_tls)),
+        }
+    }
+
+    fn of(&self, side: Side) -> &Link {
         match side {
             Side::Client => &self.client,
             Side::Server => &self.server,
@@ -247,47 +321,10 @@ impl Writers {
             while let Some((_, bytes)) = output.next_if(|(next, _)| *next == side) {
                 run.push(bytes);
             }
-            write_all_vectored(&mut *self.of(side).lock().await, &mut run).await?;
+            self.of(side).send(&mut run).await?;
         }
         Ok(())
     }
-}
-
-/// Most buffers handed to one writev (Linux allows 1024).
-const MAX_IOVECS: usize = 64;
-
-/// Write every buffer of `bufs` (emptied on success).
-async fn write_all_vectored(dst: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<()> {
-    bufs.retain(|b| !b.is_empty());
-    let mut first = 0;
-    while first < bufs.len() {
-        let pending = &bufs[first..];
-        // The slices are built on the stack at each poll: kept across the
-        // await they would make every connection's task a KiB larger.
-        let mut written = std::future::poll_fn(|cx| {
-            let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
-            let n = pending.len().min(MAX_IOVECS);
-            for (slot, b) in slices.iter_mut().zip(pending) {
-                *slot = io::IoSlice::new(b);
-            }
-            Pin::new(&mut *dst).poll_write_vectored(cx, &slices[..n])
-        })
-        .await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let head = &mut bufs[first];
-            let n = written.min(head.len());
-            head.advance(n);
-            written -= n;
-            if head.is_empty() {
-                first += 1;
-            }
-        }
-    }
-    bufs.clear();
-    Ok(())
 }
 
 /// Bytes of one direction that the core has not framed yet (a partial PDU),
@@ -342,12 +379,12 @@ impl Pending {
 /// Relay one direction until its end of stream.
 async fn pump(
     dir: Direction,
-    src: OwnedReadHalf,
-    writers: &Writers,
+    src: &Link,
+    writers: &Links,
     inspector: &Inspector,
     mut stop: Stop,
     initial: BytesMut,
-) -> io::Result<()> {
+) -> io::Result<Ended> {
     let dst = match dir {
         Direction::Outgoing => Side::Server,
         Direction::Incoming => Side::Client,
@@ -359,7 +396,9 @@ async fn pump(
     };
     if !pending.buf.is_empty() {
         let processed = inspector.process(dir, dst, &mut pending);
-        deliver(processed, writers, inspector).await?;
+        if deliver(processed, writers, inspector).await? {
+            return Ok(Ended::StartTls);
+        }
     }
     loop {
         // Room for a full chunk; while data keeps coming this reuses the same
@@ -369,6 +408,9 @@ async fn pump(
         let eof = match src.try_read_buf(buf) {
             Ok(n) => {
                 inspector.touch();
+                if n > 0 && src.wants_write() {
+                    src.send(&mut Vec::new()).await?;
+                }
                 n == 0
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -379,7 +421,7 @@ async fn pump(
                 let timed_out = tokio::select! {
                     ready = src.readable() => { ready?; false }
                     _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => true,
-                    _ = stop.wait_for(|stopping| *stopping) => return Ok(()),
+                    _ = stop.wait_for(|stopping| *stopping) => return Ok(Ended::Closed),
                 };
                 if timed_out {
                     log::debug!(
@@ -412,11 +454,13 @@ async fn pump(
         } else {
             inspector.process(dir, dst, &mut pending)
         };
-        deliver(processed, writers, inspector).await?;
+        if deliver(processed, writers, inspector).await? {
+            return Ok(Ended::StartTls);
+        }
         if eof {
             // Half-close: the other direction may still be talking.
-            let _ = writers.of(dst).lock().await.shutdown().await;
-            return Ok(());
+            let _ = writers.of(dst).shutdown().await;
+            return Ok(Ended::Closed);
         }
     }
 }
@@ -430,7 +474,8 @@ async fn log_all(logger: &Logger, events: Vec<LogEvent>) {
 /// Send the bytes of one read on, then queue its events. Boxed: the task of
 /// every connection, idle ones too, is as large as its largest await point.
 /// Forwarding comes first so that a chat line does not wait for the event queue.
-async fn deliver(processed: Processed, writers: &Writers, inspector: &Inspector) -> io::Result<()> {
+/// True when TLS starts after these bytes.
+async fn deliver(processed: Processed, writers: &Links, inspector: &Inspector) -> io::Result<bool> {
     Box::pin(writers.send(processed.output)).await?;
     if !processed.events.is_empty() {
         Box::pin(log_all(&inspector.shared.logger, processed.events)).await;
@@ -438,7 +483,7 @@ async fn deliver(processed: Processed, writers: &Writers, inspector: &Inspector)
     if processed.close {
         return Err(io::Error::other("closed: a PDU too large to inspect"));
     }
-    Ok(())
+    Ok(processed.start_tls)
 }
 
 /// Drop the buffer's allocation when it holds nothing, and keep only what a
@@ -493,7 +538,30 @@ impl Inspector {
             }
         }
         match feed.stop {
+            Some(CoreStop::Encrypted(how)) if self.shared.tls.is_some() => {
+                log::info!(
+                    "{}: {}: {how}; intercepting the TLS",
+                    self.client,
+                    self.kind.log_name()
+                );
+                processed.start_tls = true;
+                processed.output.push((dst, pending.take_rest()));
+            }
             Some(stop) => {
+                if let CoreStop::Encrypted(how) = &stop {
+                    let how = if how.contains("STARTTLS") {
+                        "STARTTLS"
+                    } else {
+                        "TLS"
+                    };
+                    processed.events.push(tls::encrypted_event(
+                        &self.client,
+                        self.kind,
+                        self.dst,
+                        parser.server_name(),
+                        how,
+                    ));
+                }
                 *guard = None;
                 processed.close = self.stopped(stop, &mut processed);
                 if !processed.close {
@@ -503,6 +571,56 @@ impl Inspector {
             None => pending.note_held(),
         }
         processed
+    }
+
+    /// Handshake both sides after a STARTTLS; the core goes on with the plaintext.
+    async fn start_tls(&self, links: Links) -> io::Result<Links> {
+        let interceptor = self
+            .shared
+            .tls
+            .as_ref()
+            .expect("STARTTLS is intercepted only with ssl=on");
+        let name = self
+            .parser
+            .lock()
+            .expect("parser lock poisoned")
+            .as_ref()
+            .and_then(|p| p.server_name().map(str::to_string));
+        let (client, server) = (links.client.into_stream()?, links.server.into_stream()?);
+        match interceptor
+            .intercept(
+                client,
+                server,
+                &[],
+                name.as_deref(),
+                self.dst.ip(),
+                &self.client,
+            )
+            .await
+        {
+            Ok(tls) => {
+                log::info!(
+                    "{}: {}: TLS intercepted for {}",
+                    self.client,
+                    self.kind.log_name(),
+                    tls.name
+                );
+                Ok(Links::intercepted(tls))
+            }
+            Err(why) => {
+                self.tls_failed(&why);
+                Err(io::Error::other(why))
+            }
+        }
+    }
+
+    fn tls_failed(&self, why: &str) {
+        log::warn!(
+            "{}: {} to {}: {why}; closed",
+            self.client,
+            self.kind.log_name(),
+            self.dst
+        );
     }
 
     /// Say why inspection stopped; for a PDU too large to inspect, also in its
@@ -702,40 +820,4 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::AsyncReadExt;
-
-    #[tokio::test]
-    async fn batched_writes_deliver_every_byte_in_order() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sender = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut receiver, _) = listener.accept().await.unwrap();
-        // A small send buffer forces partial writes; more frames than one
-        // writev takes.
-        socket2::SockRef::from(&sender)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        let frames: Vec<Bytes> = (0..300u32)
-            .map(|i| Bytes::from(vec![(i % 251) as u8; 1 + (i as usize * 37) % 9000]))
-            .collect();
-        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
-        let (_, mut write) = sender.into_split();
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::new();
-            receiver.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        let mut bufs = frames;
-        write_all_vectored(&mut write, &mut bufs).await.unwrap();
-        assert!(bufs.is_empty());
-        write.shutdown().await.unwrap();
-        drop(write);
-        assert_eq!(reader.await.unwrap(), expected);
-    }
 }

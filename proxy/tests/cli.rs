@@ -34,7 +34,7 @@ fn version_and_help() {
 #[test]
 fn check_config_accepts_a_good_file_and_warns_loudly() {
     let file =
-        config("# the original's syntax\nport=16667\nirc_protocol=on\ncolour=blue\nssl=on\n");
+        config("# the original's syntax\nport=16667\nirc_protocol=on\ncolour=blue\nicq_ssl=on\n");
     let path = file.path().display().to_string();
     let out = imspector(&["-c", &path, "--check-config"]);
     assert_eq!(out.status.code(), Some(0));
@@ -51,7 +51,7 @@ fn check_config_accepts_a_good_file_and_warns_loudly() {
     );
     assert!(
         stderr.contains(&format!(
-            "warning: {path}:5: option ssl is not implemented yet and has NO EFFECT"
+            "warning: {path}:5: option icq_ssl is not implemented yet and has NO EFFECT"
         )),
         "{stderr}"
     );

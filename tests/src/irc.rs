@@ -16,6 +16,24 @@ pub struct Ngircd {
 
 impl Ngircd {
     pub fn start(ns: &Netns, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(ns, dir, "")
+    }
+
+    /// ngircd that also serves TLS on 6697 with `cert` (see [`crate::tls`]).
+    pub fn start_tls(
+        ns: &Netns,
+        dir: &Path,
+        cert: &crate::tls::ServerCert,
+    ) -> anyhow::Result<Self> {
+        let ssl = format!(
+            "[SSL]\nCertFile = {}\nKeyFile = {}\nPorts = 6697\n",
+            cert.cert.display(),
+            cert.key.display()
+        );
+        Self::start_with(ns, dir, &ssl)
+    }
+
+    fn start_with(ns: &Netns, dir: &Path, extra: &str) -> anyhow::Result<Self> {
         let config = dir.join("ngircd.conf");
         std::fs::write(
             &config,
@@ -24,7 +42,7 @@ impl Ngircd {
                  Ports = 6667\nServerUID = nobody\nServerGID = nogroup\n\
                  PidFile = {}/ngircd.pid\nMotdPhrase = welcome to the test\n\
                  [Limits]\nMaxConnectionsIP = 0\nMaxNickLength = 30\n\
-                 [Options]\nPAM = no\nDNS = no\nIdent = no\n",
+                 [Options]\nPAM = no\nDNS = no\nIdent = no\n{extra}",
                 dir.display()
             ),
         )?;
@@ -94,6 +112,18 @@ impl Ii {
         nick: &str,
         as_uid: Option<u32>,
     ) -> anyhow::Result<Self> {
+        Self::start_at(ns, dir, server, 6667, nick, as_uid)
+    }
+
+    /// Connect as `nick` to `server`:`port` from `ns`.
+    pub fn start_at(
+        ns: &Netns,
+        dir: &Path,
+        server: IpAddr,
+        port: u16,
+        nick: &str,
+        as_uid: Option<u32>,
+    ) -> anyhow::Result<Self> {
         let base = dir.join(format!("ii-{nick}"));
         std::fs::create_dir_all(&base)?;
         let mut command = match as_uid {
@@ -110,7 +140,15 @@ impl Ii {
                 c
             }
         };
-        command.args(["-s", &server.to_string(), "-p", "6667", "-n", nick, "-i"]);
+        command.args([
+            "-s",
+            &server.to_string(),
+            "-p",
+            &port.to_string(),
+            "-n",
+            nick,
+            "-i",
+        ]);
         command.arg(&base);
         let process = Process::spawn("ii", command, dir.join(format!("ii-{nick}.out")))?;
         let ii = Ii {

@@ -19,6 +19,7 @@ pub mod rig;
 pub mod scripted;
 pub mod squid;
 pub mod tshark;
+pub mod tls;
 pub mod wait;
 
 pub use imspector::Imspector;

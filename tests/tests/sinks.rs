@@ -335,6 +335,7 @@ fn relay_one_irc_message(config: Config) -> String {
             ids: Arc::new(imspector_protocols::HandoffTable::new(
                 imspector::session::LOGIN_COOKIES,
             )),
+            tls: None,
         });
         let server = TcpListener::bind("127.0.0.1:6667").await.unwrap();
         let proxy = TcpListener::bind("127.0.0.1:16667").await.unwrap();

@@ -1,0 +1,150 @@
+//! One end of a relayed connection: its socket, plain or with intercepted TLS
+//! on it. The relay reads and writes plaintext through it either way.
+
+use std::io;
+use std::pin::Pin;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use crate::tls::Records;
+
+pub struct Link {
+    read: OwnedReadHalf,
+    write: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// The TLS session when it is intercepted.
+    tls: Option<Records>,
+}
+
+impl Link {
+    pub fn new(stream: TcpStream, tls: Option<Records>) -> Self {
+        let (read, write) = stream.into_split();
+        Link {
+            read,
+            write: tokio::sync::Mutex::new(write),
+            tls,
+        }
+    }
+
+    /// The socket back, for a handshake (a plain link only).
+    pub fn into_stream(self) -> io::Result<TcpStream> {
+        self.read
+            .reunite(self.write.into_inner())
+            .map_err(|_| io::Error::other("halves of different sockets"))
+    }
+
+    /// Append what can be read now to `buf`; `WouldBlock` when nothing can.
+    pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match &self.tls {
+            None => self.read.try_read_buf(buf),
+            Some(tls) => tls.try_read_buf(&self.read, buf),
+        }
+    }
+
+    pub async fn readable(&self) -> io::Result<()> {
+        self.read.readable().await
+    }
+
+    /// True when the TLS session has records of its own to send (after a read).
+    pub fn wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(Records::wants_write)
+    }
+
+    /// Write every buffer of `bufs` in order (emptied on success).
+    pub async fn send(&self, bufs: &mut Vec<Bytes>) -> io::Result<()> {
+        let mut write = self.write.lock().await;
+        match &self.tls {
+            None => write_all_vectored(&mut write, bufs).await,
+            Some(tls) => {
+                // Encrypted under the write lock, so records go out in order.
+                let records = tls.seal(bufs)?;
+                bufs.clear();
+                write.write_all(&records).await
+            }
+        }
+    }
+
+    /// End this direction: close_notify first under TLS, then the TCP half-close.
+    pub async fn shutdown(&self) -> io::Result<()> {
+        let mut write = self.write.lock().await;
+        if let Some(tls) = &self.tls {
+            write.write_all(&tls.close()?).await?;
+        }
+        write.shutdown().await
+    }
+}
+
+/// Most buffers handed to one writev (Linux allows 1024).
+const MAX_IOVECS: usize = 64;
+
+/// Write every buffer of `bufs` (emptied on success).
+async fn write_all_vectored(dst: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<()> {
+    bufs.retain(|b| !b.is_empty());
+    let mut first = 0;
+    while first < bufs.len() {
+        let pending = &bufs[first..];
+        // The slices are built on the stack at each poll: kept across the
+        // await they would make every connection's task a KiB larger.
+        let mut written = std::future::poll_fn(|cx| {
+            let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+            let n = pending.len().min(MAX_IOVECS);
+            for (slot, b) in slices.iter_mut().zip(pending) {
+                *slot = io::IoSlice::new(b);
+            }
+            Pin::new(&mut *dst).poll_write_vectored(cx, &slices[..n])
+        })
+        .await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let head = &mut bufs[first];
+            let n = written.min(head.len());
+            head.advance(n);
+            written -= n;
+            if head.is_empty() {
+                first += 1;
+            }
+        }
+    }
+    bufs.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn batched_writes_deliver_every_byte_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut receiver, _) = listener.accept().await.unwrap();
+        // A small send buffer forces partial writes; more frames than one
+        // writev takes.
+        socket2::SockRef::from(&sender)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let frames: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 1 + (i as usize * 37) % 9000]))
+            .collect();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        let (_, mut write) = sender.into_split();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            receiver.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut bufs = frames;
+        write_all_vectored(&mut write, &mut bufs).await.unwrap();
+        assert!(bufs.is_empty());
+        write.shutdown().await.unwrap();
+        drop(write);
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+}

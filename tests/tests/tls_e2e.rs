@@ -1,0 +1,198 @@
+//! TLS end to end: a real ngircd with a TLS port whose certificate a test CA
+//! signed, real ii clients (the local one through socat's TLS, trusting the
+//! interception CA that `imspector ca create` made), the imspector binary in
+//! the gateway intercepting, or relaying untouched with `ssl` off.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use imspector_e2e::imspector::{assert_lines, now};
+use imspector_e2e::irc::{Ii, Ngircd};
+use imspector_e2e::tls::{InterceptionCa, TestCa, TlsTunnel};
+use imspector_e2e::{Imspector, Rig};
+
+const PORT: u16 = 16667;
+/// Where socat listens for the local ii, in the client's namespace.
+const TUNNEL: u16 = 7000;
+
+struct TlsScene {
+    rig: Rig,
+    _server: Ngircd,
+    ims: Imspector,
+    servers_ca: TestCa,
+    ours: InterceptionCa,
+}
+
+/// A rig with ngircd serving TLS on 6697 as `irc.test` (an `expired`
+/// certificate if asked), and imspector started with `config` plus, when
+/// `intercept`, the interception options.
+fn scene(config: &str, intercept: bool, expired: bool) -> anyhow::Result<TlsScene> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667, 6697], PORT)?;
+    let servers_ca = TestCa::new(&rig.subdir("public-ca")?)?;
+    let cert = servers_ca.server_cert(
+        &rig.subdir("ngircd")?,
+        "irc.test",
+        IpAddr::V4(rig.server_ip),
+        expired,
+    )?;
+    let server = Ngircd::start_tls(&rig.server, &rig.subdir("ngircd")?, &cert)?;
+    let ours = InterceptionCa::create(&rig.subdir("ca")?)?;
+    let mut text = config.to_string();
+    if intercept {
+        text.push_str(&ours.config(&rig.subdir("leaves")?, &servers_ca));
+    }
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &text)?;
+    Ok(TlsScene {
+        rig,
+        _server: server,
+        ims,
+        servers_ca,
+        ours,
+    })
+}
+
+impl TlsScene {
+    fn tls_target(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.rig.server_ip), 6697)
+    }
+
+    /// The local user over TLS to 6697: ii, through socat trusting `ca`.
+    fn local_over_tls(
+        &self,
+        nick: &str,
+        ca: &std::path::Path,
+        sni: Option<&str>,
+        name: &str,
+    ) -> anyhow::Result<(TlsTunnel, Ii)> {
+        let dir = self.rig.subdir("clients")?;
+        let tunnel = TlsTunnel::start(
+            &self.rig.client,
+            &dir,
+            TUNNEL,
+            self.tls_target(),
+            ca,
+            sni,
+            name,
+        )?;
+        let ii = Ii::start_at(
+            &self.rig.client,
+            &dir,
+            Ipv4Addr::LOCALHOST.into(),
+            TUNNEL,
+            nick,
+            None,
+        )?;
+        Ok((tunnel, ii))
+    }
+}
+
+#[test]
+fn irc_over_tls_is_intercepted_and_logged() -> anyhow::Result<()> {
+    let since = now();
+    let s = scene("irc_protocol=on\n", true, false)?;
+    assert!(
+        s.ours.printed.contains("update-ca-certificates"),
+        "{}",
+        s.ours.printed
+    );
+    let bob = Ii::remote(&s.rig, &s.rig.subdir("clients")?, "bob")?;
+    let (_tunnel, alice) = s.local_over_tls("alice", &s.ours.cert, Some("irc.test"), "irc.test")?;
+
+    alice.msg("bob", "hello over tls, ünïcödé")?;
+    bob.wait_received("alice", "alice", "hello over tls, ünïcödé")?;
+    bob.msg("alice", "hi alice")?;
+    alice.wait_received("bob", "bob", "hi alice")?;
+    alice.join("#tls")?;
+    bob.join("#tls")?;
+    bob.say("#tls", "in the channel")?;
+    alice.wait_received("#tls", "bob", "in the channel")?;
+
+    let client = s.rig.client_ip.to_string();
+    assert_lines(
+        &s.ims.wait_log("IRC", "alice", "bob", 2)?,
+        &client,
+        since,
+        &["1,1,0,,hello over tls, ünïcödé", "0,1,0,,hi alice"],
+    );
+    assert_lines(
+        &s.ims.wait_log("IRC", "alice", "#tls", 1)?,
+        &client,
+        since,
+        &["0,1,0,,bob: in the channel"],
+    );
+    // The leaf made for the name is kept for the next start.
+    assert!(s.rig.dir.path().join("leaves/irc.test.pem").exists());
+    Ok(())
+}
+
+#[test]
+fn a_client_hello_without_sni_gets_a_certificate_for_the_address() -> anyhow::Result<()> {
+    let since = now();
+    let s = scene("irc_protocol=on\n", true, false)?;
+    let bob = Ii::remote(&s.rig, &s.rig.subdir("clients")?, "bob")?;
+    let server_ip = s.rig.server_ip.to_string();
+    let (_tunnel, alice) = s.local_over_tls("alice", &s.ours.cert, None, &server_ip)?;
+    alice.msg("bob", "no sni")?;
+    bob.wait_received("alice", "alice", "no sni")?;
+    s.ims.wait_output(&format!(
+        "TLS ClientHello without a server name (SNI); the certificate names the destination {server_ip}"
+    ))?;
+    assert_lines(
+        &s.ims.wait_log("IRC", "alice", "bob", 1)?,
+        &s.rig.client_ip.to_string(),
+        since,
+        &["1,1,0,,no sni"],
+    );
+    Ok(())
+}
+
+#[test]
+fn a_server_with_an_expired_certificate_is_closed_under_ssl_verify_block() -> anyhow::Result<()> {
+    let s = scene("irc_protocol=on\nssl_verify=block\n", true, true)?;
+    let dir = s.rig.subdir("clients")?;
+    let tunnel = TlsTunnel::start(
+        &s.rig.client,
+        &dir,
+        TUNNEL,
+        s.tls_target(),
+        &s.ours.cert,
+        Some("irc.test"),
+        "irc.test",
+    )?;
+    // A plain connection to the tunnel makes socat start its TLS.
+    let _conn = s
+        .rig
+        .client
+        .run(|| std::net::TcpStream::connect(("127.0.0.1", TUNNEL)))??;
+    s.ims.wait_output("IRC to ")?;
+    s.ims.wait_output(
+        "6697: server TLS with irc.test: invalid peer certificate: certificate expired: ",
+    )?;
+    assert!(s.ims.process.output().contains("ago); closed"));
+    imspector_e2e::wait::until("socat to see the connection closed", || {
+        let out = tunnel.process.output();
+        (out.contains("SSL_connect") || out.contains("exiting with status")).then_some(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn without_ssl_tls_is_relayed_untouched_and_logged_once() -> anyhow::Result<()> {
+    let since = now();
+    let s = scene("irc_protocol=on\n", false, false)?;
+    let bob = Ii::remote(&s.rig, &s.rig.subdir("clients")?, "bob")?;
+    // The client trusts the real server's CA: nothing is intercepted.
+    let ca = s.servers_ca.cert_file();
+    let (_tunnel, alice) = s.local_over_tls("alice", &ca, Some("irc.test"), "irc.test")?;
+    alice.msg("bob", "not seen by the proxy")?;
+    bob.wait_received("alice", "alice", "not seen by the proxy")?;
+    let client = s.rig.client_ip.to_string();
+    assert_lines(
+        &s.ims.wait_log("IRC", &client, "irc.test", 1)?,
+        &client,
+        since,
+        &["1,1,0,,encrypted session (TLS) with irc.test:6697, not inspected"],
+    );
+    assert!(!s.ims.log_file("IRC", "alice", "bob").exists());
+    Ok(())
+}
