@@ -43,7 +43,9 @@ pub fn build_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn log::Sink>>> {
 /// Serve until SIGTERM or SIGINT, then flush every event and return.
 /// `config_path` is re-read on SIGHUP; `echo` prints events to stderr;
 /// `serving` is called once the sinks and filters are up and connections are
-/// accepted.
+/// accepted. The listeners and `tls` (its keys) are made before privileges
+/// are dropped, hence the many arguments.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     listener: std::net::TcpListener,
     http_listener: Option<std::net::TcpListener>,
