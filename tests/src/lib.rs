@@ -18,8 +18,8 @@ pub mod replay;
 pub mod rig;
 pub mod scripted;
 pub mod squid;
-pub mod tshark;
 pub mod tls;
+pub mod tshark;
 pub mod wait;
 
 pub use imspector::Imspector;
