@@ -1,7 +1,8 @@
 //! The `http_port` listener: an HTTP CONNECT proxy that only tunnels to the
 //! enabled IM ports, only for the client networks in `http_clients` (loopback by
 //! default), so Squid can hand IM CONNECTs to imspector as a parent proxy.
-//! Refusals are answered as HTTP with the reason.
+//! Refusals are answered as HTTP with the reason. With `https_protocol=on` it
+//! also tunnels port 443, untouched, with one event per tunnel.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,11 +14,14 @@ use tokio::net::TcpStream;
 
 use crate::net::{display_addr, plain_ip};
 use crate::session::{relay_inspected, Shared, Stop};
+use crate::tls;
 
 /// Largest request head we read.
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client may take to send its request.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The port `https_protocol=on` tunnels.
+const HTTPS_PORT: u16 = 443;
 
 /// A refusal: status line and reason.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,10 +88,22 @@ pub fn parse_connect(head: &[u8]) -> Result<(String, u16), Refusal> {
 pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: Stop) {
     let client_name = display_addr(peer);
     match handshake(&mut client, peer, &shared).await {
-        Ok((server, kind, rest)) => {
+        Ok(tunnel) => {
             let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
-            if client.write_all(established).await.is_ok() {
-                relay_inspected(client, server, kind, client_name, shared, stop, rest).await;
+            if client.write_all(established).await.is_err() {
+                return;
+            }
+            let Tunnel {
+                server,
+                kind,
+                rest,
+                host,
+            } = tunnel;
+            match kind {
+                Some(kind) => {
+                    relay_inspected(client, server, kind, client_name, shared, stop, rest).await
+                }
+                None => https_tunnel(client, server, rest, &host, client_name, &shared).await,
             }
         }
         Err(refusal) => {
@@ -102,13 +118,48 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
     }
 }
 
-/// Check the client, read and check the request, connect upstream. Returns the
-/// upstream connection, its protocol, and bytes the client sent after the head.
+/// An accepted CONNECT.
+struct Tunnel {
+    server: TcpStream,
+    /// The IM protocol of the port; `None` for an HTTPS tunnel.
+    kind: Option<imspector_protocols::ProtocolKind>,
+    /// Bytes the client sent after the request head.
+    rest: BytesMut,
+    host: String,
+}
+
+/// An HTTPS tunnel: relayed untouched; one event says it took place.
+async fn https_tunnel(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    rest: BytesMut,
+    host: &str,
+    client_name: String,
+    shared: &Shared,
+) {
+    let Ok(dst) = server.peer_addr() else {
+        return;
+    };
+    log::info!("{client_name}: HTTPS tunnel to {host}:{HTTPS_PORT} ({dst}), relayed untouched");
+    let event = tls::encrypted_event(
+        &client_name,
+        "HTTPS".into(),
+        dst,
+        Some(host),
+        "HTTPS tunnel",
+    );
+    shared.logger.log(event).await;
+    if server.write_all(&rest).await.is_ok() {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    }
+}
+
+/// Check the client, read and check the request, connect upstream.
 async fn handshake(
     client: &mut TcpStream,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<(TcpStream, imspector_protocols::ProtocolKind, BytesMut), Refusal> {
+) -> Result<Tunnel, Refusal> {
     let config = &shared.config;
     if !config
         .http_clients
@@ -144,12 +195,16 @@ async fn handshake(
     .map_err(|_| Refusal::new("408 Request Timeout", "no complete request in time"))??;
     let head = buf.split_to(head_len);
     let (host, port) = parse_connect(&head)?;
-    let kind = config.protocol_for_port(port).ok_or_else(|| {
-        Refusal::new(
-            "403 Forbidden",
-            format!("port {port} is not an enabled IM protocol"),
-        )
-    })?;
+    let kind = match config.protocol_for_port(port) {
+        Some(kind) => Some(kind),
+        None if port == HTTPS_PORT && config.https => None,
+        None => {
+            return Err(Refusal::new(
+                "403 Forbidden",
+                format!("port {port} is not an enabled IM protocol"),
+            ))
+        }
+    };
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
         .ok()
@@ -163,7 +218,12 @@ async fn handshake(
         };
         Refusal::new(status, format!("cannot connect to {addr}: {e}"))
     })?;
-    Ok((server, kind, buf))
+    Ok(Tunnel {
+        server,
+        kind,
+        rest: buf,
+        host,
+    })
 }
 
 #[cfg(test)]

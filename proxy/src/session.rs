@@ -134,7 +134,13 @@ pub async fn relay_inspected(
             "{client_name}: {} to {dst}: TLS, relayed untouched (ssl is off)",
             kind.log_name()
         );
-        let event = tls::encrypted_event(&client_name, kind, dst_addr, name.as_deref(), "TLS");
+        let event = tls::encrypted_event(
+            &client_name,
+            kind.log_name().into(),
+            dst_addr,
+            name.as_deref(),
+            "TLS",
+        );
         shared.logger.log(event).await;
     } else if parser.is_none() {
         log::info!(
@@ -556,7 +562,7 @@ impl Inspector {
                     };
                     processed.events.push(tls::encrypted_event(
                         &self.client,
-                        self.kind,
+                        self.kind.log_name().into(),
                         self.dst,
                         parser.server_name(),
                         how,

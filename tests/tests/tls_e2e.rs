@@ -196,3 +196,56 @@ fn without_ssl_tls_is_relayed_untouched_and_logged_once() -> anyhow::Result<()> 
     assert!(!s.ims.log_file("IRC", "alice", "bob").exists());
     Ok(())
 }
+
+#[test]
+fn https_protocol_tunnels_port_443_untouched_with_one_event() -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let since = now();
+    let rig = Rig::new()?;
+    let http_port = 8080;
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        &format!("irc_protocol=on\nhttp_port={http_port}\nhttps_protocol=on\n"),
+    )?;
+    ims.wait_output("CONNECT listener on")?;
+    // The "web server": answers what it gets, reversed, then closes.
+    let listener = rig
+        .server
+        .run(|| std::net::TcpListener::bind(("0.0.0.0", 443)))??;
+    let web = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut conn, _) = listener.accept()?;
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got)?;
+        got.reverse();
+        conn.write_all(&got)
+    });
+    let server = SocketAddr::new(IpAddr::V4(rig.server_ip), 443);
+    let answer = rig.gateway.run(move || -> std::io::Result<(String, Vec<u8>)> {
+        let mut conn = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, http_port))?;
+        conn.write_all(format!("CONNECT {server} HTTP/1.1\r\n\r\n\x16\x03\x01").as_bytes())?;
+        let mut reader = BufReader::new(conn.try_clone()?);
+        let mut status = String::new();
+        reader.read_line(&mut status)?;
+        let mut blank = String::new();
+        reader.read_line(&mut blank)?;
+        conn.write_all(b"opaque bytes")?;
+        conn.shutdown(std::net::Shutdown::Write)?;
+        let mut back = Vec::new();
+        reader.read_to_end(&mut back)?;
+        Ok((status, back))
+    })??;
+    web.join().expect("web server thread")?;
+    assert_eq!(answer.0, "HTTP/1.1 200 Connection established\r\n");
+    assert_eq!(answer.1, b"setyb euqapo\x01\x03\x16");
+    let server_ip = rig.server_ip.to_string();
+    assert_lines(
+        &ims.wait_log("HTTPS", "127.0.0.1", &server_ip, 1)?,
+        "127.0.0.1",
+        since,
+        &[&format!(
+            "1,1,0,,encrypted session (HTTPS tunnel) with {server_ip}:443, not inspected"
+        )],
+    );
+    Ok(())
+}

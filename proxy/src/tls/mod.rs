@@ -109,10 +109,10 @@ impl Interceptor {
 /// The one event logged for a TLS session that is relayed untouched, in the
 /// conversation between the client's address and the server (its name when
 /// the SNI or the protocol gave one, else its address). `how` is `TLS` or
-/// `STARTTLS`.
+/// `STARTTLS` (or `HTTPS tunnel`).
 pub fn encrypted_event(
     client: &str,
-    kind: imspector_protocols::ProtocolKind,
+    protocol: std::borrow::Cow<'static, str>,
     dst: std::net::SocketAddr,
     server_name: Option<&str>,
     how: &str,
@@ -129,7 +129,7 @@ pub fn encrypted_event(
     crate::event::LogEvent {
         timestamp: chrono::Utc::now().timestamp(),
         client: client.to_string(),
-        protocol: kind.log_name().into(),
+        protocol,
         outgoing: true,
         kind: imspector_protocols::EventType::Message,
         local_id: client_ip.to_string(),
