@@ -83,9 +83,8 @@ pub fn encode(charset: u16, text: &str) -> (u16, Vec<u8>) {
             return (charset, text.as_bytes().to_vec());
         }
         if charset == LATIN1 {
-            let (bytes, _, unmappable) = WINDOWS_1252.encode(text);
-            if !unmappable {
-                return (LATIN1, bytes.into_owned());
+            if let Some(bytes) = crate::charset::encode_exact(WINDOWS_1252, text) {
+                return (LATIN1, bytes);
             }
         }
     }
@@ -93,7 +92,7 @@ pub fn encode(charset: u16, text: &str) -> (u16, Vec<u8>) {
 }
 
 pub fn ucs2_bytes(text: &str) -> Vec<u8> {
-    text.encode_utf16().flat_map(u16::to_be_bytes).collect()
+    crate::charset::encode_lossy(UTF_16BE, text)
 }
 
 #[cfg(test)]

@@ -322,12 +322,9 @@ fn put_fragment(out: &mut Vec<u8>, id: u8, version: u8, data: &[u8]) -> Option<(
 /// back as the same text, else UTF-8.
 fn rewrite_icq(data: &[u8], text: &str) -> Option<Vec<u8>> {
     let head = data.get(..6)?;
-    let (western, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
-    let mut bytes = if !unmappable && charset::legacy(&western).text == text {
-        western.into_owned()
-    } else {
-        text.as_bytes().to_vec()
-    };
+    let western = crate::charset::encode_exact(encoding_rs::WINDOWS_1252, text)
+        .filter(|bytes| charset::legacy(bytes).text == text);
+    let mut bytes = western.unwrap_or_else(|| text.as_bytes().to_vec());
     bytes.push(0);
     let mut out = head.to_vec();
     out.extend_from_slice(&u16::try_from(bytes.len()).ok()?.to_le_bytes());
