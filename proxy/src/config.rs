@@ -128,10 +128,18 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("sqlite_file", Support::Supported),
     // (new) where database sinks journal their events
     ("spool_dir", Support::Supported),
+    // (new) when journal appends are fsync'ed: group, always, off
+    ("spool_sync", Support::Supported),
+    // (new) group that owns the logs, journals and databases imspector creates
+    ("log_group", Support::Supported),
+    // (new) relay or block chat while no sink can store events
+    ("log_failure", Support::Supported),
     // (new) one line per event to syslog
     ("syslog_logging", Support::Supported),
     ("syslog_facility", Support::Supported),
     ("syslog_server", Support::Supported),
+    // (new) longest syslog line over UDP or /dev/log; longer ones are cut
+    ("syslog_max_size", Support::Supported),
     ("badwords_filename", Support::Supported),
     ("badwords_replace_character", Support::Supported),
     ("badwords_block_count", Support::Supported),
@@ -345,6 +353,9 @@ pub struct Config {
     pub pid_file: PathBuf,
     pub log_typing_events: bool,
     pub hide_eventdata: bool,
+    /// `log_failure=block`: while no sink can store events, chat is not
+    /// delivered, and an event is journaled before its bytes go out.
+    pub block_unlogged: bool,
     /// Enabled protocols and the destination ports that select them.
     pub protocols: BTreeMap<ProtocolKind, Vec<u16>>,
     /// Ports of enabled protocols where the connection starts with TLS.
@@ -429,6 +440,13 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/var/run/imspector.pid")),
             log_typing_events: settings.flag("log_typing_events")?.unwrap_or(false),
             hide_eventdata: settings.flag("hide_eventdata")?.unwrap_or(false),
+            block_unlogged: match settings.get("log_failure") {
+                None | Some("relay") => false,
+                Some("block") => true,
+                Some(v) => {
+                    return Err(settings.bad("log_failure", format!("{v:?} is not relay or block")))
+                }
+            },
             file_logging_dir: if embedded {
                 Some(PathBuf::from(EMBEDDED_LOG_DIR))
             } else {

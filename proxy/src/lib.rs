@@ -35,6 +35,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub fn build_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn log::Sink>>> {
     let sinks = log::build::build(config)?;
     if sinks.is_empty() {
+        if config.block_unlogged {
+            anyhow::bail!(
+                "log_failure=block and no logging is configured: every chat would be blocked"
+            );
+        }
         ::log::warn!("no logging is configured: events are not stored anywhere");
     }
     Ok(sinks)
@@ -165,10 +170,14 @@ pub async fn run(
     }
     drop(shared);
     // The writer ends once the last Logger is gone, after writing everything queued.
-    tokio::task::spawn_blocking(move || writer.join())
+    let waiting = tokio::task::spawn_blocking(move || writer.join())
         .await?
         .map_err(|_| anyhow::anyhow!("event writer panicked"))?;
-    ::log::info!("stopped; every event written");
+    if waiting.is_empty() {
+        ::log::info!("stopped; every event written");
+    } else {
+        ::log::warn!("stopped; {}", waiting.join("; "));
+    }
     Ok(())
 }
 

@@ -151,14 +151,20 @@ fn start(
         )),
         None => None,
     };
+    // What the daemon's user writes is created now, as root, with its modes;
+    // with log_group, that group keeps it instead of the daemon's group.
+    let owner_group = match config.settings.get("log_group") {
+        Some(g) if !g.is_empty() => None,
+        _ => config.group.as_deref(),
+    };
+    for path in imspector::log::build::prepare(&config).map_err(|e| startup(e.into()))? {
+        daemon::hand_over(&path, config.user.as_deref(), owner_group)
+            .map_err(|e| startup(anyhow::anyhow!("{}: {e}", path.display())))?;
+    }
     if let Some(dir) = &config.file_logging_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| startup(anyhow::anyhow!("{}: {e}", dir.display())))?;
         // Daemons run from /; keep a relative directory where it was meant.
         let absolute = std::fs::canonicalize(dir)
             .map_err(|e| startup(anyhow::anyhow!("{}: {e}", dir.display())))?;
-        daemon::hand_over(&absolute, config.user.as_deref(), config.group.as_deref())
-            .map_err(|e| startup(anyhow::anyhow!("{}: {e}", absolute.display())))?;
         config.file_logging_dir = Some(absolute);
     }
     if let Some(dir) = interceptor.as_ref().and_then(tls::Interceptor::cert_dir) {
@@ -193,7 +199,16 @@ fn start(
             debug,
             || ready.map_or((), daemon::Ready::notify),
         ))
-        .map_err(|e| (EXIT_RUNTIME, e))
+        .map_err(|e| {
+            // Another imspector holds the spool directory: a startup failure.
+            let busy = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<imspector::log::SinkError>(),
+                    Some(imspector::log::SinkError::Busy { .. })
+                )
+            });
+            (if busy { EXIT_STARTUP } else { EXIT_RUNTIME }, e)
+        })
 }
 
 /// The file given with -c, else the default path, else the embedded default.

@@ -477,15 +477,21 @@ async fn log_all(logger: &Logger, events: Vec<LogEvent>) {
     }
 }
 
-/// Send the bytes of one read on, then queue its events. Boxed: the task of
+/// Queue the events of one read, then send its bytes on. Boxed: the task of
 /// every connection, idle ones too, is as large as its largest await point.
-/// Forwarding comes first so that a chat line does not wait for the event queue.
-/// True when TLS starts after these bytes.
+/// The events are queued first so that a session aborted at shutdown while
+/// its bytes are being forwarded loses none (the queue waits only while the
+/// writer is behind); with `log_failure=block` the bytes wait until the
+/// events are written. True when TLS starts after these bytes.
 async fn deliver(processed: Processed, writers: &Links, inspector: &Inspector) -> io::Result<bool> {
-    Box::pin(writers.send(processed.output)).await?;
     if !processed.events.is_empty() {
-        Box::pin(log_all(&inspector.shared.logger, processed.events)).await;
+        let logger = &inspector.shared.logger;
+        Box::pin(log_all(logger, processed.events)).await;
+        if inspector.shared.config.block_unlogged {
+            Box::pin(logger.written()).await;
+        }
     }
+    Box::pin(writers.send(processed.output)).await?;
     if processed.close {
         return Err(io::Error::other("closed: a PDU too large to inspect"));
     }
@@ -704,7 +710,9 @@ impl Inspector {
                 blocked,
             )
         };
-        let mut judged: Vec<_> = pdu.events.iter().map(|e| judge(e, false)).collect();
+        // log_failure=block: nothing can store the events, so chat stops.
+        let unlogged = config.block_unlogged && !self.shared.logger.storing();
+        let mut judged: Vec<_> = pdu.events.iter().map(|e| judge(e, unlogged)).collect();
         let blocked = judged.iter().any(|(fe, _)| fe.blocked);
         let new_text = pdu
             .events

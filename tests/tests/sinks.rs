@@ -450,6 +450,100 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
     );
 }
 
+/// The reproduction: two runs of 316 events, the SQLite file replaced
+/// by a new one in between. The new file gets the second run's 316, not the
+/// first run's again; a deleted progress row or deleted journal segments
+/// are noticed and neither replay nor skip anything.
+#[test]
+fn sqlite_a_replaced_file_gets_only_what_no_database_had() {
+    databases::capture_log();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("imspector.db");
+    let spool = dir.path().join("spool");
+    let config = format!(
+        "sqlite_file={}\nspool_dir={}\n",
+        db.display(),
+        spool.display()
+    );
+    let first: Vec<LogEvent> = (0..316).map(event).collect();
+    let second: Vec<LogEvent> = (316..632).map(event).collect();
+    log_through_config(&config, &first);
+    assert_eq!(sqlite_count(&db), 316);
+    std::fs::rename(&db, dir.path().join("last-month.db")).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("imspector.db{suffix}")));
+    }
+    log_through_config(&config, &second);
+    let want: Vec<Row> = second.iter().map(|e| expected(e, true)).collect();
+    assert_eq!(sqlite_rows(&db), want);
+    let told = databases::log_lines("INFO sqlite sink: a new or emptied database");
+    assert!(
+        told.iter()
+            .any(|l| l.contains("it gets the events after 316")),
+        "{told:?}"
+    );
+
+    // The progress row deleted by hand: no replay of the journal.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM imspector_spool", [])
+        .unwrap();
+    let third: Vec<LogEvent> = (632..642).map(event).collect();
+    log_through_config(&config, &third);
+    assert_eq!(sqlite_count(&db), 326);
+    let told =
+        databases::log_lines("WARN sqlite sink: the database has rows but no imspector_spool row");
+    assert!(!told.is_empty(), "the deleted row went unnoticed");
+
+    // The journal's segments deleted, its id kept: new events are numbered
+    // after the committed ones, so the database does not skip them.
+    let journal = spool.join("sqlite");
+    for entry in std::fs::read_dir(&journal).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "spool") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let fourth: Vec<LogEvent> = (642..650).map(event).collect();
+    log_through_config(&config, &fourth);
+    let rows = sqlite_rows(&db);
+    assert_eq!(rows.len(), 334);
+    let want: Vec<Row> = fourth.iter().map(|e| expected(e, true)).collect();
+    assert_eq!(rows[326..], want);
+    let told = databases::log_lines("WARN ");
+    assert!(
+        told.iter()
+            .any(|l| l.contains("the journal's segments were deleted")),
+        "{told:?}"
+    );
+}
+
+/// One MSN message at the core's payload bound (1 MiB) goes into every
+/// database and the events after it too.
+fn near_the_payload_bound() -> Vec<LogEvent> {
+    let mut events: Vec<LogEvent> = (0..3).map(event).collect();
+    events[1].protocol = "MSN".into();
+    events[1].data = "big\tline\n".repeat((1 << 20) / 10);
+    events
+}
+
+#[test]
+fn sqlite_an_event_of_a_mebibyte_is_stored_and_the_sink_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("imspector.db");
+    let events = near_the_payload_bound();
+    log_through_config(
+        &format!(
+            "sqlite_file={}\nspool_dir={}\n",
+            db.display(),
+            dir.path().join("spool").display()
+        ),
+        &events,
+    );
+    let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+    assert_eq!(sqlite_rows(&db), want);
+}
+
 // ---------------------------------------------------------------- MariaDB
 
 mod mariadb {
@@ -483,7 +577,10 @@ mod mariadb {
             databases::DB_NAME
         ));
         assert!(create.contains("CHARSET=utf8mb4"), "{create}");
-        assert!(create.contains("`eventdata` blob NOT NULL"), "{create}");
+        assert!(
+            create.contains("`eventdata` mediumblob NOT NULL"),
+            "{create}"
+        );
         assert!(create.contains("`timestamp` int(11) NOT NULL"), "{create}");
         let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
         assert_eq!(db.rows(), want);

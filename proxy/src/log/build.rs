@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use super::cats::CatsSink;
 use super::file::FileSink;
+use super::private;
+use super::spool::SyncMode;
+use super::spool_lock::SpoolLock;
 use super::spooled::{Backend, Spooled};
 use super::sqlite::SqliteBackend;
 use super::syslog::{self, SyslogSink, Target};
@@ -25,6 +28,7 @@ pub enum BuildError {
 
 pub fn build(config: &Config) -> Result<Vec<Box<dyn Sink>>, BuildError> {
     let s = &config.settings;
+    private::set_group(log_group(s)?);
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(dir) = &config.file_logging_dir {
         sinks.push(Box::new(FileSink::new(dir)));
@@ -35,18 +39,69 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Sink>>, BuildError> {
     if s.flag("syslog_logging")?.unwrap_or(false) {
         sinks.push(Box::new(syslog_sink(s)?));
     }
-    let spool_dir = s.path("spool_dir").unwrap_or_else(|| {
+    let sync = match s.get("spool_sync") {
+        None => SyncMode::default(),
+        Some(v) => SyncMode::parse(v)
+            .ok_or_else(|| s.bad("spool_sync", format!("{v:?} is not group, always or off")))?,
+    };
+    let backends = backends(s)?;
+    if !backends.is_empty() {
+        let spool_dir = spool_dir(s);
+        let lock = SpoolLock::acquire(&spool_dir)?;
+        for backend in backends {
+            let dir = spool_of(&spool_dir, backend.name());
+            sinks.push(Box::new(Spooled::start(backend, &dir, sync, lock.clone())?));
+        }
+    }
+    Ok(sinks)
+}
+
+fn spool_dir(s: &Settings) -> PathBuf {
+    s.path("spool_dir").unwrap_or_else(|| {
         PathBuf::from(if s.is_embedded() {
             EMBEDDED_SPOOL_DIR
         } else {
             DEFAULT_SPOOL_DIR
         })
-    });
-    for backend in backends(s)? {
-        let dir = spool_of(&spool_dir, backend.name());
-        sinks.push(Box::new(Spooled::start(backend, &dir)?));
+    })
+}
+
+/// The gid of `log_group`, which gets what imspector stores.
+pub fn log_group(s: &Settings) -> Result<Option<u32>, ConfigError> {
+    let Some(name) = s.get("log_group").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(Some(group.gid.as_raw())),
+        _ => Err(s.bad("log_group", format!("no group {name:?}"))),
     }
-    Ok(sinks)
+}
+
+/// Run as root before privileges are dropped: create, with their modes, the
+/// places the daemon's user must then write (the file log directory, the
+/// spool directory, the categories file). Returns them, to be handed over.
+pub fn prepare(config: &Config) -> Result<Vec<PathBuf>, BuildError> {
+    let s = &config.settings;
+    private::set_group(log_group(s)?);
+    let io_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| BuildError::Sink(super::SinkError::Io { path, source })
+    };
+    let mut made = Vec::new();
+    if let Some(dir) = &config.file_logging_dir {
+        private::create_dir_all(dir).map_err(io_err(dir))?;
+        made.push(dir.clone());
+    }
+    if !backends(s)?.is_empty() {
+        let dir = spool_dir(s);
+        private::create_dir_all(&dir).map_err(io_err(&dir))?;
+        made.push(dir);
+    }
+    if let Some(path) = s.path("cats_logging_filename") {
+        private::touch(&path).map_err(io_err(&path))?;
+        made.push(path);
+    }
+    Ok(made)
 }
 
 fn syslog_sink(s: &Settings) -> Result<SyslogSink, ConfigError> {
@@ -59,7 +114,13 @@ fn syslog_sink(s: &Settings) -> Result<SyslogSink, ConfigError> {
         None => Target::Local,
         Some(v) => Target::parse(v).map_err(|why| s.bad("syslog_server", why))?,
     };
-    Ok(SyslogSink::new(target, facility))
+    let max_size = match s.parsed::<usize>("syslog_max_size")? {
+        Some(n) if n < 480 => {
+            return Err(s.bad("syslog_max_size", "must be at least 480 (RFC 5426)"))
+        }
+        other => other.unwrap_or(syslog::DEFAULT_MAX_SIZE),
+    };
+    Ok(SyslogSink::new(target, facility, max_size))
 }
 
 fn backends(s: &Settings) -> Result<Vec<Box<dyn Backend>>, ConfigError> {

@@ -3,12 +3,12 @@
 //! caught. A line is the file log's line with protocol, local and remote id in
 //! front: `protocol,localid,remoteid,client,timestamp,outgoing,type,filtered,categories,eventdata`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
 use super::file::format_line;
-use super::{Sink, SinkError};
+use super::{private, Sink, SinkError};
 use crate::event::LogEvent;
 
 pub struct CatsSink {
@@ -26,12 +26,7 @@ impl CatsSink {
 
     fn append(&mut self, text: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
-            self.file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            self.file = Some(private::open_append(&self.path)?);
         }
         let result = self.file.as_mut().expect("opened above").write_all(text);
         if result.is_err() {

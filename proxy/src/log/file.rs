@@ -3,27 +3,43 @@
 //! event: `client,timestamp,outgoing,type,filtered,categories,eventdata`
 //! (the 0.9 layout; eventdata is the rest of the line, newlines written as `\n`).
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use chrono::TimeZone;
 
-use super::{Sink, SinkError};
+use super::{private, Sink, SinkError};
 use crate::event::LogEvent;
 
 /// How many log files stay open between batches (one per active conversation).
 const MAX_OPEN_FILES: usize = 1024;
+/// Events kept in memory while the directory cannot be written (full disk);
+/// past this the oldest are dropped, and counted.
+const MAX_WAITING: usize = 200_000;
+
+/// An open log file: which inode it is (to notice it was deleted or moved),
+/// its length (to take back a line cut short), when it was last used.
+struct Open {
+    file: File,
+    inode: (u64, u64),
+    len: u64,
+    used: u64,
+}
 
 pub struct FileSink {
     dir: PathBuf,
-    /// Open files and when each was last written (a counter), so that the
-    /// least recently used one is closed when too many are open.
-    open: HashMap<PathBuf, (File, u64)>,
+    /// Open files, so that the least recently used one is closed when too many are open.
+    open: HashMap<PathBuf, Open>,
     writes: u64,
     /// The local date of the last timestamp seen: most events share a second.
     date: (i64, String),
+    /// Events not written yet because the directory could not be written, oldest first.
+    waiting: VecDeque<LogEvent>,
+    /// Events dropped because `waiting` was full, since the failure began.
+    dropped: usize,
 }
 
 impl FileSink {
@@ -33,6 +49,8 @@ impl FileSink {
             open: HashMap::new(),
             writes: 0,
             date: (i64::MIN, String::new()),
+            waiting: VecDeque::new(),
+            dropped: 0,
         }
     }
 
@@ -53,36 +71,112 @@ impl FileSink {
             .join(date)
     }
 
-    fn file(&mut self, path: &Path) -> Result<&mut File, SinkError> {
+    fn file(&mut self, path: &Path) -> std::io::Result<&mut Open> {
         self.writes += 1;
         if !self.open.contains_key(path) {
             if self.open.len() >= MAX_OPEN_FILES {
                 let oldest = self
                     .open
                     .iter()
-                    .min_by_key(|(_, (_, used))| *used)
+                    .min_by_key(|(_, open)| open.used)
                     .map(|(p, _)| p.clone());
                 if let Some(oldest) = oldest {
                     self.open.remove(&oldest);
                 }
             }
-            let io_err = |source| SinkError::Io {
-                path: path.display().to_string(),
-                source,
-            };
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io_err)?;
+                private::create_dir_all(parent)?;
             }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(io_err)?;
-            self.open.insert(path.to_path_buf(), (file, 0));
+            let file = private::open_append(path)?;
+            let meta = file.metadata()?;
+            let open = Open {
+                file,
+                inode: (meta.dev(), meta.ino()),
+                len: meta.len(),
+                used: 0,
+            };
+            self.open.insert(path.to_path_buf(), open);
         }
-        let (file, used) = self.open.get_mut(path).expect("inserted above");
-        *used = self.writes;
-        Ok(file)
+        let open = self.open.get_mut(path).expect("inserted above");
+        open.used = self.writes;
+        Ok(open)
+    }
+
+    /// Close the open file of `path` if it is no longer there (its log
+    /// directory deleted or rotated away), so that it is made anew.
+    fn forget_if_moved(&mut self, path: &Path) {
+        if let Some(open) = self.open.get(path) {
+            let here = std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
+            if here.ok() != Some(open.inode) {
+                self.open.remove(path);
+            }
+        }
+    }
+
+    /// Append one line whole, or nothing of it.
+    fn append(&mut self, path: &Path, line: &[u8]) -> std::io::Result<()> {
+        let open = self.file(path)?;
+        match open.file.write_all(line) {
+            Ok(()) => {
+                open.len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Take back a part that went in (a full disk): no torn line.
+                let cut = open.file.set_len(open.len);
+                self.open.remove(path);
+                cut.and(Err(e))
+            }
+        }
+    }
+
+    /// Write the waiting events, oldest first, until one fails.
+    fn write_waiting(&mut self) -> Result<(), SinkError> {
+        // Each file is checked once per call, not once per line.
+        let mut checked = HashSet::new();
+        while let Some(e) = self.waiting.pop_front() {
+            let path = self.path_for(&e);
+            if checked.insert(path.clone()) {
+                self.forget_if_moved(&path);
+            }
+            if let Err(source) = self.append(&path, format_line(&e).as_bytes()) {
+                self.waiting.push_front(e);
+                return Err(SinkError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Try the waiting events; say once when writing starts failing and once
+    /// when it works again.
+    fn flush(&mut self, waited_before: usize) -> Result<(), SinkError> {
+        let failing = waited_before > 0;
+        match self.write_waiting() {
+            Ok(()) => {
+                if failing {
+                    log::info!(
+                        "file sink: {} writable again; {waited_before} waiting events written{}",
+                        self.dir.display(),
+                        match std::mem::take(&mut self.dropped) {
+                            0 => String::new(),
+                            n => format!(", {n} LOST (more than {MAX_WAITING} waited)"),
+                        }
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if !failing {
+                    log::error!(
+                        "file sink: cannot write: {e}; events wait in memory (up to {MAX_WAITING}) until it can"
+                    );
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -92,22 +186,31 @@ impl Sink for FileSink {
     }
 
     fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError> {
-        for e in events {
-            let path = self.path_for(e);
-            let line = format_line(e);
-            let result = self.file(&path)?.write_all(line.as_bytes());
-            if let Err(source) = result {
-                // The file may have been removed or rotated: reopen once.
-                self.open.remove(&path);
-                self.file(&path)?
-                    .write_all(line.as_bytes())
-                    .map_err(|_| SinkError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
+        let waited_before = self.waiting.len();
+        self.waiting.extend(events.iter().cloned());
+        let over = self.waiting.len().saturating_sub(MAX_WAITING);
+        if over > 0 {
+            self.waiting.drain(..over);
+            if self.dropped == 0 {
+                log::error!(
+                    "file sink: more than {MAX_WAITING} events wait for {}: the oldest are LOST",
+                    self.dir.display()
+                );
             }
+            self.dropped += over;
         }
-        Ok(())
+        self.flush(waited_before)
+    }
+
+    fn tick(&mut self) -> Result<(), SinkError> {
+        match self.waiting.len() {
+            0 => Ok(()),
+            waited => self.flush(waited),
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        self.waiting.is_empty()
     }
 }
 

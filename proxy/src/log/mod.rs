@@ -14,12 +14,16 @@ pub mod file;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod private;
 pub mod spool;
+pub mod spool_lock;
 pub mod spooled;
 pub mod sql;
 pub mod sqlite;
 pub mod syslog;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -29,8 +33,9 @@ use crate::event::LogEvent;
 const CHANNEL_CAPACITY: usize = 4096;
 /// Most events written in one batch (one transaction for SQL sinks).
 pub const MAX_BATCH: usize = 512;
-/// How often sinks get a [`Sink::tick`] while no event comes.
-const TICK: Duration = Duration::from_secs(1);
+/// How often sinks get a [`Sink::tick`] while no event comes (the journals'
+/// group commit needs it this often).
+const TICK: Duration = spool::GROUP_COMMIT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -39,8 +44,30 @@ pub enum SinkError {
         path: String,
         source: std::io::Error,
     },
+    /// The database answered and refused these rows (not a lost connection).
+    #[error("{0}")]
+    Rejected(String),
+    /// Another imspector uses this spool directory.
+    #[error("{dir} is in use by imspector pid {pid}: one imspector per spool_dir")]
+    Busy { dir: String, pid: String },
     #[error("{0}")]
     Other(String),
+}
+
+/// Appended to a text cut to fit a column or a datagram.
+pub const CUT_MARKER: &str = " [cut by imspector]";
+
+/// `text` cut (at a character boundary, with [`CUT_MARKER`]) to at most
+/// `limit` bytes, or `None` when it fits.
+pub fn cut_to(text: &str, limit: usize) -> Option<String> {
+    if text.len() <= limit {
+        return None;
+    }
+    let mut end = limit.saturating_sub(CUT_MARKER.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(format!("{}{CUT_MARKER}", &text[..end]))
 }
 
 /// A place events are stored.
@@ -54,17 +81,30 @@ pub trait Sink: Send {
     fn tick(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Whether the sink can take events now (`log_failure=block` asks).
+    fn healthy(&self) -> bool {
+        true
+    }
+    /// Stop, writing what can be written within a bound; what still waits
+    /// and where, for the last line the daemon logs.
+    fn finish(&mut self) -> Option<String> {
+        None
+    }
 }
 
 enum Command {
     Event(LogEvent),
     Flush(std::sync::mpsc::Sender<()>),
+    /// Answered once what came before is written (in the journals).
+    Written(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The sending side, cloned into every session.
 #[derive(Clone)]
 pub struct Logger {
     tx: tokio::sync::mpsc::Sender<Command>,
+    /// Whether some sink took the last batch (`log_failure=block` asks).
+    storing: Arc<AtomicBool>,
 }
 
 impl Logger {
@@ -72,6 +112,21 @@ impl Logger {
     pub async fn log(&self, event: LogEvent) {
         if self.tx.send(Command::Event(event)).await.is_err() {
             log::error!("event writer has stopped; event lost");
+        }
+    }
+
+    /// Whether some sink can store events now: false while every sink fails
+    /// (or none is configured).
+    pub fn storing(&self) -> bool {
+        self.storing.load(Ordering::Relaxed)
+    }
+
+    /// Wait until the events queued before this call are written (in the
+    /// journals, for database sinks).
+    pub async fn written(&self) {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Command::Written(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
         }
     }
 
@@ -93,21 +148,28 @@ impl Logger {
 }
 
 /// Start the writer thread. It ends, after writing everything queued, when the
-/// last [`Logger`] clone is dropped.
-pub fn spawn_writer(sinks: Vec<Box<dyn Sink>>, echo: bool) -> (Logger, JoinHandle<()>) {
+/// last [`Logger`] clone is dropped, and returns what still waits in journals
+/// (empty when every event is written).
+pub fn spawn_writer(sinks: Vec<Box<dyn Sink>>, echo: bool) -> (Logger, JoinHandle<Vec<String>>) {
     let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CAPACITY);
+    let storing = Arc::new(AtomicBool::new(!sinks.is_empty()));
+    let health = storing.clone();
     let handle = std::thread::Builder::new()
         .name("imspector-writer".into())
-        .spawn(move || writer_loop(rx, sinks, echo))
+        .spawn(move || writer_loop(rx, sinks, echo, &health))
         .expect("spawning the writer thread");
-    (Logger { tx }, handle)
+    (Logger { tx, storing }, handle)
 }
 
 fn writer_loop(
     mut rx: tokio::sync::mpsc::Receiver<Command>,
     mut sinks: Vec<Box<dyn Sink>>,
     echo: bool,
-) {
+    storing: &AtomicBool,
+) -> Vec<String> {
+    let update_health = |sinks: &[Box<dyn Sink>]| {
+        storing.store(sinks.iter().any(|s| s.healthy()), Ordering::Relaxed)
+    };
     // Only for the receive timeout.
     let clock = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -115,6 +177,7 @@ fn writer_loop(
         .expect("building the writer's timer");
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
+    let mut written = Vec::new();
     loop {
         let received = clock.block_on(async { tokio::time::timeout(TICK, rx.recv()).await });
         let first = match received {
@@ -126,6 +189,7 @@ fn writer_loop(
                         log::error!("{} sink: {e}", sink.name());
                     }
                 }
+                update_health(&sinks);
                 continue;
             }
         };
@@ -134,6 +198,7 @@ fn writer_loop(
             match command {
                 Command::Event(e) => batch.push(e),
                 Command::Flush(done) => flushes.push(done),
+                Command::Written(done) => written.push(done),
             }
             next = if batch.len() < MAX_BATCH {
                 rx.try_recv().ok()
@@ -156,12 +221,15 @@ fn writer_loop(
             }
         }
         batch.clear();
+        update_health(&sinks);
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
+        for done in written.drain(..) {
+            let _ = done.send(());
+        }
     }
-    // Dropping the sinks stops their threads after they wrote what they can.
-    drop(sinks);
+    sinks.iter_mut().filter_map(|sink| sink.finish()).collect()
 }
 
 /// One line for the debug output.
@@ -184,6 +252,14 @@ fn describe(e: &LogEvent) -> String {
 pub(crate) mod tests {
     use super::*;
     use imspector_protocols::EventType;
+
+    #[test]
+    fn text_is_cut_at_a_character_boundary_with_a_marker() {
+        assert_eq!(cut_to("short", 100), None);
+        let cut = cut_to(&"é".repeat(100), 50).unwrap();
+        assert!(cut.len() <= 50 && cut.ends_with(CUT_MARKER), "{cut}");
+        assert!(cut.starts_with("ééé"));
+    }
 
     /// An outgoing IRC message from alice to #chan.
     pub fn event(data: &str) -> LogEvent {

@@ -6,14 +6,16 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, TxOpts};
 
 use super::spool::Entry;
-use super::spooled::Backend;
-use super::sql::{values, Dialect, Layout, Value};
-use super::SinkError;
+use super::spooled::{Backend, Progress};
+use super::sql::{values, Dialect, Layout, Value, COLUMNS};
+use super::{cut_to, SinkError};
 
 const D: Dialect = Dialect::Mysql;
 /// Connecting, reading and writing give up after this long, so that a
-/// vanished server is noticed.
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// vanished server is noticed (longer than the statement timeout).
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// A statement waiting for a lock gives up after this long (seconds).
+const LOCK_WAIT_SECS: u32 = 10;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,10 +29,27 @@ pub struct MysqlTarget {
     pub password: String,
 }
 
+/// The columns of `messages`, whether its engine has transactions, and the
+/// size in bytes of each column (`None` when unbounded or not text).
+type Described = (Vec<String>, bool, Vec<(String, Option<u64>)>);
+
+/// What the worker learnt of `messages` when it connected.
+struct Table {
+    layout: Layout,
+    transactional: bool,
+    /// The size in bytes of each bounded column, in [`COLUMNS`] order.
+    limits: Vec<Option<usize>>,
+}
+
 pub struct MysqlBackend {
     target: MysqlTarget,
-    open: Option<(Conn, Layout)>,
+    open: Option<(Conn, Table)>,
 }
+
+/// Server errors about the rows themselves (data too long, bad string,
+/// out of range, NULL, packet too large, constraint): anything else
+/// (timeouts, lost tables, permissions) is the database being unusable.
+const REJECTING: [u16; 10] = [1048, 1062, 1153, 1264, 1265, 1292, 1300, 1366, 1406, 4025];
 
 impl MysqlBackend {
     pub fn new(target: MysqlTarget) -> Self {
@@ -43,10 +62,16 @@ impl MysqlBackend {
             Some(socket) => socket.clone(),
             None => format!("{}:{}", t.server, t.port.unwrap_or(3306)),
         };
-        SinkError::Other(format!("mysql {place} database {}: {e}", t.database))
+        let rejected = matches!(&e, mysql::Error::MySqlError(s) if REJECTING.contains(&s.code));
+        let text = format!("mysql {place} database {}: {e}", t.database);
+        if rejected {
+            SinkError::Rejected(text)
+        } else {
+            SinkError::Other(text)
+        }
     }
 
-    fn open(&self, spool: &str) -> Result<(Conn, Layout, u64), SinkError> {
+    fn open(&self, spool: &str) -> Result<(Conn, Table, Progress), SinkError> {
         let t = &self.target;
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(t.server.clone()))
@@ -60,26 +85,89 @@ impl MysqlBackend {
             .read_timeout(Some(TIMEOUT))
             .write_timeout(Some(TIMEOUT));
         let mut conn = Conn::new(opts).map_err(|e| self.err(e))?;
-        let columns = (|| -> mysql::Result<Vec<String>> {
+        let described = (|| -> mysql::Result<Described> {
             conn.query_drop("SET NAMES utf8mb4")?;
+            conn.query_drop(format!(
+                "SET SESSION lock_wait_timeout = {LOCK_WAIT_SECS}, innodb_lock_wait_timeout = {LOCK_WAIT_SECS}"
+            ))?;
             conn.query_drop(D.create_messages())?;
             conn.query_drop(D.create_progress())?;
             let probe = conn.prep(D.probe_messages())?;
             let columns = probe.columns();
-            Ok(columns.iter().map(|c| c.name_str().into_owned()).collect())
+            let names = columns.iter().map(|c| c.name_str().into_owned()).collect();
+            let transactions: Option<String> = conn.query_first(
+                "SELECT e.TRANSACTIONS FROM information_schema.TABLES t \
+                 JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE \
+                 WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME = 'messages'",
+            )?;
+            let sizes = conn.query(
+                "SELECT COLUMN_NAME, CHARACTER_OCTET_LENGTH FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'messages'",
+            )?;
+            Ok((names, transactions.as_deref() != Some("NO"), sizes))
         })()
         .map_err(|e| self.err(e))?;
-        let layout = Layout::detect(&columns)?;
-        let seq = (|| -> mysql::Result<u64> {
+        let (names, transactional, sizes) = described;
+        let layout = Layout::detect(&names)?;
+        let limits = COLUMNS
+            .iter()
+            .filter(|c| layout == Layout::WithCategories || **c != "categories")
+            .map(|c| {
+                sizes
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(c))
+                    .and_then(|(_, size)| size.map(|s| s as usize))
+            })
+            .collect();
+        let progress = (|| -> mysql::Result<Progress> {
             let seq: Option<u64> = conn.exec_first(D.select_progress(), (spool,))?;
-            if seq.is_none() {
-                conn.exec_drop(D.insert_progress(), (spool,))?;
-            }
-            Ok(seq.unwrap_or(0))
+            let any: Option<u8> = conn.query_first(D.any_message())?;
+            Ok(Progress {
+                committed: seq,
+                has_rows: any.is_some(),
+                transactional,
+            })
         })()
         .map_err(|e| self.err(e))?;
-        Ok((conn, layout, seq))
+        let table = Table {
+            layout,
+            transactional,
+            limits,
+        };
+        Ok((conn, table, progress))
     }
+}
+
+/// The parameters of one row, each text cut to its column's size (logged).
+fn row_params(entry: &Entry, table: &Table) -> mysql::Params {
+    let params = values(&entry.event, table.layout)
+        .into_iter()
+        .zip(&table.limits)
+        .zip(COLUMNS.iter().filter(|c| {
+            table.layout == Layout::WithCategories || **c != "categories"
+        }))
+        .map(|((v, limit), column)| {
+            let text = |t: &str| match limit.and_then(|l| cut_to(t, l)) {
+                Some(cut) => {
+                    log::warn!(
+                        "mysql sink: event {}: {column} of {} bytes cut to {}, the size of its column",
+                        entry.seq,
+                        t.len(),
+                        cut.len()
+                    );
+                    cut
+                }
+                None => t.to_string(),
+            };
+            match v {
+                Value::Time(t) => t.into(),
+                Value::Int(i) => i.into(),
+                Value::Text(t) => text(t).into(),
+                Value::Data(t) => text(t).into_bytes().into(),
+            }
+        })
+        .collect();
+    mysql::Params::Positional(params)
 }
 
 impl Backend for MysqlBackend {
@@ -87,35 +175,34 @@ impl Backend for MysqlBackend {
         "mysql"
     }
 
-    fn connect(&mut self, spool: &str) -> Result<u64, SinkError> {
-        let (conn, layout, seq) = self.open(spool)?;
-        self.open = Some((conn, layout));
-        Ok(seq)
+    fn connect(&mut self, spool: &str) -> Result<Progress, SinkError> {
+        let (conn, table, progress) = self.open(spool)?;
+        self.open = Some((conn, table));
+        Ok(progress)
     }
 
-    fn write(&mut self, spool: &str, entries: &[Entry]) -> Result<(), SinkError> {
-        let (conn, layout) = self.open.as_mut().expect("connected");
-        let layout = *layout;
-        let result = (|| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
-            let insert = tx.prep(D.insert_message(layout))?;
-            let rows = entries.iter().map(|entry| {
-                let params: Vec<mysql::Value> = values(&entry.event, layout)
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::Time(t) => t.into(),
-                        Value::Int(i) => i.into(),
-                        Value::Text(t) => t.into(),
-                        Value::Data(t) => t.as_bytes().into(),
-                    })
-                    .collect();
-                mysql::Params::Positional(params)
-            });
-            tx.exec_batch(&insert, rows)?;
-            let last = entries.last().map_or(0, |e| e.seq);
-            tx.exec_drop(D.update_progress(), (last, spool))?;
-            tx.commit()
-        })();
+    fn write(&mut self, spool: &str, entries: &[Entry], last: u64) -> Result<(), SinkError> {
+        let (conn, table) = self.open.as_mut().expect("connected");
+        let result = if table.transactional {
+            (|| {
+                let mut tx = conn.start_transaction(TxOpts::default())?;
+                let insert = tx.prep(D.insert_message(table.layout))?;
+                tx.exec_batch(&insert, entries.iter().map(|e| row_params(e, table)))?;
+                tx.exec_drop(D.upsert_progress(), (spool, last))?;
+                tx.commit()
+            })()
+        } else {
+            // No transactions: each row, then its progress, so that a crash
+            // between the two repeats one row at most.
+            (|| {
+                let insert = conn.prep(D.insert_message(table.layout))?;
+                for entry in entries {
+                    conn.exec_drop(&insert, row_params(entry, table))?;
+                    conn.exec_drop(D.upsert_progress(), (spool, entry.seq))?;
+                }
+                conn.exec_drop(D.upsert_progress(), (spool, last))
+            })()
+        };
         result.map_err(|e| self.err(e))
     }
 

@@ -8,13 +8,15 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls};
 
 use super::spool::Entry;
-use super::spooled::Backend;
+use super::spooled::{Backend, Progress};
 use super::sql::{values, Dialect, Layout, Value};
 use super::SinkError;
 
 const D: Dialect = Dialect::Postgres;
 /// Used when the connection string sets no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A statement (or its wait for a lock) gives up after this long.
+const STATEMENT_TIMEOUT: &str = "10s";
 
 pub struct PostgresBackend {
     config: Config,
@@ -51,7 +53,22 @@ impl PostgresBackend {
     }
 
     fn err(&self, e: postgres::Error) -> SinkError {
-        SinkError::Other(format!("postgres {}: {e}", self.shown))
+        // Data exceptions (22), integrity constraints (23), limits (54): the
+        // rows are refused; anything else is the database being unusable.
+        let rejected = e.as_db_error().is_some_and(|d| {
+            ["22", "23", "54"]
+                .iter()
+                .any(|c| d.code().code().starts_with(c))
+        });
+        let text = match e.as_db_error() {
+            Some(d) => format!("postgres {}: {}: {}", self.shown, d.severity(), d.message()),
+            None => format!("postgres {}: {e}", self.shown),
+        };
+        if rejected {
+            SinkError::Rejected(text)
+        } else {
+            SinkError::Other(text)
+        }
     }
 }
 
@@ -60,11 +77,12 @@ impl Backend for PostgresBackend {
         "postgres"
     }
 
-    fn connect(&mut self, spool: &str) -> Result<u64, SinkError> {
+    fn connect(&mut self, spool: &str) -> Result<Progress, SinkError> {
         let mut client = self.config.connect(NoTls).map_err(|e| self.err(e))?;
         let columns = (|| -> Result<Vec<String>, postgres::Error> {
             client.batch_execute(&format!(
-                "SET client_encoding = 'UTF8'; {}; {};",
+                "SET client_encoding = 'UTF8'; SET statement_timeout = '{STATEMENT_TIMEOUT}'; \
+                 SET lock_timeout = '{STATEMENT_TIMEOUT}'; {}; {};",
                 D.create_messages(),
                 D.create_progress()
             ))?;
@@ -77,18 +95,21 @@ impl Backend for PostgresBackend {
         })()
         .map_err(|e| self.err(e))?;
         let layout = Layout::detect(&columns)?;
-        let seq = (|| -> Result<i64, postgres::Error> {
-            match client.query_opt(&D.select_progress(), &[&spool])? {
-                Some(row) => Ok(row.get(0)),
-                None => client.execute(&D.insert_progress(), &[&spool]).map(|_| 0),
-            }
+        let progress = (|| -> Result<Progress, postgres::Error> {
+            let seq = client.query_opt(&D.select_progress(), &[&spool])?;
+            let any = client.query_opt(D.any_message(), &[])?;
+            Ok(Progress {
+                committed: seq.map(|row| row.get::<_, i64>(0) as u64),
+                has_rows: any.is_some(),
+                transactional: true,
+            })
         })()
         .map_err(|e| self.err(e))?;
         self.open = Some((client, layout));
-        Ok(seq as u64)
+        Ok(progress)
     }
 
-    fn write(&mut self, spool: &str, entries: &[Entry]) -> Result<(), SinkError> {
+    fn write(&mut self, spool: &str, entries: &[Entry], last: u64) -> Result<(), SinkError> {
         let (client, layout) = self.open.as_mut().expect("connected");
         let layout = *layout;
         let result = (|| {
@@ -108,8 +129,7 @@ impl Backend for PostgresBackend {
                 let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
                 tx.execute(&insert, &refs)?;
             }
-            let last = entries.last().map_or(0, |e| e.seq) as i64;
-            tx.execute(&D.update_progress(), &[&last, &spool])?;
+            tx.execute(&D.upsert_progress(), &[&spool, &(last as i64)])?;
             tx.commit()
         })();
         result.map_err(|e| self.err(e))

@@ -5,6 +5,9 @@
 //! Layout of a spool directory:
 //! - `id`: a random name for this journal; the database remembers, under this
 //!   name, the last sequence number it committed (see `spooled.rs`).
+//! - `committed`: the last sequence number any database of this sink
+//!   committed. A database's own progress only moves it on, so a new, emptied
+//!   or replaced database gets only what no database had before.
 //! - `<first seq, 20 digits>.spool`: segments, one event per line, appended
 //!   only by the writer. The newest segment is never deleted so the sequence
 //!   survives restarts; older ones are deleted once fully committed.
@@ -14,21 +17,52 @@
 //! escaped (`\\`, `\t`, `\n`, `\r`). A line without its LF is a write cut short
 //! by a crash: it is cut off when the spool is opened.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use imspector_protocols::EventType;
 
-use super::SinkError;
+use super::{private, SinkError};
 use crate::event::LogEvent;
 
 /// A segment is closed once it is this big; the worker then deletes it when
 /// everything in it is committed.
 const SEGMENT_BYTES: u64 = 1 << 20;
-/// Most bytes read from a segment at once.
+/// A read returns once it has this many bytes of entries (at least one entry,
+/// however long).
 const READ_CHUNK: usize = 1 << 20;
+/// No entry the cores can produce comes near this (their largest payload is
+/// 1 MiB, at most doubled by escaping): a longer line is a damaged journal.
+const MAX_ENTRY: u64 = 64 << 20;
+/// `spool_sync=group`: the longest appended data may wait for its fsync.
+pub const GROUP_COMMIT: Duration = Duration::from_millis(100);
+
+/// `spool_sync`: when appended events are forced to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// At most [`GROUP_COMMIT`] after the append (a power cut loses at most that).
+    #[default]
+    Group,
+    /// Before the append returns.
+    Always,
+    /// When the kernel likes: an imspector crash loses nothing, a power cut may.
+    Off,
+}
+
+impl SyncMode {
+    pub fn parse(text: &str) -> Option<SyncMode> {
+        match text {
+            "group" => Some(SyncMode::Group),
+            "always" => Some(SyncMode::Always),
+            "off" => Some(SyncMode::Off),
+            _ => None,
+        }
+    }
+}
 
 /// An event with its place in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +81,10 @@ pub struct Cursor {
 pub struct Spool {
     dir: PathBuf,
     id: String,
+    sync: SyncMode,
     writer: Mutex<Writer>,
+    /// The `committed` file and the number in it.
+    committed: Mutex<(File, u64)>,
 }
 
 struct Writer {
@@ -58,6 +95,8 @@ struct Writer {
     next_seq: u64,
     /// A failed append left bytes that could not be cut off: start a new segment.
     must_rotate: bool,
+    /// Since when appended bytes wait for an fsync.
+    unsynced_since: Option<Instant>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
@@ -69,23 +108,37 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
 
 impl Spool {
     /// Open (or create) the journal in `dir`.
-    pub fn open(dir: &Path) -> Result<Spool, SinkError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    pub fn open(dir: &Path, sync: SyncMode) -> Result<Spool, SinkError> {
+        private::create_dir_all(dir).map_err(io_err(dir))?;
         let id = read_or_create_id(dir)?;
+        let (committed_file, committed) = open_committed(dir)?;
         let segments = segments(dir)?;
         let (active, mut next_seq) = match segments.last() {
             Some(&first) => (first, first),
-            None => (1, 1),
+            None => (committed + 1, committed + 1),
         };
+        if let Some(&first) = segments.first() {
+            if first > committed + 1 {
+                log::error!(
+                    "{}: events {} to {} were deleted from the journal before any database committed them",
+                    dir.display(),
+                    committed + 1,
+                    first - 1
+                );
+            }
+        } else if committed > 0 {
+            log::warn!(
+                "{}: the journal's segments were deleted; events up to {committed} were committed, numbering goes on at {}",
+                dir.display(),
+                committed + 1
+            );
+        }
         let path = segment_path(dir, active);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let mut file = private::open_append(&path).map_err(io_err(&path))?;
         let mut text = Vec::new();
-        file.read_to_end(&mut text).map_err(io_err(&path))?;
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut text))
+            .map_err(io_err(&path))?;
         let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         if complete < text.len() {
             log::warn!(
@@ -95,19 +148,25 @@ impl Spool {
             );
             file.set_len(complete as u64).map_err(io_err(&path))?;
         }
+        file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
         if let Some(last) = text[..complete].split(|&b| b == b'\n').rev().nth(1) {
             next_seq = parse_seq(last).map_or(next_seq, |seq| seq + 1);
         }
+        // Segments deleted by hand must not make numbers committed before come again.
+        next_seq = next_seq.max(committed + 1);
         Ok(Spool {
             dir: dir.to_path_buf(),
             id,
+            sync,
             writer: Mutex::new(Writer {
                 active,
                 file,
                 len: complete as u64,
                 next_seq,
                 must_rotate: false,
+                unsynced_since: None,
             }),
+            committed: Mutex::new((committed_file, committed)),
         })
     }
 
@@ -125,23 +184,44 @@ impl Spool {
         self.writer.lock().expect("spool lock").next_seq - 1
     }
 
+    /// The last sequence number a database of this sink committed.
+    pub fn committed(&self) -> u64 {
+        self.committed.lock().expect("committed lock").1
+    }
+
+    /// Record that a database committed everything up to `seq`.
+    pub fn set_committed(&self, seq: u64) -> Result<(), SinkError> {
+        let mut c = self.committed.lock().expect("committed lock");
+        if c.1 == seq {
+            return Ok(());
+        }
+        let path = self.dir.join(COMMITTED);
+        // Fixed width, written in place: one small write, never half a number.
+        c.0.write_all_at(format!("{seq:020}\n").as_bytes(), 0)
+            .map_err(io_err(&path))?;
+        c.1 = seq;
+        Ok(())
+    }
+
     /// Append `events` in order. On error nothing of them is in the journal.
     pub fn append(&self, events: &[LogEvent]) -> Result<(), SinkError> {
         let mut w = self.writer.lock().expect("spool lock");
         if w.must_rotate || w.len >= SEGMENT_BYTES {
             let start = w.next_seq;
             let path = segment_path(&self.dir, start);
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            let file = private::open_append(&path).map_err(io_err(&path))?;
+            // The closed segment's data goes to the disk before it is left.
+            if self.sync != SyncMode::Off {
+                let closed = segment_path(&self.dir, w.active);
+                w.file.sync_data().map_err(io_err(&closed))?;
+            }
             *w = Writer {
                 active: start,
                 file,
                 len: 0,
                 next_seq: start,
                 must_rotate: false,
+                unsynced_since: None,
             };
         }
         let mut text = Vec::with_capacity(events.len() * 128);
@@ -159,6 +239,29 @@ impl Spool {
         }
         w.len += text.len() as u64;
         w.next_seq += events.len() as u64;
+        let since = *w.unsynced_since.get_or_insert_with(Instant::now);
+        let due = match self.sync {
+            SyncMode::Always => true,
+            SyncMode::Group => since.elapsed() >= GROUP_COMMIT,
+            SyncMode::Off => false,
+        };
+        if due {
+            sync(&mut w, &path)?;
+        }
+        Ok(())
+    }
+
+    /// `spool_sync=group`: fsync what was appended if it has waited long
+    /// enough (called on the writer's idle ticks).
+    pub fn sync_due(&self) -> Result<(), SinkError> {
+        let mut w = self.writer.lock().expect("spool lock");
+        let waited = w
+            .unsynced_since
+            .is_some_and(|s| s.elapsed() >= GROUP_COMMIT);
+        if self.sync == SyncMode::Group && waited {
+            let path = segment_path(&self.dir, w.active);
+            sync(&mut w, &path)?;
+        }
         Ok(())
     }
 
@@ -184,17 +287,21 @@ impl Spool {
         loop {
             let path = segment_path(&self.dir, cursor.segment);
             let active = self.writer.lock().expect("spool lock").active;
-            let (entries, next) = read_segment(&path, cursor, after, max)?;
-            if !entries.is_empty() || cursor.segment == active {
+            let closed = cursor.segment != active;
+            let (entries, next) = read_segment(&path, cursor, after, max, closed)?;
+            if !entries.is_empty() || !closed {
                 return Ok((entries, next));
             }
             // A closed segment is complete: read to its end, all committed.
-            let at_end = next.offset == std::fs::metadata(&path).map_err(io_err(&path))?.len();
+            let at_end = next.offset >= std::fs::metadata(&path).map_or(0, |m| m.len());
             if !at_end {
                 cursor = next;
                 continue;
             }
-            std::fs::remove_file(&path).map_err(io_err(&path))?;
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
+                _ => {}
+            }
             let later = segments(&self.dir)?
                 .into_iter()
                 .find(|&s| s > cursor.segment)
@@ -207,11 +314,41 @@ impl Spool {
     }
 }
 
+fn sync(w: &mut Writer, path: &Path) -> Result<(), SinkError> {
+    w.file.sync_data().map_err(io_err(path))?;
+    w.unsynced_since = None;
+    Ok(())
+}
+
+const COMMITTED: &str = "committed";
+
+fn open_committed(dir: &Path) -> Result<(File, u64), SinkError> {
+    let path = dir.join(COMMITTED);
+    let mut file = private::open_read_write(&path).map_err(io_err(&path))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io_err(&path))?;
+    let seq = match text.trim() {
+        "" => 0,
+        number => number.parse().map_err(|_| {
+            SinkError::Other(format!(
+                "{}: {number:?} is not a sequence number",
+                path.display()
+            ))
+        })?,
+    };
+    Ok((file, seq))
+}
+
+/// Entries of one segment from `cursor`: whole lines only, at least one
+/// however long, then up to [`READ_CHUNK`] bytes or `max` entries. In a
+/// `closed` segment a last line without its LF (an append that failed and
+/// could not be taken back) is skipped with a warning.
 fn read_segment(
     path: &Path,
     cursor: Cursor,
     after: u64,
     max: usize,
+    closed: bool,
 ) -> Result<(Vec<Entry>, Cursor), SinkError> {
     let mut file = match File::open(path) {
         Ok(f) => f,
@@ -220,30 +357,52 @@ fn read_segment(
     };
     file.seek(SeekFrom::Start(cursor.offset))
         .map_err(io_err(path))?;
-    let mut chunk = Vec::new();
-    file.take(READ_CHUNK as u64)
-        .read_to_end(&mut chunk)
-        .map_err(io_err(path))?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut entries = Vec::new();
-    let mut consumed = 0;
-    for line in chunk.split_inclusive(|&b| b == b'\n') {
-        if entries.len() == max || !line.ends_with(b"\n") {
+    let mut offset = cursor.offset;
+    let mut line = Vec::new();
+    let mut bytes = 0;
+    while entries.len() < max && bytes < READ_CHUNK {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_ENTRY)
+            .read_until(b'\n', &mut line)
+            .map_err(io_err(path))?;
+        if n == 0 {
             break;
         }
-        consumed += line.len();
-        match decode(&line[..line.len() - 1]) {
+        if !line.ends_with(b"\n") {
+            if n as u64 == MAX_ENTRY {
+                return Err(SinkError::Other(format!(
+                    "{}: byte {offset}: an entry longer than {} MiB; the journal is damaged and cannot be read past it",
+                    path.display(),
+                    MAX_ENTRY >> 20
+                )));
+            }
+            if closed {
+                log::warn!(
+                    "{}: byte {offset}: {n} bytes of an event whose append failed; skipped",
+                    path.display()
+                );
+                offset += n as u64;
+            }
+            break;
+        }
+        offset += n as u64;
+        bytes += n;
+        match decode(&line[..n - 1]) {
             Some(entry) if entry.seq > after => entries.push(entry),
             Some(_) => {}
             None => log::error!(
                 "{}: byte {}: unreadable spooled event skipped",
                 path.display(),
-                cursor.offset as usize + consumed - line.len()
+                offset - n as u64
             ),
         }
     }
     let next = Cursor {
         segment: cursor.segment,
-        offset: cursor.offset + consumed as u64,
+        offset,
     };
     Ok((entries, next))
 }
@@ -278,11 +437,14 @@ fn read_or_create_id(dir: &Path) -> Result<String, SinkError> {
         .and_then(|mut f| f.read_exact(&mut random))
         .map_err(io_err(Path::new("/dev/urandom")))?;
     let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, format!("{id}\n")).map_err(io_err(&path))?;
+    private::open_append(&path)
+        .and_then(|mut f| f.write_all(format!("{id}\n").as_bytes()))
+        .map_err(io_err(&path))?;
     Ok(id)
 }
 
-fn encode(out: &mut Vec<u8>, seq: u64, e: &LogEvent) {
+/// One journal line (LF included); also the dead-letter file's format.
+pub(crate) fn encode(out: &mut Vec<u8>, seq: u64, e: &LogEvent) {
     let numbers = format!("{seq}\t{}\t", e.timestamp);
     out.extend_from_slice(numbers.as_bytes());
     let fields: [&str; 9] = [
@@ -393,7 +555,7 @@ mod tests {
     #[test]
     fn events_come_back_unchanged_with_their_sequence() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Group).unwrap();
         let tricky = event("tab\there\\n not a newline\nreal one\r\n 😀 \u{1} end");
         spool.append(&[event("one"), tricky.clone()]).unwrap();
         let got = all(&spool, 0);
@@ -406,14 +568,17 @@ mod tests {
     #[test]
     fn sequence_and_id_survive_a_restart_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Group).unwrap();
         spool.append(&[event("a"), event("b")]).unwrap();
         let id = spool.id().to_string();
         drop(spool);
         let segment = segment_path(dir.path(), 1);
-        let mut f = OpenOptions::new().append(true).open(&segment).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap();
         f.write_all(b"3\t1160853407\thalf a li").unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Group).unwrap();
         assert_eq!(spool.id(), id);
         assert_eq!(spool.last_seq(), 2);
         spool.append(&[event("c")]).unwrap();
@@ -427,7 +592,7 @@ mod tests {
     #[test]
     fn committed_closed_segments_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Group).unwrap();
         let big = event(&"x".repeat(300_000));
         for _ in 0..5 {
             spool.append(std::slice::from_ref(&big)).unwrap();
@@ -438,5 +603,40 @@ mod tests {
         assert_eq!(segments(dir.path()).unwrap(), [5]);
         spool.append(&[event("after")]).unwrap();
         assert_eq!(all(&spool, 5)[0].seq, 6);
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_read_chunk_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Off).unwrap();
+        // Escaping doubles it: a journal line of 3 MiB.
+        let huge = event(&"\n".repeat(3 << 19));
+        spool
+            .append(&[event("before"), huge.clone(), event("after")])
+            .unwrap();
+        let got = all(&spool, 0);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].event, huge);
+        assert_eq!(got[2].event.data, "after");
+    }
+
+    #[test]
+    fn the_committed_position_survives_and_deleted_segments_keep_the_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Always).unwrap();
+        spool.append(&[event("a"), event("b"), event("c")]).unwrap();
+        spool.set_committed(3).unwrap();
+        drop(spool);
+        let spool = Spool::open(dir.path(), SyncMode::Always).unwrap();
+        assert_eq!(spool.committed(), 3);
+        drop(spool);
+        for s in segments(dir.path()).unwrap() {
+            std::fs::remove_file(segment_path(dir.path(), s)).unwrap();
+        }
+        let spool = Spool::open(dir.path(), SyncMode::Always).unwrap();
+        assert_eq!(spool.last_seq(), 3);
+        spool.append(&[event("d")]).unwrap();
+        let got = all(&spool, 3);
+        assert_eq!((got[0].seq, got[0].event.data.as_str()), (4, "d"));
     }
 }

@@ -56,8 +56,8 @@ impl Dialect {
                     remoteid text NOT NULL,
                     filtered int NOT NULL,
                     categories text NOT NULL,
-                    eventdata blob NOT NULL
-                ) DEFAULT CHARSET=utf8mb4"
+                    eventdata mediumblob NOT NULL
+                ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
             }
             Dialect::Postgres => {
                 "CREATE TABLE IF NOT EXISTS messages (
@@ -78,9 +78,23 @@ impl Dialect {
 
     /// Where each journal's committed sequence number is kept (see `spooled.rs`).
     pub fn create_progress(self) -> &'static str {
-        "CREATE TABLE IF NOT EXISTS imspector_spool (
-            spool varchar(64) NOT NULL PRIMARY KEY,
-            seq bigint NOT NULL)"
+        match self {
+            Dialect::Mysql => {
+                "CREATE TABLE IF NOT EXISTS imspector_spool (
+                    spool varchar(64) NOT NULL PRIMARY KEY,
+                    seq bigint NOT NULL) ENGINE=InnoDB"
+            }
+            Dialect::Sqlite | Dialect::Postgres => {
+                "CREATE TABLE IF NOT EXISTS imspector_spool (
+                    spool varchar(64) NOT NULL PRIMARY KEY,
+                    seq bigint NOT NULL)"
+            }
+        }
+    }
+
+    /// One row when `messages` has any.
+    pub fn any_message(self) -> &'static str {
+        "SELECT 1 FROM messages LIMIT 1"
     }
 
     /// Selects no row; its column names tell which layout the table has.
@@ -95,19 +109,19 @@ impl Dialect {
         )
     }
 
-    pub fn insert_progress(self) -> String {
-        format!(
-            "INSERT INTO imspector_spool (spool, seq) VALUES ({}, 0)",
-            self.p(1)
-        )
-    }
-
-    pub fn update_progress(self) -> String {
-        format!(
-            "UPDATE imspector_spool SET seq = {} WHERE spool = {}",
+    /// Set the progress of journal `$1` to `$2`, creating its row if needed.
+    pub fn upsert_progress(self) -> String {
+        let insert = format!(
+            "INSERT INTO imspector_spool (spool, seq) VALUES ({}, {})",
             self.p(1),
             self.p(2)
-        )
+        );
+        match self {
+            Dialect::Mysql => format!("{insert} ON DUPLICATE KEY UPDATE seq = VALUES(seq)"),
+            Dialect::Sqlite | Dialect::Postgres => {
+                format!("{insert} ON CONFLICT (spool) DO UPDATE SET seq = excluded.seq")
+            }
+        }
     }
 
     /// One row of `layout`; parameters in the order of [`Row`]'s fields.

@@ -7,9 +7,9 @@ use rusqlite::types::ToSqlOutput;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::spool::Entry;
-use super::spooled::Backend;
+use super::spooled::{Backend, Progress};
 use super::sql::{values, Dialect, Layout, Value};
-use super::SinkError;
+use super::{private, SinkError};
 
 const D: Dialect = Dialect::Sqlite;
 
@@ -27,7 +27,12 @@ impl SqliteBackend {
     }
 
     fn err(&self, e: rusqlite::Error) -> SinkError {
-        SinkError::Other(format!("{}: {e}", self.path.display()))
+        use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch};
+        let text = format!("{}: {e}", self.path.display());
+        match e.sqlite_error_code() {
+            Some(ConstraintViolation | TooBig | TypeMismatch) => SinkError::Rejected(text),
+            _ => SinkError::Other(text),
+        }
     }
 }
 
@@ -36,7 +41,12 @@ impl Backend for SqliteBackend {
         "sqlite"
     }
 
-    fn connect(&mut self, spool: &str) -> Result<u64, SinkError> {
+    fn connect(&mut self, spool: &str) -> Result<Progress, SinkError> {
+        // SQLite gives its -wal and -shm files the database file's mode.
+        private::touch(&self.path).map_err(|source| SinkError::Io {
+            path: self.path.display().to_string(),
+            source,
+        })?;
         let (conn, columns) = (|| -> rusqlite::Result<(Connection, Vec<String>)> {
             let conn = Connection::open(&self.path)?;
             // Other programs may read the file while we write.
@@ -60,21 +70,23 @@ impl Backend for SqliteBackend {
         })()
         .map_err(|e| self.err(e))?;
         let layout = Layout::detect(&columns)?;
-        let seq = (|| -> rusqlite::Result<u64> {
+        let progress = (|| -> rusqlite::Result<Progress> {
             let seq = conn
                 .query_row(&D.select_progress(), [spool], |r| r.get::<_, i64>(0))
                 .optional()?;
-            if seq.is_none() {
-                conn.execute(&D.insert_progress(), [spool])?;
-            }
-            Ok(seq.unwrap_or(0) as u64)
+            let any = conn.query_row(D.any_message(), [], |_| Ok(())).optional()?;
+            Ok(Progress {
+                committed: seq.map(|s| s as u64),
+                has_rows: any.is_some(),
+                transactional: true,
+            })
         })()
         .map_err(|e| self.err(e))?;
         self.open = Some((conn, layout));
-        Ok(seq)
+        Ok(progress)
     }
 
-    fn write(&mut self, spool: &str, entries: &[Entry]) -> Result<(), SinkError> {
+    fn write(&mut self, spool: &str, entries: &[Entry], last: u64) -> Result<(), SinkError> {
         let (conn, layout) = self.open.as_mut().expect("connected");
         let layout = *layout;
         let result = (|| {
@@ -93,8 +105,7 @@ impl Backend for SqliteBackend {
                         .collect();
                     insert.execute(rusqlite::params_from_iter(values))?;
                 }
-                let last = entries.last().map_or(0, |e| e.seq) as i64;
-                tx.execute(&D.update_progress(), params![last, spool])?;
+                tx.execute(&D.upsert_progress(), params![spool, last as i64])?;
             }
             tx.commit()
         })();

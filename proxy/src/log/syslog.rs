@@ -23,6 +23,9 @@ const DEV_LOG: &str = "/dev/log";
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failure, events are not sent (and counted) for this long.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// `syslog_max_size` unless set: the longest line sent as one datagram
+/// (rsyslog's default message size).
+pub const DEFAULT_MAX_SIZE: usize = 8192;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -103,13 +106,16 @@ pub struct SyslogSink {
     facility: u8,
     hostname: String,
     connection: Option<Connection>,
+    /// Longest datagram (UDP and /dev/log); longer lines are cut with a marker.
+    max_size: usize,
     /// While the target is failing: when to try again, events not sent.
     down: Option<(Instant, usize)>,
 }
 
 impl SyslogSink {
-    pub fn new(target: Target, facility: u8) -> Self {
+    pub fn new(target: Target, facility: u8, max_size: usize) -> Self {
         SyslogSink {
+            max_size,
             target,
             facility,
             hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -149,9 +155,20 @@ impl SyslogSink {
         let host = (!local).then_some(self.hostname.as_str());
         for e in events {
             let line = format_line(self.facility, host, e);
+            let datagram = || match super::cut_to(&line, self.max_size) {
+                Some(cut) => {
+                    log::warn!(
+                        "syslog sink: an event of {} bytes cut to {} (syslog_max_size)",
+                        line.len(),
+                        cut.len()
+                    );
+                    cut
+                }
+                None => line.clone(),
+            };
             match self.connection.as_mut().expect("connected above") {
-                Connection::Local(s) => s.send(line.as_bytes()).map(drop)?,
-                Connection::Udp(s) => s.send(line.as_bytes()).map(drop)?,
+                Connection::Local(s) => s.send(datagram().as_bytes()).map(drop)?,
+                Connection::Udp(s) => s.send(datagram().as_bytes()).map(drop)?,
                 Connection::Tcp(s) => s.write_all(format!("{line}\n").as_bytes())?,
             }
         }
@@ -176,6 +193,10 @@ fn resolve(addr: &str) -> std::io::Result<std::net::SocketAddr> {
 impl Sink for SyslogSink {
     fn name(&self) -> &str {
         "syslog"
+    }
+
+    fn healthy(&self) -> bool {
+        self.down.is_none()
     }
 
     fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError> {
@@ -286,7 +307,7 @@ mod tests {
     fn one_escaped_line_per_event_over_udp() {
         let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
         let target = Target::parse(&format!("udp://{}", receiver.local_addr().unwrap())).unwrap();
-        let mut sink = SyslogSink::new(target, 16);
+        let mut sink = SyslogSink::new(target, 16, DEFAULT_MAX_SIZE);
         let mut e = event("say \"hi\"\nback\\slash\u{7} 😀");
         e.categories = "1 badwords;".into();
         sink.write(&[e.clone()]).unwrap();
@@ -307,5 +328,25 @@ mod tests {
                 std::process::id()
             )
         );
+    }
+
+    #[test]
+    fn an_event_longer_than_a_datagram_is_cut_with_a_marker() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let target = Target::parse(&format!("udp://{}", receiver.local_addr().unwrap())).unwrap();
+        let mut sink = SyslogSink::new(target, 16, 1000);
+        sink.write(&[event(&"é".repeat(100_000)), event("next")])
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = receiver.recv(&mut buf).unwrap();
+        let line = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(
+            n <= 1000 && line.ends_with("ééé [cut by imspector]"),
+            "{line}"
+        );
+        let n = receiver.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .ends_with("data=\"next\""));
     }
 }

@@ -1,0 +1,327 @@
+//! The journal and what the daemon stores, through the real binary: one
+//! daemon per spool directory, the modes of everything it creates, and what
+//! its last line says about events still waiting.
+
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use imspector_e2e::irc::{Ii, Ngircd};
+use imspector_e2e::process::Process;
+use imspector_e2e::{imspector, wait, Imspector, Rig};
+use nix::sys::signal::Signal;
+
+/// `imspector -d -c CONFIG` on a free loopback port (no traffic needed), in `dir`.
+fn daemon_command(dir: &Path, config: &str) -> Command {
+    let path = dir.join("imspector.conf");
+    std::fs::write(&path, format!("port=0\nlistenaddr=127.0.0.1\n{config}")).unwrap();
+    let mut command = Command::new(imspector::binary());
+    command.arg("-d").arg("-c").arg(path);
+    command
+}
+
+fn start_daemon(dir: &Path, config: &str) -> anyhow::Result<Process> {
+    let process = Process::spawn(
+        "imspector",
+        daemon_command(dir, config),
+        dir.join("imspector.out"),
+    )?;
+    wait::until("imspector to listen", || {
+        process.output().contains("listening on").then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; imspector printed:\n{}", process.output()))?;
+    Ok(process)
+}
+
+#[test]
+fn a_second_daemon_on_the_same_spool_dir_refuses_to_start_until_the_first_is_gone(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let spool = dir.path().join("spool");
+    let config = format!(
+        "sqlite_file={}\nspool_dir={}\n",
+        dir.path().join("imspector.db").display(),
+        spool.display()
+    );
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    std::fs::create_dir_all(&one)?;
+    std::fs::create_dir_all(&two)?;
+    let mut first = start_daemon(&one, &config)?;
+
+    let second = daemon_command(&two, &config).output()?;
+    assert_eq!(second.status.code(), Some(3), "{second:?}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is in use by imspector pid {}",
+            spool.display(),
+            first.pid()
+        )),
+        "{stderr}"
+    );
+
+    // A crash releases the lock.
+    first.signal(Signal::SIGKILL)?;
+    first.wait_exit()?;
+    let mut third = start_daemon(&two, &config)?;
+    third.signal(Signal::SIGTERM)?;
+    assert_eq!(third.wait_exit()?, Some(0));
+    Ok(())
+}
+
+/// Every file under `root` (and `root` itself), with its mode and group.
+fn modes(root: &Path) -> Vec<(PathBuf, u32, u32)> {
+    let mut found = Vec::new();
+    let meta = std::fs::metadata(root).unwrap();
+    found.push((root.to_path_buf(), meta.mode() & 0o7777, meta.gid()));
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(root).unwrap() {
+            found.extend(modes(&entry.unwrap().path()));
+        }
+    }
+    found
+}
+
+#[test]
+fn everything_the_daemon_stores_is_0640_in_0750_directories_of_log_group() -> anyhow::Result<()> {
+    let adm = nix::unistd::Group::from_name("adm")?
+        .expect("the group adm (Debian base-passwd)")
+        .gid
+        .as_raw();
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], 16667)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let dir = rig.subdir("ims")?;
+    let db_dir = rig.subdir("db")?;
+    let (logs, spool) = (dir.join("logs/imspector"), dir.join("spool"));
+    let (cats, db) = (db_dir.join("cats.log"), db_dir.join("imspector.db"));
+    let badwords = db_dir.join("badwords.txt");
+    std::fs::write(&badwords, "plan\n")?;
+    let config = format!(
+        "irc_protocol=on\nlog_group=adm\nfile_logging_dir={}\nspool_dir={}\nsqlite_file={}\n\
+         cats_logging_filename={}\nbadwords_filename={}\n",
+        logs.display(),
+        spool.display(),
+        db.display(),
+        cats.display(),
+        badwords.display()
+    );
+    std::fs::write(dir.join("imspector.conf"), &config)?;
+    let mut command = rig.gateway.command(imspector::binary().to_str().unwrap());
+    command.arg("-d").arg("-c").arg(dir.join("imspector.conf"));
+    // SAFETY: umask is async-signal-safe; the child gets the widest mask.
+    unsafe {
+        command.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let mut ims = Process::spawn("imspector", command, dir.join("imspector.out"))?;
+    wait::until("imspector to listen", || {
+        ims.output().contains("listening on").then_some(())
+    })?;
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    alice.msg("bob", "the plan")?;
+    bob.wait_received("alice", "alice", "the ****")?;
+    ims.signal(Signal::SIGTERM)?;
+    assert_eq!(ims.wait_exit()?, Some(0), "{}", ims.output());
+
+    let mut stored = modes(&logs);
+    stored.extend(modes(&spool));
+    stored.extend(
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|s| PathBuf::from(format!("{}{s}", db.display())))
+            .filter(|p| p.exists())
+            .flat_map(|p| modes(&p)),
+    );
+    stored.extend(modes(&cats));
+    let names: Vec<String> = stored
+        .iter()
+        .map(|(p, _, _)| p.display().to_string())
+        .collect();
+    for wanted in [
+        "IRC/alice/bob/",
+        "spool/sqlite/id",
+        "spool/lock",
+        "cats.log",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(wanted)),
+            "{wanted} missing from {names:?}"
+        );
+    }
+    assert!(
+        wait::read(&cats).contains("badwords"),
+        "nothing in {}",
+        cats.display()
+    );
+    for (path, mode, gid) in stored {
+        let want = if path.is_dir() { 0o750 } else { 0o640 };
+        assert_eq!(
+            (mode, gid),
+            (want, adm),
+            "{} is {mode:o} of group {gid}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_last_line_says_how_many_events_wait_and_where() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let spool = dir.path().join("spool");
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], 16667)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    // A database that cannot be opened: its directory does not exist.
+    let config = format!(
+        "irc_protocol=on\nsqlite_file={}\nspool_dir={}\n",
+        dir.path().join("missing/imspector.db").display(),
+        spool.display()
+    );
+    let mut ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    for n in 0..3 {
+        alice.msg("bob", &format!("message {n}"))?;
+        bob.wait_received("alice", "alice", &format!("message {n}"))?;
+    }
+    ims.wait_log("IRC", "alice", "bob", 3)?;
+    ims.process.signal(Signal::SIGTERM)?;
+    assert_eq!(ims.process.wait_exit()?, Some(0));
+    let output = ims.process.output();
+    let last = output.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with(&format!(
+            "stopped; 3 events wait in {} for the sqlite database (written when imspector next starts)",
+            spool.join("sqlite").display()
+        )),
+        "{output}"
+    );
+    Ok(())
+}
+
+/// A small tmpfs mounted for one test (a disk that fills up), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs on {} needs root",
+            at.display()
+        );
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// Fill it up; the filler file is returned, to be removed.
+    fn fill(&self) -> PathBuf {
+        let filler = self.0.join("filler");
+        // dd stops with "No space left on device": that is the point.
+        let _ = Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", filler.display()))
+            .arg("bs=4k")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("running dd");
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The file log on a disk that fills up, with `log_failure=block`: the
+/// message that finds the disk full is kept in memory; chat then stops, and
+/// the sender is told, until the disk has room; every event reaches the file,
+/// whole lines in order; one line says it failed, one that it recovered. A
+/// log directory deleted while running is made again.
+#[test]
+fn a_full_disk_blocks_chat_with_log_failure_block_and_loses_no_line() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], 16667)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let dir = rig.subdir("ims")?;
+    // The file log's directory is the small disk (Imspector::log_dir).
+    let disk = Tmpfs::mount(&dir.join("logs"), "1m");
+    let logs = disk.0.clone();
+    let config = format!(
+        "irc_protocol=on\nlog_failure=block\nfile_logging_dir={}\nresponder_filename={}\n\
+         filtered_mins=15\nfiltered_response=Not sent: it cannot be logged now\n",
+        logs.display(),
+        dir.join("responder.db").display()
+    );
+    let ims = Imspector::start(&rig.gateway, &dir, &config)?;
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    alice.msg("bob", "before")?;
+    bob.wait_received("alice", "alice", "before")?;
+    ims.wait_log("IRC", "alice", "bob", 1)?;
+
+    let filler = disk.fill();
+    // A new conversation needs a new file, which the full disk has no room for
+    // (a line into the first file would still fit in its last page).
+    alice.msg("carol", "finds the disk full")?;
+    ims.wait_output("file sink: cannot write")?;
+    alice.msg("bob", "while full")?;
+    wait::until("the notice to alice", || {
+        alice
+            .window("bob")
+            .contains("Not sent: it cannot be logged now")
+            .then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; alice sees {:?}", alice.window("bob")))?;
+    assert!(
+        !bob.window("alice").contains("while full"),
+        "{}",
+        bob.window("alice")
+    );
+
+    std::fs::remove_file(filler)?;
+    ims.wait_output("writable again; 2 waiting events written")?;
+    alice.msg("bob", "after")?;
+    bob.wait_received("alice", "alice", "after")?;
+    let lines = ims.wait_log("IRC", "alice", "bob", 3)?;
+    let rest: Vec<&str> = lines.iter().map(|l| l.rest.as_str()).collect();
+    assert_eq!(rest, ["1,1,0,,before", "1,1,1,,while full", "1,1,0,,after"]);
+    let carol = ims.wait_log("IRC", "alice", "carol", 1)?;
+    assert_eq!(carol[0].rest, "1,1,0,,finds the disk full");
+    let output = ims.process.output();
+    assert_eq!(
+        output.matches("file sink: cannot write").count(),
+        1,
+        "{output}"
+    );
+
+    // The log directory deleted while running is made again.
+    std::fs::remove_dir_all(logs.join("IRC"))?;
+    alice.msg("bob", "into a new directory")?;
+    bob.wait_received("alice", "alice", "into a new directory")?;
+    let lines = ims.wait_log("IRC", "alice", "bob", 1)?;
+    assert_eq!(lines[0].rest, "1,1,0,,into a new directory");
+    Ok(())
+}
