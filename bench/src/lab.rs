@@ -7,6 +7,7 @@
 //! - 127.0.0.3: clients whose connections an OUTPUT REDIRECT rule sends to
 //!   imspector, as a gateway's PREROUTING rule would.
 //! - 127.0.0.4: clients of the direct connection, haproxy and socat (no rule).
+//! - 127.0.0.5: iperf3 servers, one per inspected port.
 //! - 127.0.0.1: the listeners of imspector, haproxy and socat.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -18,6 +19,9 @@ pub const SINK_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 pub const REDIRECTED_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 pub const PLAIN_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 pub const PROXY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+pub const IPERF_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 5);
+/// Every port a core inspects: the iperf3 workload runs through each.
+pub const INSPECTED_PORTS: [u16; 7] = [6667, 1863, 8074, 5190, 5050, 5222, 5223];
 /// imspector's listening port.
 pub const IMSPECTOR_PORT: u16 = 16667;
 
@@ -68,25 +72,27 @@ pub fn enter() -> anyhow::Result<()> {
         "sysctl",
         &["-qw", "net.ipv4.ip_local_port_range=36700 60999"],
     )?;
-    run(
-        "iptables",
-        &[
-            "-t",
-            "nat",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-s",
-            &REDIRECTED_CLIENT_IP.to_string(),
-            "-d",
-            &SINK_IP.to_string(),
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            &IMSPECTOR_PORT.to_string(),
-        ],
-    )?;
+    for server in [SINK_IP, IPERF_IP] {
+        run(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "OUTPUT",
+                "-p",
+                "tcp",
+                "-s",
+                &REDIRECTED_CLIENT_IP.to_string(),
+                "-d",
+                &server.to_string(),
+                "-j",
+                "REDIRECT",
+                "--to-ports",
+                &IMSPECTOR_PORT.to_string(),
+            ],
+        )?;
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! medians, ranges, ratios to direct and CPU cost. Needs root (a network
 //! namespace and an iptables REDIRECT rule). See docs/PERFORMANCE.md.
 
+mod iperf;
 mod lab;
 mod load;
 mod measure;
@@ -74,6 +75,8 @@ enum Workload {
     Latency,
     /// Memory per idle connection.
     Idle,
+    /// iperf3 through every inspected port, both ways (not in the default set).
+    Iperf3,
 }
 
 /// Volumes of one run.
@@ -139,6 +142,7 @@ fn main() -> anyhow::Result<()> {
                 bulk(workload, &running, &cli, &plan)?
             }
             Workload::Latency => latency(&running, &cli, &plan)?,
+            Workload::Iperf3 => iperf::workload(&running, plan.runs, plan.latency_seconds.min(3))?,
             Workload::Idle => {
                 // A fresh relay, so that earlier runs' heap is not counted.
                 drop(std::mem::take(&mut running));

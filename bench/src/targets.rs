@@ -13,7 +13,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::lab::{
-    SinkPort, IMSPECTOR_PORT, PLAIN_CLIENT_IP, PROXY_IP, REDIRECTED_CLIENT_IP, SINK_IP,
+    SinkPort, IMSPECTOR_PORT, INSPECTED_PORTS, IPERF_IP, PLAIN_CLIENT_IP, PROXY_IP,
+    REDIRECTED_CLIENT_IP, SINK_IP,
 };
 use crate::load::EventStore;
 use crate::measure;
@@ -47,6 +48,8 @@ impl fmt::Display for Kind {
 /// haproxy listens on this plus the sink port, socat on [`SOCAT_BASE`] plus it.
 const HAPROXY_BASE: u16 = 20000;
 const SOCAT_BASE: u16 = 30000;
+/// haproxy listens on this plus an inspected port for the iperf3 servers.
+const HAPROXY_IPERF_BASE: u16 = 11000;
 
 /// A running relay (or none, for the direct connection).
 pub struct Target {
@@ -98,7 +101,8 @@ impl Target {
                     format!(
                         "port={IMSPECTOR_PORT}\nlistenaddr={PROXY_IP}\npidfilename={}\n\
                          yahoo_protocol=on\nyahoo_ports={}\n\
-                         irc_protocol=on\nirc_ports={},{},{}\n{logging}",
+                         irc_protocol=on\nirc_ports={},{},{}\n\
+                         msn_protocol=on\ngg_protocol=on\nicq_protocol=on\njabber_protocol=on\n{logging}",
                         pid_file.display(),
                         SinkPort::Plain.port(),
                         SinkPort::Irc.port(),
@@ -140,6 +144,12 @@ impl Target {
                         "listen p{0}\n  bind {PROXY_IP}:{1}\n  server sink {SINK_IP}:{0}\n",
                         port.port(),
                         HAPROXY_BASE + port.port()
+                    ));
+                }
+                for port in INSPECTED_PORTS {
+                    text.push_str(&format!(
+                        "listen iperf{port}\n  bind {PROXY_IP}:{}\n  server iperf {IPERF_IP}:{port}\n",
+                        HAPROXY_IPERF_BASE + port
                     ));
                 }
                 std::fs::write(&config, text)?;
@@ -190,6 +200,21 @@ impl Target {
             Kind::Imspector => (REDIRECTED_CLIENT_IP, port.addr()),
             Kind::Haproxy => (PLAIN_CLIENT_IP, via(HAPROXY_BASE)),
             Kind::Socat => (PLAIN_CLIENT_IP, via(SOCAT_BASE)),
+        }
+    }
+
+    /// The source address and destination of an iperf3 client whose server
+    /// listens on `port`; `None` where this target does not relay it.
+    pub fn iperf_route(&self, port: u16) -> Option<(Ipv4Addr, SocketAddr)> {
+        let server = SocketAddr::new(IpAddr::V4(IPERF_IP), port);
+        match self.kind {
+            Kind::Direct => Some((PLAIN_CLIENT_IP, server)),
+            Kind::Imspector => Some((REDIRECTED_CLIENT_IP, server)),
+            Kind::Haproxy => Some((
+                PLAIN_CLIENT_IP,
+                SocketAddr::new(IpAddr::V4(PROXY_IP), HAPROXY_IPERF_BASE + port),
+            )),
+            Kind::Socat => None,
         }
     }
 
