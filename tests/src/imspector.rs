@@ -26,13 +26,15 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
-/// target/<profile>, where the test binary's directory (deps) is.
+/// target/<profile>: where a test binary's directory (deps) is, or where a
+/// binary of the e2e crate itself (the demo) is.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_path_buf()
+    let dir = exe.parent().expect("target/<profile>");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().expect("target/<profile>").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 pub struct Imspector {
