@@ -4,6 +4,7 @@
 
 use imspector::filter::testing::{self, FilterRig, Outcome};
 use imspector_e2e::imspector::{assert_lines, now};
+use imspector_e2e::oscar::barnowl::BarnOwl;
 use imspector_e2e::oscar::client::Received;
 use imspector_e2e::oscar::wire::Charset;
 use imspector_e2e::oscar::{OscarClient, OscarServer, BOS_PORT, LOGIN_PORT};
@@ -197,5 +198,59 @@ fn filter_scenarios_through_scripted_oscar_clients() -> anyhow::Result<()> {
     };
     let dir = rig.scene.rig.subdir("scenarios")?;
     testing::run_all(&mut rig, &dir);
+    Ok(())
+}
+
+/// BarnOwl as alice through the proxy, the scripted client as bob; a bad
+/// word rewritten both ways, so BarnOwl's libfaim reads re-encoded FLAPs.
+#[test]
+fn barnowl_chats_through_the_proxy_and_is_logged() -> anyhow::Result<()> {
+    let since = now();
+    let rig = Rig::new()?;
+    rig.redirect(&[LOGIN_PORT, BOS_PORT], 16667)?;
+    let dir = rig.subdir("ims")?;
+    let badwords = dir.join("badwords.txt");
+    std::fs::write(&badwords, "darn\n")?;
+    let config = format!("{CONFIG}badwords_filename={}\n", badwords.display());
+    let ims = Imspector::start(&rig.gateway, &dir, &config)?;
+    let server = OscarServer::start(
+        &rig.server,
+        rig.server_ip,
+        &[("alice", "owl-pw"), (BOB, "bob-pw")],
+    )?;
+    let mut bob = OscarClient::login(&rig.server, rig.server_ip, BOB, "bob-pw")?;
+    let owl = BarnOwl::start(&rig.client, &rig.subdir("barnowl")?, rig.server_ip)?;
+    owl.command("aimlogin alice owl-pw")?;
+    owl.wait_screen("Logged in to AIM as alice")?;
+    let trace = |e: anyhow::Error| {
+        anyhow::anyhow!(
+            "{e}\nthe server did:\n{}\nthe screen:\n{}\nimspector printed:\n{}",
+            server.journal(),
+            owl.screen(),
+            ims.process.output()
+        )
+    };
+    wait::until("alice on BOS", || server.is_online("alice").then_some(())).map_err(trace)?;
+
+    owl.command("aimwrite bob -m hello from barnowl, darn it")?;
+    wait::until("bob to get barnowl's message", || {
+        (!bob.messages_from("alice").is_empty()).then_some(())
+    })
+    .map_err(trace)?;
+    assert_eq!(bob.messages_from("alice"), ["hello from barnowl, **** it"]);
+    bob.send("alice", "hi barnowl, café, darn", Charset::Latin1)?;
+    owl.wait_screen("hi barnowl, café, ****").map_err(trace)?;
+
+    let lines = ims.wait_log("ICQ-AIM", "alice", "bob", 2)?;
+    assert_lines(
+        &lines,
+        &rig.client_ip.to_string(),
+        since,
+        &[
+            "1,1,0,1 badwords;,hello from barnowl, darn it",
+            "0,1,0,1 badwords;,hi barnowl, café, darn",
+        ],
+    );
+    assert!(!ims.process.output().contains("owl-pw"));
     Ok(())
 }

@@ -221,20 +221,22 @@ fn https_protocol_tunnels_port_443_untouched_with_one_event() -> anyhow::Result<
         conn.write_all(&got)
     });
     let server = SocketAddr::new(IpAddr::V4(rig.server_ip), 443);
-    let answer = rig.gateway.run(move || -> std::io::Result<(String, Vec<u8>)> {
-        let mut conn = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, http_port))?;
-        conn.write_all(format!("CONNECT {server} HTTP/1.1\r\n\r\n\x16\x03\x01").as_bytes())?;
-        let mut reader = BufReader::new(conn.try_clone()?);
-        let mut status = String::new();
-        reader.read_line(&mut status)?;
-        let mut blank = String::new();
-        reader.read_line(&mut blank)?;
-        conn.write_all(b"opaque bytes")?;
-        conn.shutdown(std::net::Shutdown::Write)?;
-        let mut back = Vec::new();
-        reader.read_to_end(&mut back)?;
-        Ok((status, back))
-    })??;
+    let answer = rig
+        .gateway
+        .run(move || -> std::io::Result<(String, Vec<u8>)> {
+            let mut conn = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, http_port))?;
+            conn.write_all(format!("CONNECT {server} HTTP/1.1\r\n\r\n\x16\x03\x01").as_bytes())?;
+            let mut reader = BufReader::new(conn.try_clone()?);
+            let mut status = String::new();
+            reader.read_line(&mut status)?;
+            let mut blank = String::new();
+            reader.read_line(&mut blank)?;
+            conn.write_all(b"opaque bytes")?;
+            conn.shutdown(std::net::Shutdown::Write)?;
+            let mut back = Vec::new();
+            reader.read_to_end(&mut back)?;
+            Ok((status, back))
+        })??;
     web.join().expect("web server thread")?;
     assert_eq!(answer.0, "HTTP/1.1 200 Connection established\r\n");
     assert_eq!(answer.1, b"setyb euqapo\x01\x03\x16");

@@ -2,6 +2,7 @@
 //! a cookie, ICBM relay between users), a scripted client, and BarnOwl as the
 //! real AIM client.
 
+pub mod barnowl;
 pub mod client;
 pub mod server;
 pub mod wire;
