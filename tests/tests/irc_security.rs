@@ -220,6 +220,7 @@ fn topics_reasons_ctcp_and_every_target_are_logged_and_judged() -> anyhow::Resul
     mallory.send(b"PRIVMSG #ok :\x01\x01ACTION darn\x01\r\n")?;
     // One target denied: the line goes to nobody, and each target's log says so.
     mallory.send(b"PRIVMSG #ok,victim :to both\r\n")?;
+    mallory.send(b"PRIVMSG #ok :\x1b[2J\x1b]0;owned\x07 hi\r\n")?;
     mallory.send(b"PART #ok :darn you all\r\n")?;
     mallory.send(b"QUIT :darn again\r\n")?;
     let rest = |lines: Vec<LogLine>| -> Vec<String> { lines.into_iter().map(|l| l.rest).collect() };
@@ -229,7 +230,7 @@ fn topics_reasons_ctcp_and_every_target_are_logged_and_judged() -> anyhow::Resul
         let lines = rest(wait::read(&path).lines().map(LogLine::parse).collect());
         let (sent, echoed): (Vec<String>, Vec<String>) =
             lines.into_iter().partition(|l| l.starts_with("1,"));
-        (sent.len() >= 5).then_some((sent, echoed))
+        (sent.len() >= 6).then_some((sent, echoed))
     })?;
     assert!(echoed.iter().all(|l| !l.contains("darn")), "{echoed:?}");
     assert_eq!(
@@ -237,8 +238,9 @@ fn topics_reasons_ctcp_and_every_target_are_logged_and_judged() -> anyhow::Resul
         [
             "1,1,0,1 badwords;,/topic darn topic",
             "1,1,0,1 badwords;,/ctcp VERSION darn client",
-            "1,1,0,1 badwords;,/ctcp \u{1}ACTION darn",
+            "1,1,0,1 badwords;,/ctcp \\x01ACTION darn",
             "1,1,1,,to both",
+            "1,1,0,,\\x1b[2J\\x1b]0;owned\\x07 hi",
             "1,1,0,1 badwords;,/part darn you all",
         ]
     );

@@ -224,41 +224,77 @@ pub fn format_line(e: &LogEvent) -> String {
         e.kind.code(),
         u8::from(e.filtered),
         e.categories,
-        escape_newlines(&e.data)
+        escape_text(&e.data)
     )
 }
 
-fn escape_newlines(text: &str) -> String {
-    text.replace("\r\n", "\\n").replace(['\n', '\r'], "\\n")
+/// Text as one line a terminal or viewer shows as it is: line ends as `\n`
+/// (as the original wrote them), and every other character that moves the
+/// cursor, clears, recolours or reorders what a reader sees as `\xHH` (C0
+/// controls but tab, DEL, C1 controls such as NEL) or `\u{XXXX}` (the line and
+/// paragraph separators, bidirectional embeddings, overrides and isolates).
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\r' | '\n' => out.push_str("\\n"),
+            c if is_unsafe_to_show(c) && u32::from(c) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)))
+            }
+            c if is_unsafe_to_show(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-/// Make an id usable as one directory name: no separators, no `.`/`..`, no NUL,
-/// never empty, bounded in length.
+fn is_unsafe_to_show(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Longest directory name made from an id; longer ids are shortened with a hash.
+const MAX_NAME: usize = 200;
+/// How much of a long id's encoding its shortened name keeps.
+const KEPT_OF_LONG: usize = 160;
+
+/// An id as one directory name, so that ids that differ never share a file:
+/// an ordinary id is itself (the original's layout); `/`, `\`, `%` and the
+/// characters [`escape_text`] escapes are written `%XX` (the bytes of their
+/// UTF-8); `.` and `..` are `%2E` and `%2E%2E`, the empty id `%`. An
+/// encoding longer than 200 bytes keeps its first 160 bytes, then `%%` and
+/// 32 hex digits of the SHA-256 of the id (`%%` occurs in no other name).
 pub fn safe_component(id: &str) -> String {
-    let mut s: String = id
-        .chars()
-        .map(|c| {
-            if matches!(c, '/' | '\\' | '\0') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        s = "unknown".to_string();
+    match id {
+        "" => return "%".to_string(),
+        "." => return "%2E".to_string(),
+        ".." => return "%2E%2E".to_string(),
+        _ => {}
     }
-    if s == "." || s == ".." {
-        s = format!("_{s}");
-    }
-    if s.len() > 200 {
-        let mut end = 200;
-        while !s.is_char_boundary(end) {
-            end -= 1;
+    let mut name = String::with_capacity(id.len());
+    let mut kept = None;
+    for c in id.chars() {
+        if name.len() <= KEPT_OF_LONG {
+            kept = Some(name.len());
         }
-        s.truncate(end);
+        if matches!(c, '/' | '\\' | '%') || is_unsafe_to_show(c) {
+            for byte in c.to_string().bytes() {
+                name.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            name.push(c);
+        }
     }
-    s
+    if name.len() <= MAX_NAME {
+        return name;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    name.truncate(kept.unwrap_or(0));
+    format!("{name}%%{hex}")
 }
 
 #[cfg(test)]
@@ -275,11 +311,65 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            escape_text("a\x1b[2Jb\0c\x0bd\x0ce\u{85}f\u{2028}g\u{202e}h\ti\r\nj\rk"),
+            "a\\x1b[2Jb\\x00c\\x0bd\\x0ce\\x85f\\u{2028}g\\u{202e}h\ti\\nj\\nk"
+        );
+        assert_eq!(escape_text("ünïcödé 😀"), "ünïcödé 😀");
+    }
+
+    #[test]
     fn ids_cannot_escape_the_directory() {
-        assert_eq!(safe_component("../../etc"), ".._.._etc");
-        assert_eq!(safe_component(".."), "_..");
-        assert_eq!(safe_component(""), "unknown");
-        assert_eq!(safe_component("a\0b/c"), "a_b_c");
+        assert_eq!(safe_component("../../etc"), "..%2F..%2Fetc");
+        assert_eq!(safe_component(".."), "%2E%2E");
+        assert_eq!(safe_component("."), "%2E");
+        assert_eq!(safe_component(""), "%");
+        assert_eq!(safe_component("a\0b/c"), "a%00b%2Fc");
+    }
+
+    #[test]
+    fn ordinary_ids_are_their_own_names() {
+        for id in [
+            "alice",
+            "bob@example.com",
+            "#chan",
+            "12345",
+            "chat-42",
+            "a_b",
+            "ünï cödé",
+        ] {
+            assert_eq!(safe_component(id), id);
+        }
+    }
+
+    #[test]
+    fn ids_that_differ_never_share_a_name() {
+        let long = |tail: &str| format!("{}{tail}", "x".repeat(300));
+        let ids = [
+            "a/b".to_string(),
+            "a_b".into(),
+            "a\\b".into(),
+            "a%2Fb".into(),
+            "a%5Cb".into(),
+            "a\x1bb".into(),
+            "".into(),
+            "%".into(),
+            ".".into(),
+            "%2E".into(),
+            long("1"),
+            long("2"),
+            format!("{}%%", "x".repeat(158)),
+        ];
+        let names: std::collections::HashSet<String> =
+            ids.iter().map(|id| safe_component(id)).collect();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+        for name in &names {
+            assert!(name.len() <= MAX_NAME && !name.contains('/') && name != "." && name != "..");
+        }
+        assert!(safe_component(&long("1")).starts_with(&"x".repeat(160)));
+        // A multi-byte character is never cut in half.
+        assert!(safe_component(&"é".repeat(150)).is_char_boundary(160));
     }
 
     #[test]

@@ -238,13 +238,13 @@ fn describe(e: &LogEvent) -> String {
         "event: {} {} {} {} {}: type {} filtered {} [{}] {}",
         e.protocol,
         e.client,
-        e.local_id,
+        file::escape_text(&e.local_id),
         if e.outgoing { "->" } else { "<-" },
-        e.remote_id,
+        file::escape_text(&e.remote_id),
         e.kind.code(),
         u8::from(e.filtered),
         e.categories,
-        e.data
+        file::escape_text(&e.data)
     )
 }
 
@@ -275,5 +275,15 @@ pub(crate) mod tests {
             categories: String::new(),
             data: data.into(),
         }
+    }
+
+    #[test]
+    fn the_echo_shows_control_characters_escaped() {
+        let mut e = event("\x1b]0;owned\x07 next\nline");
+        e.remote_id = "#c\rforged".into();
+        assert_eq!(
+            describe(&e),
+            "event: IRC 192.168.0.4:62013 alice -> #c\\nforged: type 1 filtered 0 [] \\x1b]0;owned\\x07 next\\nline"
+        );
     }
 }
