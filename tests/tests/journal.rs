@@ -325,3 +325,92 @@ fn a_full_disk_blocks_chat_with_log_failure_block_and_loses_no_line() -> anyhow:
     assert_eq!(lines[0].rest, "1,1,0,,into a new directory");
     Ok(())
 }
+
+/// The original's MyISAM table (no transactions) and a kill -9 in the middle
+/// of a replay: every event ends up in the table in order, at most one twice,
+/// and then the one the log named.
+#[test]
+fn myisam_and_kill_9_repeat_at_most_the_one_row_the_log_names() -> anyhow::Result<()> {
+    use imspector_e2e::databases::{self, Mariadb};
+    const EVENTS: usize = 1500;
+    let mut db = Mariadb::start();
+    db.sql(&format!(
+        "USE {}; CREATE TABLE messages (id int NOT NULL auto_increment PRIMARY KEY,
+         timestamp int NOT NULL default '0', clientaddress text NOT NULL,
+         protocolname text NOT NULL, outgoing int NOT NULL default '0',
+         type int NOT NULL default '0', localid text NOT NULL, remoteid text NOT NULL,
+         filtered int NOT NULL default '0', categories text NOT NULL,
+         eventdata blob NOT NULL) ENGINE=MyISAM CHARSET=utf8mb4;",
+        databases::DB_NAME
+    ));
+    let dir = tempfile::tempdir()?;
+    let spool = dir.path().join("spool");
+    let config = format!("{}spool_dir={}\n", db.config(), spool.display());
+    // The journal fills while the database is down, as after an outage.
+    db.stop();
+    let settings = ::imspector::config::Settings::parse("t.conf", &config)?;
+    let cfg = ::imspector::config::Config::from_settings(settings)?;
+    let (logger, writer) = ::imspector::log::spawn_writer(::imspector::build_sinks(&cfg)?, false);
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let texts: Vec<String> = (0..EVENTS).map(|n| format!("event {n}")).collect();
+    rt.block_on(async {
+        for (n, text) in texts.iter().enumerate() {
+            let mut e = databases::event(n);
+            e.data = text.clone();
+            logger.log(e).await;
+        }
+    });
+    drop(logger);
+    writer.join().expect("the writer");
+    db.resume();
+
+    let logged = || -> Vec<String> {
+        db.sql(&format!(
+            "SELECT eventdata FROM {}.messages ORDER BY id",
+            databases::DB_NAME
+        ))
+        .lines()
+        .map(str::to_string)
+        .collect()
+    };
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    std::fs::create_dir_all(&one)?;
+    std::fs::create_dir_all(&two)?;
+    let mut first = start_daemon(&one, &config)?;
+    wait::until("part of the replay", || {
+        (logged().len() > 200).then_some(())
+    })?;
+    first.signal(Signal::SIGKILL)?;
+    first.wait_exit()?;
+    let after_kill = logged().len();
+    assert!(after_kill < EVENTS, "the replay was over before the kill");
+    let mut second = start_daemon(&two, &config)?;
+    wait::until("the whole replay", || {
+        (logged().len() >= EVENTS).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; imspector printed:\n{}", second.output()))?;
+    second.signal(Signal::SIGTERM)?;
+    assert_eq!(second.wait_exit()?, Some(0));
+
+    let mut rows = logged();
+    let output = second.output();
+    assert!(
+        output.contains("table messages has no transactions"),
+        "{output}"
+    );
+    if rows.len() > EVENTS {
+        assert_eq!(rows.len(), EVENTS + 1, "more than one row repeated");
+        let twice = (1..rows.len())
+            .find(|&i| rows[i] == rows[i - 1])
+            .expect("the repeated row next to its first copy");
+        // Event n has sequence number n + 1 in the journal.
+        assert!(
+            output.contains(&format!("the row of event {} of ", twice + 1)),
+            "row {twice} ({}) repeated, but the log named another: {output}",
+            rows[twice]
+        );
+        rows.remove(twice);
+    }
+    assert_eq!(rows, texts);
+    Ok(())
+}

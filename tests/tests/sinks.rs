@@ -544,6 +544,22 @@ fn sqlite_an_event_of_a_mebibyte_is_stored_and_the_sink_goes_on() {
     assert_eq!(sqlite_rows(&db), want);
 }
 
+/// The dead-letter file of a sink's journal: one line per refused event.
+fn dead_letters(spool: &Path, sink: &str) -> Vec<String> {
+    std::fs::read_to_string(spool.join(sink).join("dead-letters"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Five events, the third of which a CHECK constraint refuses.
+fn with_poison() -> Vec<LogEvent> {
+    let mut events: Vec<LogEvent> = (200..205).map(event).collect();
+    events[2].data = "poison".into();
+    events
+}
+
 // ---------------------------------------------------------------- MariaDB
 
 mod mariadb {
@@ -599,6 +615,139 @@ mod mariadb {
         log_through_config(&config(&db, spool.path()), &more);
         let want: Vec<Row> = more.iter().map(|e| expected(e, false)).collect();
         assert_eq!(db.rows(), want);
+    }
+
+    /// One row the database refuses goes to the dead-letter file with the
+    /// database's own message, and the sink goes on; an event of a mebibyte
+    /// fits our table (mediumblob).
+    #[test]
+    fn mariadb_refused_rows_go_to_dead_letters_and_big_events_fit() {
+        databases::capture_log();
+        let db = Mariadb::start();
+        let spool = tempfile::tempdir().unwrap();
+        let big = near_the_payload_bound();
+        log_through_config(&config(&db, spool.path()), &big);
+        let mut want: Vec<Row> = big.iter().map(|e| expected(e, true)).collect();
+        assert_eq!(db.rows(), want);
+
+        db.sql(&format!(
+            "ALTER TABLE {}.messages ADD CONSTRAINT no_poison CHECK (eventdata <> 'poison')",
+            databases::DB_NAME
+        ));
+        let events = with_poison();
+        log_through_config(&config(&db, spool.path()), &events);
+        want.extend(
+            events
+                .iter()
+                .filter(|e| e.data != "poison")
+                .map(|e| expected(e, true)),
+        );
+        assert_eq!(db.rows(), want);
+        let dead = dead_letters(spool.path(), "mysql");
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert!(
+            dead[0].starts_with("6\t") && dead[0].ends_with("\tpoison"),
+            "{dead:?}"
+        );
+        let told = databases::log_lines("ERROR mysql sink: the database refused event 6 (");
+        assert!(
+            told.iter()
+                .any(|l| l.contains("CONSTRAINT `no_poison` failed")
+                    && l.ends_with("dead-letters (1 events there)")),
+            "{told:?}"
+        );
+    }
+
+    /// The original's MyISAM table: said at start, text longer than its blob
+    /// cut with a marker and a line, never silently.
+    #[test]
+    fn mariadb_myisam_table_is_detected_and_long_text_is_cut_with_a_marker() {
+        databases::capture_log();
+        let db = Mariadb::start();
+        let spool = tempfile::tempdir().unwrap();
+        db.sql(&format!(
+            "USE {}; CREATE TABLE messages (id int NOT NULL auto_increment PRIMARY KEY,
+             timestamp int NOT NULL default '0', clientaddress text NOT NULL,
+             protocolname text NOT NULL, outgoing int NOT NULL default '0',
+             type int NOT NULL default '0', localid text NOT NULL, remoteid text NOT NULL,
+             filtered int NOT NULL default '0', categories text NOT NULL,
+             eventdata blob NOT NULL) ENGINE=MyISAM CHARSET=utf8mb4;",
+            databases::DB_NAME
+        ));
+        let mut events: Vec<LogEvent> = (0..3).map(event).collect();
+        events[1].data = "y".repeat(70_000);
+        log_through_config(&config(&db, spool.path()), &events);
+        let rows = db.rows();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0], expected(&events[0], true));
+        assert_eq!(rows[2], expected(&events[2], true));
+        assert_eq!(rows[1].data.len(), 65_535);
+        assert!(
+            rows[1].data.ends_with("y [cut by imspector]"),
+            "{}",
+            &rows[1].data[65_500..]
+        );
+        let told = databases::log_lines("WARN mysql sink: ");
+        assert!(
+            told.iter()
+                .any(|l| l.contains("table messages has no transactions")),
+            "{told:?}"
+        );
+        assert!(
+            told.iter().any(|l| l.ends_with(
+                "event 2: eventdata of 70000 bytes cut to 65535, the size of its column"
+            )),
+            "{told:?}"
+        );
+    }
+
+    /// A table locked by another session: the statement times out, the
+    /// database's message is logged, and stopping is bounded; the events wait
+    /// in the journal and the stop says so.
+    #[test]
+    fn mariadb_a_locked_table_times_out_and_the_stop_is_bounded() {
+        databases::capture_log();
+        let db = Mariadb::start();
+        let spool = tempfile::tempdir().unwrap();
+        log_through_config(&config(&db, spool.path()), &[event(0)]);
+        let mut locker = std::process::Command::new("mariadb")
+            .arg(format!("--socket={}", db.socket().display()))
+            .arg("--user=root")
+            .arg("-e")
+            .arg(format!(
+                "LOCK TABLES {}.messages WRITE; SELECT SLEEP(60);",
+                databases::DB_NAME
+            ))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        databases::eventually("the lock", || {
+            db.sql("SHOW OPEN TABLES WHERE In_use > 0")
+                .contains("messages")
+        });
+        let cfg =
+            Config::from_settings(Settings::parse("t.conf", &config(&db, spool.path())).unwrap())
+                .unwrap();
+        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+        send(&logger, &(1..4).map(event).collect::<Vec<_>>());
+        databases::eventually("the statement timeout", || {
+            !databases::log_lines("WARN mysql sink is down").is_empty()
+        });
+        let down = databases::log_lines("WARN mysql sink is down");
+        assert!(down[0].contains("Lock wait timeout exceeded"), "{down:?}");
+        let stopping = std::time::Instant::now();
+        drop(logger);
+        let waiting = writer.join().unwrap();
+        assert!(stopping.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(
+            waiting,
+            [format!(
+                "3 events wait in {} for the mysql database (written when imspector next starts)",
+                spool.path().join("mysql").display()
+            )]
+        );
+        let _ = locker.kill();
+        let _ = locker.wait();
     }
 
     #[test]
@@ -727,6 +876,38 @@ mod postgresql {
         log_through_config(&config(&db, spool.path()), &more);
         let want: Vec<Row> = more.iter().map(|e| expected(e, false)).collect();
         assert_eq!(db.rows(), want);
+    }
+
+    /// One row PostgreSQL refuses goes to the dead-letter file with its own
+    /// message, and the sink goes on; an event of a mebibyte is stored.
+    #[test]
+    fn postgres_refused_rows_go_to_dead_letters_and_big_events_fit() {
+        databases::capture_log();
+        let db = Postgres::start();
+        let spool = tempfile::tempdir().unwrap();
+        let big = near_the_payload_bound();
+        log_through_config(&config(&db, spool.path()), &big);
+        let mut want: Vec<Row> = big.iter().map(|e| expected(e, true)).collect();
+        assert_eq!(db.rows(), want);
+
+        db.sql("ALTER TABLE messages ADD CONSTRAINT no_poison CHECK (eventdata <> 'poison')");
+        let events = with_poison();
+        log_through_config(&config(&db, spool.path()), &events);
+        want.extend(
+            events
+                .iter()
+                .filter(|e| e.data != "poison")
+                .map(|e| expected(e, true)),
+        );
+        assert_eq!(db.rows(), want);
+        let dead = dead_letters(spool.path(), "postgres");
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        let told = databases::log_lines("ERROR postgres sink: the database refused event 6 (");
+        assert!(
+            told.iter()
+                .any(|l| l.contains("violates check constraint \"no_poison\"")),
+            "{told:?}"
+        );
     }
 
     #[test]
