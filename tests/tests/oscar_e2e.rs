@@ -121,6 +121,61 @@ fn chat_typing_and_file_offers_are_relayed_and_logged() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bad input from the client: the server gets the bytes as they were sent,
+/// the daemon says in one line why it stopped reading the connection, and
+/// the chat goes on (relayed plainly).
+#[test]
+fn malformed_oscar_is_relayed_with_a_clear_log_line() -> anyhow::Result<()> {
+    // An odd UCS-2 length, to a user who is offline (bob's strict reader
+    // would refuse it): the message is logged, then inspection stops.
+    let mut s = scene(CONFIG)?;
+    let mut body = s.alice.icbm_start(1, "carol");
+    // TLV 2: a capabilities fragment, then a UCS-2 text fragment of 3 bytes.
+    body.extend_from_slice(&[0, 2, 0, 16, 5, 1, 0, 1, 1]);
+    body.extend_from_slice(&[1, 1, 0, 7, 0, 2, 0, 0, 0, b'h', 0]);
+    s.alice.send_snac(4, 6, &body)?;
+    s.ims.wait_output(
+        "ICQ-AIM: OSCAR: SNAC 04/06: ICBM message fragment of 3 bytes is not valid in its \
+         charset 0x0002; relaying the rest of this connection untouched",
+    )?;
+    wait::until("the server to get it", || {
+        s.server
+            .journal()
+            .contains("Alice Smith wrote to carol who is offline")
+            .then_some(())
+    })?;
+    s.alice.send(BOB, "still delivered", Charset::Ascii)?;
+    s.wait_message(&s.bob, ALICE, "still delivered")?;
+    let lines = s.ims.wait_log("ICQ-AIM", "alicesmith", "carol", 1)?;
+    assert_eq!(lines[0].rest, "1,1,0,,h\u{fffd}");
+
+    // A TLV chain that overruns its SNAC.
+    let mut s = scene(CONFIG)?;
+    let mut body = s.alice.icbm_start(1, BOB);
+    body.extend_from_slice(&[0, 2, 0, 40, 1, 1, 0, 4, 0, 0, 0, 0]);
+    s.alice.send_snac(4, 6, &body)?;
+    s.ims.wait_output(
+        "ICQ-AIM: OSCAR: SNAC 04/06: ICBM: TLV 0x0002 of 40 bytes overruns its container \
+         (8 bytes left); relaying the rest of this connection untouched",
+    )?;
+    wait::until("the server to get it", || {
+        s.server
+            .journal()
+            .contains("malformed ICBM from Alice Smith")
+            .then_some(())
+    })?;
+    s.alice.send(BOB, "still delivered", Charset::Ascii)?;
+    s.wait_message(&s.bob, ALICE, "still delivered")?;
+
+    // A FLAP whose length runs past what arrives: held, then forwarded.
+    let mut s = scene(CONFIG)?;
+    s.alice
+        .send_raw(&[0x2a, 2, 0, 9, 0, 100, 0, 4, 0, 6, 0, 0, 0, 0, 0, 0])?;
+    s.ims
+        .wait_output("16 bytes waited 1000 ms for the rest of their PDU; forwarded")?;
+    Ok(())
+}
+
 /// The filter scenarios through the scripted clients: alice sends to bob,
 /// then "typing finished" (no event, so no filter touches it) that reaches
 /// bob after the message if it went through at all, and a self-info request

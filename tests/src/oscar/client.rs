@@ -3,6 +3,7 @@
 //! strictly decodes what arrives, so a FLAP the proxy re-encoded wrongly fails
 //! the test.
 
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::{Arc, Mutex};
 
@@ -129,6 +130,21 @@ impl OscarClient {
         body.push(to.len() as u8);
         body.extend_from_slice(to.as_bytes());
         body
+    }
+
+    /// Any SNAC, as it is (for malformed ones).
+    pub fn send_snac(&mut self, family: u16, subtype: u16, body: &[u8]) -> anyhow::Result<()> {
+        Ok(self.out.snac(family, subtype, body)?)
+    }
+
+    /// Raw bytes on the BOS connection.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        Ok(self.out.stream.write_all(bytes)?)
+    }
+
+    /// The start of an ICBM 04/06 to `to` on `channel`: cookie, channel, name.
+    pub fn icbm_start(&mut self, channel: u16, to: &str) -> Vec<u8> {
+        self.icbm_head(channel, to)
     }
 
     /// A channel-1 message in `charset`.

@@ -284,7 +284,12 @@ fn bos_loop(
             }
             (0x13, 0x02) => reply(0x13, 0x03, &[])?,
             (0x13, 0x04 | 0x05) => reply(0x13, 0x06, &[0, 0, 0, 0, 0, 0, 0])?,
-            (0x04, 0x06) => relay_message(body, state, name)?,
+            // A malformed ICBM is noted, as a server refusing it would.
+            (0x04, 0x06) => {
+                if let Err(e) = relay_message(body, state, name) {
+                    note(state, format!("malformed ICBM from {name}: {e:#}"));
+                }
+            }
             (0x04, 0x14) => relay_typing(body, state, name)?,
             _ => {}
         }
