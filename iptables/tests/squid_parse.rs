@@ -76,6 +76,11 @@ fn cache_peer_parses() {
 }
 
 #[test]
+fn icap_parses() {
+    parse_with(&[snippet("icap-chat-hosts.conf"), snippet("icap.conf")]).unwrap();
+}
+
+#[test]
 fn a_broken_snippet_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let broken = tmp.path().join("broken.conf");

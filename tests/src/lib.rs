@@ -8,6 +8,7 @@
 
 pub mod databases;
 pub mod gadugadu;
+pub mod icap;
 pub mod imspector;
 pub mod irc;
 pub mod netns;
@@ -18,6 +19,7 @@ pub mod replay;
 pub mod rig;
 pub mod scripted;
 pub mod squid;
+pub mod synapse;
 pub mod tls;
 pub mod tshark;
 pub mod wait;

@@ -28,6 +28,17 @@ impl Squid {
         client_net: &str,
         snippets: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with(ns, dir, client_net, "", snippets)
+    }
+
+    /// Like [`Squid::start`], with the test's own lines (`local`) before the snippets.
+    pub fn start_with(
+        ns: &Netns,
+        dir: &Path,
+        client_net: &str,
+        local: &str,
+        snippets: &[&str],
+    ) -> anyhow::Result<Self> {
         let includes: String = snippets
             .iter()
             .map(|s| format!("include {}\n", snippets_dir().join(s).display()))
@@ -37,7 +48,7 @@ impl Squid {
             "pid_filename {d}/squid.pid\ncache_log {d}/cache.log\naccess_log {d}/access.log\n\
              cache_store_log none\ncoredump_dir {d}\nhttp_port {SQUID_PORT}\n\
              acl localnet src {client_net}\nacl SSL_ports port 443\n\
-             {includes}http_access deny CONNECT !SSL_ports\nhttp_access deny all\n\
+             {local}\n{includes}http_access deny CONNECT !SSL_ports\nhttp_access deny all\n\
              cache_effective_user proxy\n"
         );
         let path = dir.join("squid.conf");

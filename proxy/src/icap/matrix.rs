@@ -5,8 +5,9 @@
 //!   is logged as `/me text`, `m.file`, `m.image`, `m.video` and `m.audio` are
 //!   file transfers (`name size bytes`). `m.room.encrypted` is logged as
 //!   `[encrypted: algorithm]`: the text is not readable here.
-//! - Incoming: the timeline events of joined rooms in `/sync` responses, sent by
-//!   someone else, logged as `sender: text` (like a group line on IRC).
+//! - Incoming: the timeline events of joined rooms in incremental `/sync`
+//!   responses (with `since`), sent by someone else, logged as `sender: text`
+//!   (like a group line on IRC). An initial sync only repeats recent history.
 //! - The local user: `user_id` of `/login` responses (tied to the access token
 //!   they hand out) and of `/account/whoami` responses (tied to the token of the
 //!   request). A token never seen is logged as local id `unknown`.
@@ -295,6 +296,9 @@ impl Handler for Matrix {
         };
         match (exchange.mode, &exchange.response, call) {
             (Mode::Reqmod, _, Call::Send { .. }) => true,
+            // An initial sync (no `since`) repeats the rooms' recent history,
+            // which was logged when it happened.
+            (Mode::Respmod, Some(_), Call::Sync) if request.query("since").is_none() => false,
             (Mode::Respmod, Some(response), Call::Login | Call::Whoami | Call::Sync) => {
                 response.status == 200 && is_plain_json(&response.headers)
             }
@@ -443,7 +447,11 @@ mod tests {
             br#"{"user_id":"@alice:test.local"}"#,
             &mut judge,
         );
+        let initial =
+            request("GET /_matrix/client/v3/sync HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n");
+        assert!(!m.wants(&respmod(initial)));
         let sync = request("GET /_matrix/client/v3/sync?since=s1&timeout=30000 HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n");
+        assert!(m.wants(&respmod(sync.clone())));
         let body = json!({"next_batch": "s2", "rooms": {"join": {"!r:test.local": {"timeline": {"events": [
             {"type": "m.room.message", "sender": "@alice:test.local", "content": {"msgtype": "m.text", "body": "mine"}},
             {"type": "m.room.message", "sender": "@bob:test.local", "content": {"msgtype": "m.text", "body": "hi alice"}},

@@ -96,12 +96,15 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, service: Arc<Service>, m
                 log::info!("{}: bad ICAP request: {e}; closed", conn.name);
                 let answer = response::error(e.status(), &e.to_string(), &service.istag(), true);
                 let _ = conn.stream.write_all(&answer).await;
+                conn.linger().await;
                 break;
             }
             Err(End::Timeout(what)) => {
                 log::info!("{}: ICAP {what} timed out; closed", conn.name);
-                let answer = response::error("408 Request Timeout", what, &service.istag(), true);
+                let why = format!("{what} timed out");
+                let answer = response::error("408 Request Timeout", &why, &service.istag(), true);
                 let _ = conn.stream.write_all(&answer).await;
+                conn.linger().await;
                 break;
             }
             Err(End::Io(e)) => {
@@ -113,7 +116,27 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, service: Arc<Service>, m
     let _ = conn.stream.shutdown().await;
 }
 
+/// What a closing connection still reads, so the answer is not lost to a reset.
+const LINGER_BYTES: usize = 256 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
 impl Conn {
+    /// Close after an error answer: stop sending, then read (and drop) what
+    /// the client still sends for a moment, because closing with unread bytes
+    /// makes the kernel reset the connection, and the client may lose the answer.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let mut drained = 0;
+        let mut scratch = [0u8; 8192];
+        let deadline = Instant::now() + LINGER_TIME;
+        while drained < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => break,
+            }
+        }
+    }
+
     /// The next item; waits at most until `deadline` for each read.
     async fn item(&mut self, deadline: Instant, what: &'static str) -> Result<Item, End> {
         loop {

@@ -1,0 +1,88 @@
+//! Talking ICAP to the daemon's service: c-icap-client (the reference
+//! implementation's client) and raw requests for the malformed cases.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::netns::Netns;
+
+/// Run c-icap-client in `ns` with `args`; what it printed (stdout and stderr).
+pub fn c_icap_client(ns: &Netns, args: &[&str]) -> anyhow::Result<String> {
+    let out = ns.command("c-icap-client").args(args).output()?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// What the server did with raw bytes: its answer, and whether it closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    pub closed: bool,
+}
+
+impl Reply {
+    /// The status lines of every answer, in order.
+    pub fn status_lines(&self) -> Vec<&str> {
+        self.text
+            .split("\r\n")
+            .filter(|l| l.starts_with("ICAP/1.0 "))
+            .collect()
+    }
+}
+
+/// Connect to `addr`, send `parts` (pausing `pause` between them), and read
+/// until the server closes or is quiet for `quiet`.
+pub fn send_raw(
+    addr: SocketAddr,
+    parts: &[&[u8]],
+    pause: Duration,
+    quiet: Duration,
+) -> anyhow::Result<Reply> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(quiet))?;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        if stream.write_all(part).is_err() {
+            break;
+        }
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
+        }
+    };
+    Ok(Reply {
+        text: String::from_utf8_lossy(&got).into_owned(),
+        closed,
+    })
+}
+
+/// A REQMOD for `PUT url` with `body` in one chunk (`preview` announced when given).
+pub fn reqmod(url: &str, body: &str, preview: Option<usize>) -> Vec<u8> {
+    let http = format!("PUT {url} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    let preview = preview.map_or(String::new(), |n| format!("Preview: {n}\r\n"));
+    format!(
+        "REQMOD icap://127.0.0.1/reqmod ICAP/1.0\r\nHost: 127.0.0.1\r\nAllow: 204\r\n{preview}Encapsulated: req-hdr=0, req-body={}\r\n\r\n{http}{:x}\r\n{body}\r\n0\r\n\r\n",
+        http.len(),
+        body.len()
+    )
+    .into_bytes()
+}

@@ -1,0 +1,384 @@
+//! The ICAP service with real software: Matrix users on a real matrix-synapse
+//! chat through a real Squid that hands their requests and responses to
+//! imspector; c-icap's own client talks to the service; and malformed ICAP
+//! gets an answer or a close, in bounded memory.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use imspector_e2e::icap::{c_icap_client, reqmod, send_raw};
+use imspector_e2e::imspector::now;
+use imspector_e2e::squid::{Squid, SQUID_PORT};
+use imspector_e2e::synapse::{MatrixUser, Synapse};
+use imspector_e2e::{Imspector, Rig};
+use serde_json::json;
+
+const ICAP: &str = "127.0.0.1:1344";
+
+fn icap_addr() -> SocketAddr {
+    ICAP.parse().unwrap()
+}
+
+#[test]
+fn matrix_through_squid_is_logged_filtered_and_blocked() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let homeserver = SocketAddr::from((rig.server_ip, 8008));
+    let synapse = Synapse::start(&rig.server, &rig.subdir("synapse")?, homeserver)?;
+    let conf = rig.subdir("conf")?;
+    std::fs::write(conf.join("badwords.txt"), "darn\n")?;
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        &format!(
+            "icap_port=on\nbadwords_filename={}\nbadwords_block_count=1\n",
+            conf.join("badwords.txt").display()
+        ),
+    )?;
+    ims.wait_output("ICAP service on icap://127.0.0.1:1344")?;
+    let _squid = Squid::start_with(
+        &rig.gateway,
+        &rig.subdir("squid")?,
+        &format!("{}/24", rig.client_ip),
+        &format!(
+            "acl imspector_chat dst {}\nhttp_access allow localnet\n",
+            rig.server_ip
+        ),
+        &["icap.conf"],
+    )?;
+    synapse.register(&rig.server, "alice", "alice-pw")?;
+    synapse.register(&rig.server, "bob", "bob-pw")?;
+    let since_time = now();
+
+    // Alice is behind Squid; Bob talks to the homeserver directly.
+    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
+    let alice = MatrixUser::login(&rig.client, homeserver, Some(proxy), "alice", "alice-pw")?;
+    let bob = MatrixUser::login(&rig.server, homeserver, None, "bob", "bob-pw")?;
+    assert_eq!(alice.user_id, "@alice:test.local");
+    let room = alice.create_room()?;
+    bob.join(&room)?;
+    let next_batch = alice.sync(None)?["next_batch"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    assert_eq!(alice.say(&room, "hello bob")?.status, 200);
+    let emote = json!({"msgtype": "m.emote", "body": "waves"});
+    assert_eq!(
+        alice.send_event(&room, "m.room.message", &emote)?.status,
+        200
+    );
+    let file = json!({"msgtype": "m.file", "body": "report.pdf", "url": "mxc://test.local/abc", "info": {"size": 1234}});
+    assert_eq!(
+        alice.send_event(&room, "m.room.message", &file)?.status,
+        200
+    );
+    let refused = alice.say(&room, "darn darn")?;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.body,
+        json!({"errcode": "M_FORBIDDEN", "error": "The message or action was blocked (**** ****)"})
+    );
+    assert_eq!(alice.say(&room, "darn it")?.status, 200);
+    let encrypted = json!({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgA", "sender_key": "k", "session_id": "s", "device_id": "D"});
+    assert_eq!(
+        alice
+            .send_event(&room, "m.room.encrypted", &encrypted)?
+            .status,
+        200
+    );
+    bob.say(&room, "hi alice")?;
+    bob.say(&room, "darn darn, alice")?;
+    let synced = alice.sync(Some(&next_batch))?;
+
+    // Bob got what the filters let through, rewritten; never the blocked one.
+    assert_eq!(
+        bob.texts(&room)?,
+        [
+            "hello bob",
+            "waves",
+            "report.pdf",
+            "**** it",
+            "hi alice",
+            "darn darn, alice"
+        ]
+    );
+    // Alice's sync lost Bob's blocked line and nothing else.
+    let timeline: Vec<String> = synced["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        timeline,
+        ["hello bob", "waves", "report.pdf", "**** it", "hi alice"]
+    );
+
+    let lines = ims.wait_log("Matrix", "@alice:test.local", &room.to_lowercase(), 8)?;
+    let rest: Vec<&str> = lines.iter().map(|l| l.rest.as_str()).collect();
+    assert_eq!(
+        rest,
+        [
+            "1,1,0,,hello bob",
+            "1,1,0,,/me waves",
+            "1,2,0,,report.pdf 1234 bytes",
+            "1,1,1,2 badwords;,darn darn",
+            "1,1,0,1 badwords;,darn it",
+            "1,1,0,,[encrypted: m.megolm.v1.aes-sha2]",
+            "0,1,0,,@bob:test.local: hi alice",
+            "0,1,1,2 badwords;,@bob:test.local: darn darn, alice",
+        ]
+    );
+    // The HTTP client, as Squid told us: Alice's address and her port.
+    for line in &lines {
+        assert_eq!(line.client_ip(), rig.client_ip.to_string(), "{line:?}");
+        assert!(!line.client.ends_with(":0"), "{line:?}");
+        assert!(
+            line.timestamp >= since_time && line.timestamp <= now(),
+            "{line:?}"
+        );
+    }
+    Ok(())
+}
+
+/// imspector with the ICAP service on, in the gateway, and a badwords file.
+fn icap_only(rig: &Rig, extra: &str) -> anyhow::Result<Imspector> {
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        &format!("icap_port=on\n{extra}"),
+    )?;
+    ims.wait_output("ICAP service on")?;
+    Ok(ims)
+}
+
+#[test]
+fn c_icap_client_options_reqmod_and_respmod() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let ims = icap_only(&rig, "")?;
+    let c = |args: &[&str]| {
+        let mut all = vec!["-i", "127.0.0.1", "-p", "1344", "-v"];
+        all.extend_from_slice(args);
+        c_icap_client(&rig.gateway, &all)
+    };
+    for (service, method) in [("reqmod", "REQMOD"), ("respmod", "RESPMOD")] {
+        let options = c(&["-s", service])?;
+        for line in [
+            "ICAP/1.0 200 OK".to_string(),
+            format!("Methods: {method}"),
+            "Allow: 204".into(),
+            "Preview: 4096".into(),
+            "Max-Connections: 1000".into(),
+            "Options-TTL: 300".into(),
+        ] {
+            assert!(options.contains(&line), "{line} in\n{options}");
+        }
+    }
+    let dir = rig.subdir("bodies")?;
+    let body = dir.join("send.json");
+    std::fs::write(&body, r#"{"msgtype":"m.text","body":"hello from c-icap"}"#)?;
+    let body = body.to_str().unwrap();
+    let url = "http://matrix.test/_matrix/client/v3/rooms/!room:test.local/send/m.room.message/t1";
+    let out = c(&[
+        "-s",
+        "reqmod",
+        "-req",
+        url,
+        "-method",
+        "PUT",
+        "-f",
+        body,
+        "-x",
+        "X-Client-IP: 10.9.8.7",
+        "-x",
+        "X-Client-Port: 4567",
+    ])?;
+    assert!(out.contains("ICAP/1.0 204 No Content"), "{out}");
+    let lines = ims.wait_log("Matrix", "unknown", "!room:test.local", 1)?;
+    assert_eq!(lines[0].client, "10.9.8.7:4567");
+    assert_eq!(lines[0].rest, "1,1,0,,hello from c-icap");
+
+    // Without 204 and without preview, the message comes back as it was.
+    let echoed = dir.join("echoed");
+    let out = c(&[
+        "-s",
+        "respmod",
+        "-resp",
+        "http://matrix.test/other",
+        "-f",
+        body,
+        "-no204",
+        "-nopreview",
+        "-o",
+        echoed.to_str().unwrap(),
+    ])?;
+    assert!(out.contains("ICAP/1.0 200 OK"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&echoed)?,
+        r#"{"msgtype":"m.text","body":"hello from c-icap"}"#
+    );
+    // With a preview, 204 after it.
+    let out = c(&[
+        "-s",
+        "respmod",
+        "-resp",
+        "http://matrix.test/other",
+        "-f",
+        body,
+    ])?;
+    assert!(out.contains("ICAP/1.0 204 No Content"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn malformed_icap_gets_an_answer_or_a_close() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let _ims = icap_only(&rig, "icap_max_body=65536\n")?;
+    let quick = Duration::from_millis(500);
+    let run = |parts: Vec<Vec<u8>>| {
+        rig.gateway.run(move || {
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            send_raw(icap_addr(), &refs, Duration::ZERO, Duration::from_secs(5))
+        })
+    };
+    let options = b"OPTIONS icap://127.0.0.1/reqmod ICAP/1.0\r\nHost: x\r\n\r\n".to_vec();
+    let head = |enc: &str| {
+        format!("REQMOD icap://127.0.0.1/reqmod ICAP/1.0\r\nEncapsulated: {enc}\r\n\r\nGET / HTTP/1.1\r\n\r\n").into_bytes()
+    };
+    // Framing lost: 400 with the reason, then the connection is closed.
+    let fatal: Vec<(Vec<u8>, &str)> = vec![
+        (
+            head("req-hdr=0, null-body=10"),
+            "ICAP/1.0 400 encapsulated req-hdr does not end with an empty line (wrong offsets?)",
+        ),
+        (
+            head("req-hdr=7, null-body=18"),
+            "ICAP/1.0 400 bad Encapsulated header: the first section must start at 0",
+        ),
+        (
+            head("req-hdr=0, res-body=18"),
+            "ICAP/1.0 400 bad Encapsulated header: res-body does not fit this method",
+        ),
+        (
+            b"REQMOD icap://127.0.0.1/reqmod ICAP/1.0\r\n\r\n".to_vec(),
+            "ICAP/1.0 400 no Encapsulated header",
+        ),
+        (
+            b"OPTIONS icap://127.0.0.1/reqmod ICAP/2.0\r\n\r\n".to_vec(),
+            "ICAP/1.0 505 ICAP version \"ICAP/2.0\" is not supported",
+        ),
+        (
+            {
+                let mut r = reqmod("http://x/y", "hello", None);
+                let at = r.windows(10).position(|w| w == b"\r\n5\r\nhello").unwrap();
+                r[at + 2] = b'3'; // the chunk says 3 bytes, 5 follow
+                r
+            },
+            "ICAP/1.0 400 bad chunk: chunk data longer than its size line says",
+        ),
+        (
+            reqmod("http://x/y", &"a".repeat(100), Some(10)),
+            "ICAP/1.0 400 preview longer than the 10 bytes announced",
+        ),
+        (
+            vec![b'A'; 70 * 1024],
+            "ICAP/1.0 400 request head larger than 65536 bytes",
+        ),
+    ];
+    for (request, status) in fatal {
+        let reply = run(vec![request, options.clone()])??;
+        assert_eq!(reply.status_lines(), [status], "{reply:?}");
+        assert!(reply.closed, "{reply:?}");
+    }
+    // Refusals that keep the framing: the next request on the connection is served.
+    let kept: Vec<(Vec<u8>, &str)> = vec![
+        (b"OPTIONS icap://127.0.0.1/nothing ICAP/1.0\r\n\r\n".to_vec(), "ICAP/1.0 404 no such service \"/nothing\" for this method"),
+        (b"FROB icap://127.0.0.1/reqmod ICAP/1.0\r\nEncapsulated: null-body=0\r\n\r\n".to_vec(), "ICAP/1.0 501 method FROB is not implemented"),
+        (
+            b"REQMOD icap://127.0.0.1/reqmod ICAP/1.0\r\nEncapsulated: req-hdr=0, null-body=11\r\n\r\nGARBAGE\r\n\r\n".to_vec(),
+            "ICAP/1.0 400 HTTP request head: invalid token",
+        ),
+    ];
+    for (request, status) in kept {
+        let reply = rig.gateway.run({
+            let options = options.clone();
+            move || send_raw(icap_addr(), &[&request, &options], Duration::ZERO, quick)
+        })??;
+        assert_eq!(
+            reply.status_lines(),
+            [status, "ICAP/1.0 200 OK"],
+            "{reply:?}"
+        );
+        assert!(!reply.closed, "{reply:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn slow_or_endless_requests_end_in_bounded_memory() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let ims = icap_only(&rig, "icap_max_body=65536\n")?;
+    // Slowloris: a head that never completes is cut off.
+    let slow = rig.gateway.run(|| {
+        send_raw(
+            icap_addr(),
+            &[b"OPTIONS icap://127.0.0.1/reqmod ICAP/1.0\r\nX-A: 1\r\n"],
+            Duration::ZERO,
+            Duration::from_secs(15),
+        )
+    })??;
+    assert_eq!(
+        slow.status_lines(),
+        ["ICAP/1.0 408 request head timed out"],
+        "{slow:?}"
+    );
+    assert!(slow.closed);
+    // A chat message body far over icap_max_body, without Allow: 204: streamed
+    // back unread while it is sent, never held whole.
+    let reply = rig.gateway.run(|| -> anyhow::Result<(usize, bool)> {
+        use std::io::{Read, Write};
+        let url = "http://m/_matrix/client/v3/rooms/!r:t/send/m.room.message/t1";
+        let http = format!("PUT {url} HTTP/1.1\r\nHost: m\r\n\r\n");
+        let mut stream = std::net::TcpStream::connect(icap_addr())?;
+        stream.write_all(format!("REQMOD icap://127.0.0.1/reqmod ICAP/1.0\r\nEncapsulated: req-hdr=0, req-body={}\r\n\r\n{http}", http.len()).as_bytes())?;
+        let mut reader = stream.try_clone()?;
+        let counter = std::thread::spawn(move || {
+            let mut total = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            total
+        });
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..128 {
+            stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+            stream.write_all(&chunk)?;
+            stream.write_all(b"\r\n")?;
+        }
+        stream.write_all(b"0\r\n\r\n")?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let total = counter.join().unwrap();
+        Ok((total, true))
+    })??;
+    assert!(reply.0 > 128 << 20, "the body came back: {} bytes", reply.0);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ims.process.pid()))?;
+    let peak_kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib < 48 * 1024,
+        "peak RSS {peak_kib} KiB for a 128 MiB body"
+    );
+    assert!(ims
+        .process
+        .output()
+        .contains("body over icap_max_body (65536 bytes); passed on unread"));
+    Ok(())
+}
