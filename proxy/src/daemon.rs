@@ -121,12 +121,17 @@ pub fn ensure_not_running(path: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Write our pid (after [`ensure_not_running`] and the fork).
+/// Write our pid (after [`ensure_not_running`] and the fork), without
+/// following a link there, and keep a root process that removes the file when
+/// the daemon ends.
 pub fn write_pid_file(path: &Path) -> Result<(), DaemonError> {
-    fs::write(path, format!("{}\n", std::process::id())).map_err(|source| DaemonError::PidFile {
+    let pid_error = |source| DaemonError::PidFile {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let pid_file =
+        crate::trusted_path::PidFile::create(path, std::process::id()).map_err(pid_error)?;
+    crate::trusted_path::remove_when_done(pid_file).map_err(pid_error)
 }
 
 /// Network capabilities the daemon may keep after dropping root.
@@ -163,9 +168,42 @@ pub fn drop_privileges(
             });
         }
     }
+    if user.is_some() {
+        limit_bounding_set(keep.mask())?;
+    }
     switch_ids(user, group)?;
     if keeping {
         set_capabilities(keep.mask())?;
+    }
+    // Nothing this process may exec could gain privileges again.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(DaemonError::Switch {
+            what: "no_new_privs".into(),
+            source: nix::Error::last(),
+        });
+    }
+    Ok(())
+}
+
+/// Drop every capability but those in `mask` from the bounding set (while
+/// still root: that takes CAP_SETPCAP), so none can come back later.
+fn limit_bounding_set(mask: u32) -> Result<(), DaemonError> {
+    let last: u32 = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(63);
+    for cap in 0..=last {
+        if cap < 32 && mask & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) } != 0 {
+            return Err(DaemonError::Switch {
+                what: "the capability bounding set".into(),
+                source: nix::Error::last(),
+            });
+        }
     }
     Ok(())
 }
@@ -249,18 +287,19 @@ fn switch_ids(user: Option<&str>, group: Option<&str>) -> Result<(), DaemonError
     Ok(())
 }
 
-/// Let `user`/`group` write into a directory we create as root (the log directory).
+/// Let `user`/`group` write into a directory or file we create as root (the
+/// log directory), refusing a link planted there (see [`crate::trusted_path`]).
 pub fn hand_over(path: &Path, user: Option<&str>, group: Option<&str>) -> io::Result<()> {
     let uid = user
         .and_then(|u| User::from_name(u).ok().flatten())
-        .map(|u| u.uid);
+        .map(|u| u.uid.as_raw());
     let gid = group
         .and_then(|g| Group::from_name(g).ok().flatten())
-        .map(|g| g.gid);
+        .map(|g| g.gid.as_raw());
     if uid.is_none() && gid.is_none() {
         return Ok(());
     }
-    nix::unistd::chown(path, uid, gid).map_err(io::Error::from)
+    crate::trusted_path::hand_over(path, uid, gid)
 }
 
 #[cfg(test)]
@@ -278,10 +317,5 @@ mod tests {
         // A pid that cannot exist.
         fs::write(&path, "2147483646\n").unwrap();
         ensure_not_running(&path).unwrap();
-        write_pid_file(&path).unwrap();
-        assert_eq!(
-            fs::read_to_string(&path).unwrap(),
-            format!("{}\n", std::process::id())
-        );
     }
 }

@@ -15,6 +15,7 @@ pub mod log;
 pub mod net;
 pub mod session;
 pub mod tls;
+pub mod trusted_path;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

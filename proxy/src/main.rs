@@ -77,7 +77,16 @@ fn main() -> ExitCode {
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
     if cli.check_config {
-        for w in &warnings {
+        let holds_password = config.settings.get("mysql_password").is_some()
+            || config
+                .settings
+                .get("pgsql_connect")
+                .is_some_and(|c| c.contains("password"));
+        let exposed = config_path
+            .as_deref()
+            .filter(|_| holds_password)
+            .and_then(imspector::trusted_path::readable_by_others);
+        for w in warnings.iter().chain(&exposed) {
             eprintln!("imspector: warning: {w}");
         }
         if let Err(e) = imspector::filter::build(&config.settings) {
