@@ -54,6 +54,11 @@ const PARSERS: &[Parser] = &[
         captures: Some("oscar"),
         synthetic: oscar_synthetic,
     },
+    Parser {
+        kind: ProtocolKind::Jabber,
+        captures: Some("xmpp"),
+        synthetic: xmpp_synthetic,
+    },
 ];
 
 /// OSCAR reads of FLAPs: ICBM messages (each an event), and rate-info SNACs
@@ -97,6 +102,47 @@ fn oscar_synthetic() -> Synthetic {
             chat,
         ),
         ("rate info SNACs (no events)", Direction::Incoming, other),
+    ]
+}
+
+/// A client's stream of chat messages, and a server's stream of presences
+/// (caps, vCard hashes, MUC items: no events).
+fn xmpp_synthetic() -> Synthetic {
+    let len = 4 << 20;
+    let header = "<?xml version='1.0'?><stream:stream to='example.org' xmlns='jabber:client' \
+                  xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+    let (mut chat, mut other) = (header.to_string(), header.to_string());
+    let mut n = 0u32;
+    while chat.len() < len {
+        n += 1;
+        chat.push_str(&format!(
+            "<message to='friend{}@example.net' type='chat' id='m{n}'><body>the build is green \
+             again &amp; the logs look fine, see you at the meeting at ten</body>\
+             <active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            n % 40
+        ));
+    }
+    while other.len() < len {
+        n += 1;
+        other.push_str(&format!(
+            "<presence from='room@conference.example.org/user{n}' to='alice@example.org/pc'>\
+             <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='http://pidgin.im/' \
+             ver='DdnydQG7RGhP9E3k9Sf+b+bF0zo='/><x xmlns='vcard-temp:x:update'><photo/></x>\
+             <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' \
+             role='participant'/></x></presence>"
+        ));
+    }
+    vec![
+        (
+            "chat messages (every stanza an event)",
+            Direction::Outgoing,
+            chat.into_bytes(),
+        ),
+        (
+            "MUC presences (no events)",
+            Direction::Incoming,
+            other.into_bytes(),
+        ),
     ]
 }
 
@@ -149,9 +195,12 @@ fn main() {
     for parser in PARSERS {
         let name = parser.kind.log_name();
         if let Some(protocol) = parser.captures {
-            // OSCAR's FLAPs end at its capture's gaps: it is played joined.
+            // OSCAR's FLAPs and XMPP's stanzas end at their captures' gaps:
+            // they are played joined.
             let streams = match parser.kind {
-                ProtocolKind::IcqAim => support::streams_across_gaps(protocol),
+                ProtocolKind::IcqAim | ProtocolKind::Jabber => {
+                    support::streams_across_gaps(protocol)
+                }
                 _ => support::streams(protocol),
             };
             let captures: Vec<(Direction, Vec<u8>)> =

@@ -15,6 +15,7 @@ pub mod msn;
 pub mod oscar;
 pub mod session;
 pub mod synthetic;
+pub mod xmpp;
 pub mod yahoo;
 
 pub use event::{ChatEvent, Direction, EventType};
@@ -30,6 +31,6 @@ pub fn new_session(kind: ProtocolKind) -> Option<Box<dyn ProtocolSession>> {
         ProtocolKind::GaduGadu => Some(Box::new(gadugadu::GaduGaduSession::default())),
         ProtocolKind::Yahoo => Some(Box::new(yahoo::YahooSession::default())),
         ProtocolKind::IcqAim => Some(Box::new(oscar::OscarSession::default())),
-        _ => None,
+        ProtocolKind::Jabber => Some(Box::new(xmpp::XmppSession::default())),
     }
 }
