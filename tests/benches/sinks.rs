@@ -1,7 +1,7 @@
 //! Events per second into each sink, through the writer thread, until the
 //! events are committed (the writer and the database workers have stopped).
 //!
-//! `cargo bench -p imspector --bench sinks` (as root: it starts private MariaDB
+//! `cargo bench -p imspector-e2e --bench sinks` (as root: it starts private MariaDB
 //! and PostgreSQL servers like the tests do). Prints the median of a few runs.
 
 use std::time::Instant;
@@ -42,7 +42,7 @@ fn measure(name: &str, config: impl Fn(&std::path::Path) -> String, events: &[Lo
         .collect();
     rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "{name:10} median {:>8.0} events/s (min {:.0}, max {:.0})",
+        "{name:24} median {:>8.0} events/s (min {:.0}, max {:.0})",
         rates[RUNS / 2],
         rates[0],
         rates[RUNS - 1]
@@ -78,6 +78,20 @@ fn main() {
         },
         &events,
     );
+    // What the journal's durability costs (spool_sync; group is the default above).
+    for sync in ["always", "off"] {
+        measure(
+            &format!("sqlite spool_sync={sync}"),
+            |d| {
+                format!(
+                    "sqlite_file={}\nspool_dir={}\nspool_sync={sync}\n",
+                    d.join("db").display(),
+                    d.join("spool").display()
+                )
+            },
+            &events,
+        );
+    }
     let mariadb = databases::Mariadb::start();
     measure(
         "mariadb",

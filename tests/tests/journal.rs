@@ -414,3 +414,122 @@ fn myisam_and_kill_9_repeat_at_most_the_one_row_the_log_names() -> anyhow::Resul
     assert_eq!(rows, texts);
     Ok(())
 }
+
+/// A disk so full that the journal cannot grow: an error naming the segment,
+/// the events held in memory meanwhile, and all of them in the database, in
+/// order, once there is room again.
+#[test]
+fn a_journal_on_a_full_disk_is_an_error_naming_the_path_and_loses_nothing() -> anyhow::Result<()> {
+    use ::imspector::config::{Config, Settings};
+    use imspector_e2e::databases;
+    databases::capture_log();
+    let dir = tempfile::tempdir()?;
+    let disk = Tmpfs::mount(&dir.path().join("spool"), "1m");
+    let db = dir.path().join("imspector.db");
+    let config = format!(
+        "sqlite_file={}\nspool_dir={}\n",
+        db.display(),
+        disk.0.display()
+    );
+    let cfg = Config::from_settings(Settings::parse("t.conf", &config)?)?;
+    let (logger, writer) = ::imspector::log::spawn_writer(::imspector::build_sinks(&cfg)?, false);
+    let filler = disk.fill();
+    let events: Vec<_> = (0..300).map(databases::event).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let send = |range: std::ops::Range<usize>| {
+        rt.block_on(async {
+            for e in &events[range] {
+                logger.log(e.clone()).await;
+            }
+        })
+    };
+    send(0..200);
+    databases::eventually("the error", || {
+        !databases::log_lines("ERROR sqlite sink: cannot write its spool").is_empty()
+    });
+    let told = databases::log_lines("ERROR sqlite sink: cannot write its spool");
+    let segment = disk.0.join("sqlite/00000000000000000001.spool");
+    assert!(
+        told[0].contains(&format!("{}: No space left on device", segment.display())),
+        "{told:?}"
+    );
+    std::fs::remove_file(filler)?;
+    send(200..300);
+    drop(logger);
+    writer.join().expect("the writer");
+    let conn = rusqlite::Connection::open(&db)?;
+    let texts: Vec<String> = conn
+        .prepare("SELECT CAST(eventdata AS TEXT) FROM messages ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let want: Vec<String> = events.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(texts, want);
+    assert!(
+        !databases::log_lines("INFO sqlite sink: spool writable again; ").is_empty(),
+        "no line said the spool is writable again"
+    );
+    Ok(())
+}
+
+/// SIGTERM while the server reads nothing: after the grace the session is
+/// aborted, but every line the server did receive has its event in the log.
+#[test]
+fn sigterm_loses_no_event_of_bytes_already_forwarded() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], 16667)?;
+    let listener = rig
+        .server
+        .run(|| std::net::TcpListener::bind("0.0.0.0:6667"))??;
+    let mut ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
+    let server_ip = rig.server_ip;
+    let mut client = rig
+        .client
+        .run(move || std::net::TcpStream::connect((server_ip, 6667)))??;
+    let (mut upstream, _) = listener.accept()?;
+    let sender = std::thread::spawn(move || {
+        let _ = client.write_all(b"NICK alice\r\nUSER a 0 * :A\r\n");
+        for n in 0..200_000 {
+            // Fails once the proxy is gone: the point is what got through.
+            if client
+                .write_all(format!("PRIVMSG bob :line {n}\r\n").as_bytes())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    // The server reads nothing: the buffers fill and the relay waits.
+    ims.wait_log("IRC", "alice", "bob", 1000)?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    ims.process.signal(Signal::SIGTERM)?;
+    assert_eq!(ims.process.wait_exit()?, Some(0));
+    let mut received = Vec::new();
+    let _ = upstream.read_to_end(&mut received);
+    let _ = sender.join();
+    // Whole lines only: the abort may cut the last write short.
+    let whole = received.len() - received.iter().rev().take_while(|&&b| b != b'\n').count();
+    let forwarded: Vec<String> = String::from_utf8_lossy(&received[..whole])
+        .lines()
+        .filter_map(|l| l.strip_prefix("PRIVMSG bob :").map(str::to_string))
+        .collect();
+    let logged: Vec<String> = wait::read(&ims.log_file("IRC", "alice", "bob"))
+        .lines()
+        .map(|l| imspector::LogLine::parse(l).rest)
+        .collect();
+    assert!(
+        forwarded.len() > 1000,
+        "only {} lines got through",
+        forwarded.len()
+    );
+    assert!(
+        logged.len() >= forwarded.len(),
+        "{} lines reached the server, {} are logged",
+        forwarded.len(),
+        logged.len()
+    );
+    for (n, text) in forwarded.iter().enumerate() {
+        assert_eq!(logged[n], format!("1,1,0,,{text}"));
+    }
+    Ok(())
+}
