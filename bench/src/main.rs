@@ -10,6 +10,7 @@ mod load;
 mod measure;
 mod sink;
 mod targets;
+mod tls;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ struct Cli {
     runs: Option<usize>,
     #[arg(long, value_delimiter = ',', default_values = ["direct", "imspector", "haproxy", "socat"])]
     targets: Vec<Kind>,
-    #[arg(long, value_delimiter = ',', default_values = ["plain", "irc", "chat", "latency", "idle"])]
+    #[arg(long, value_delimiter = ',', default_values = ["plain", "irc", "chat", "latency", "tls", "idle"])]
     workloads: Vec<Workload>,
     /// Parallel connections of the bulk workloads.
     #[arg(long, default_value_t = 4)]
@@ -73,6 +74,9 @@ enum Workload {
     Chat,
     /// Per-message one-way latency at --rate chat lines per second.
     Latency,
+    /// IRC over TLS: handshakes/s and messages/s, intercepted, relayed
+    /// untouched and direct (its own targets; --targets does not apply).
+    Tls,
     /// Memory per idle connection.
     Idle,
     /// iperf3 through every inspected port, both ways (not in the default set).
@@ -143,6 +147,22 @@ fn main() -> anyhow::Result<()> {
             }
             Workload::Latency => latency(&running, &cli, &plan)?,
             Workload::Iperf3 => iperf::workload(&running, plan.runs, plan.latency_seconds.min(3))?,
+            Workload::Tls => {
+                // Its own imspector instances, on the same port as the others.
+                drop(std::mem::take(&mut running));
+                tls::run(
+                    &imspector,
+                    &tls::TlsPlan {
+                        runs: plan.runs,
+                        connections: cli.connections,
+                        handshakes: if cli.quick { 50 } else { 250 },
+                        chat_repeats: plan.chat_repeats.min(8),
+                    },
+                )?;
+                for &kind in &cli.targets {
+                    running.push(Target::start(kind, &imspector, cli.log_to)?);
+                }
+            }
             Workload::Idle => {
                 // A fresh relay, so that earlier runs' heap is not counted.
                 drop(std::mem::take(&mut running));

@@ -64,6 +64,16 @@ pub struct Target {
 
 impl Target {
     pub fn start(kind: Kind, imspector: &Path, log_to: LogTo) -> anyhow::Result<Self> {
+        Self::start_with(kind, imspector, log_to, "")
+    }
+
+    /// [`Target::start`], with `extra` options for imspector.
+    pub fn start_with(
+        kind: Kind,
+        imspector: &Path,
+        log_to: LogTo,
+        extra: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("imspector-bench-{kind}"))
             .tempdir()?;
@@ -102,7 +112,7 @@ impl Target {
                         "port={IMSPECTOR_PORT}\nlistenaddr={PROXY_IP}\npidfilename={}\n\
                          yahoo_protocol=on\nyahoo_ports={}\n\
                          irc_protocol=on\nirc_ports={},{},{}\n\
-                         msn_protocol=on\ngg_protocol=on\nicq_protocol=on\njabber_protocol=on\n{logging}",
+                         msn_protocol=on\ngg_protocol=on\nicq_protocol=on\njabber_protocol=on\n{logging}{extra}",
                         pid_file.display(),
                         SinkPort::Plain.port(),
                         SinkPort::Irc.port(),
