@@ -65,6 +65,27 @@ pub struct Inspircd {
 
 impl Inspircd {
     pub fn start(ns: &Netns, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(ns, dir, "")
+    }
+
+    /// InspIRCd that also offers STARTTLS on 6667 with `cert` (its GnuTLS
+    /// module, see [`crate::tls`]).
+    pub fn start_starttls(
+        ns: &Netns,
+        dir: &Path,
+        cert: &crate::tls::ServerCert,
+    ) -> anyhow::Result<Self> {
+        let tls = format!(
+            "<module name=\"ssl_gnutls\">\n<module name=\"starttls\">\n\
+             <sslprofile name=\"main\" provider=\"gnutls\" certfile=\"{}\" keyfile=\"{}\" \
+             dhfile=\"\" hash=\"sha256\" requestclientcert=\"no\">\n",
+            cert.cert.display(),
+            cert.key.display()
+        );
+        Self::start_with(ns, dir, &tls)
+    }
+
+    fn start_with(ns: &Netns, dir: &Path, extra: &str) -> anyhow::Result<Self> {
         let config = dir.join("inspircd.conf");
         let motd = dir.join("motd.txt");
         std::fs::write(&motd, "welcome to the test\n")?;
@@ -77,7 +98,7 @@ impl Inspircd {
                  <connect allow=\"*\" localmax=\"1000\" globalmax=\"1000\" timeout=\"60\" \
                  pingfreq=\"120\" recvq=\"8K\" threshold=\"1000\" commandrate=\"100000\" fakelag=\"off\">\n\
                  <pid file=\"{dir}/inspircd.pid\">\n<files motd=\"{motd}\">\n\
-                 <dns timeout=\"1\">\n<options>\n<security>\n<performance>\n",
+                 <dns timeout=\"1\">\n<options>\n<security>\n<performance>\n{extra}",
                 dir = dir.display(),
                 motd = motd.display()
             ),

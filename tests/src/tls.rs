@@ -158,3 +158,93 @@ impl TlsTunnel {
         Ok(TlsTunnel { process, port })
     }
 }
+
+/// irssi in tmux in `ns`, reaching the server by the name `host` (an
+/// /etc/hosts of the namespace's own, which `ip netns exec` mounts), so that
+/// it verifies the certificate for that name against `ca`.
+pub struct Irssi {
+    socket: PathBuf,
+    hosts_dir: PathBuf,
+    ns: String,
+}
+
+impl Irssi {
+    pub fn start(
+        ns: &Netns,
+        dir: &Path,
+        nick: &str,
+        host: &str,
+        ip: IpAddr,
+    ) -> anyhow::Result<Self> {
+        let hosts_dir = PathBuf::from("/etc/netns").join(&ns.name);
+        std::fs::create_dir_all(&hosts_dir)?;
+        std::fs::write(
+            hosts_dir.join("hosts"),
+            format!("127.0.0.1 localhost\n{ip} {host}\n"),
+        )?;
+        let home = dir.join(format!("irssi-{nick}"));
+        std::fs::create_dir_all(&home)?;
+        let socket = dir.join(format!("tmux-{nick}"));
+        let irssi = Irssi {
+            socket,
+            hosts_dir,
+            ns: ns.name.clone(),
+        };
+        let status = ns
+            .command("tmux")
+            .arg("-S")
+            .arg(&irssi.socket)
+            .args(["new-session", "-d", "-x", "250", "-y", "50"])
+            .arg(format!(
+                "irssi --home={} -n {nick} --noconnect",
+                home.display()
+            ))
+            .status()?;
+        anyhow::ensure!(status.success(), "tmux: {status}");
+        wait::until("irssi to start", || {
+            irssi.screen().contains("Irssi v").then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; the screen:\n{}", irssi.screen()))?;
+        Ok(irssi)
+    }
+
+    fn tmux(&self) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.ns, "tmux", "-S"])
+            .arg(&self.socket);
+        c
+    }
+
+    /// Type a line and Enter.
+    pub fn type_line(&self, line: &str) -> anyhow::Result<()> {
+        let status = self.tmux().args(["send-keys", "-l", line]).status()?;
+        anyhow::ensure!(status.success(), "tmux send-keys: {status}");
+        let status = self.tmux().args(["send-keys", "Enter"]).status()?;
+        anyhow::ensure!(status.success(), "tmux send-keys: {status}");
+        Ok(())
+    }
+
+    /// What the window shows now, with the scrollback.
+    pub fn screen(&self) -> String {
+        self.tmux()
+            .args(["capture-pane", "-p", "-J", "-S", "-500"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Wait until the screen shows `text`.
+    pub fn wait_screen(&self, text: &str) -> anyhow::Result<()> {
+        wait::until(&format!("irssi to show {text:?}"), || {
+            self.screen().contains(text).then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; the screen:\n{}", self.screen()))
+    }
+}
+
+impl Drop for Irssi {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").status();
+        let _ = std::fs::remove_dir_all(&self.hosts_dir);
+    }
+}

@@ -6,8 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use imspector_e2e::imspector::{assert_lines, now};
-use imspector_e2e::irc::{Ii, Ngircd};
-use imspector_e2e::tls::{InterceptionCa, TestCa, TlsTunnel};
+use imspector_e2e::irc::{Ii, Inspircd, Ngircd};
+use imspector_e2e::tls::{InterceptionCa, Irssi, TestCa, TlsTunnel};
 use imspector_e2e::{Imspector, Rig};
 
 const PORT: u16 = 16667;
@@ -248,6 +248,49 @@ fn https_protocol_tunnels_port_443_untouched_with_one_event() -> anyhow::Result<
         &[&format!(
             "1,1,0,,encrypted session (HTTPS tunnel) with {server_ip}:443, not inspected"
         )],
+    );
+    Ok(())
+}
+
+#[test]
+fn irc_starttls_through_inspircd_is_intercepted_by_the_same_core() -> anyhow::Result<()> {
+    let since = now();
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], PORT)?;
+    let server_ip = IpAddr::V4(rig.server_ip);
+    let servers_ca = TestCa::new(&rig.subdir("public-ca")?)?;
+    let dir = rig.subdir("inspircd")?;
+    let cert = servers_ca.server_cert(&dir, "irc.test", server_ip, false)?;
+    let _server = Inspircd::start_starttls(&rig.server, &dir, &cert)?;
+    let ours = InterceptionCa::create(&rig.subdir("ca")?)?;
+    let config = format!(
+        "irc_protocol=on\n{}",
+        ours.config(&rig.subdir("leaves")?, &servers_ca)
+    );
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+    // irssi asks for STARTTLS, and verifies irc.test against our CA only.
+    let alice = Irssi::start(&rig.client, &clients, "alice", "irc.test", server_ip)?;
+    // Private messages in the window the test reads.
+    alice.type_line("/set -clear autocreate_query_level")?;
+    alice.wait_screen("autocreate_query_level")?;
+    alice.type_line(&format!(
+        "/connect -tls_verify -tls_cafile {} -starttls irc.test 6667",
+        ours.cert.display()
+    ))?;
+    alice.wait_screen("welcome to the test")?;
+    ims.wait_output("IRC STARTTLS accepted (670); intercepting the TLS")?;
+    ims.wait_output("TLS intercepted for irc.test")?;
+    alice.type_line("/msg bob hello after starttls")?;
+    bob.wait_received("alice", "alice", "hello after starttls")?;
+    bob.msg("alice", "hi over tls")?;
+    alice.wait_screen("hi over tls")?;
+    assert_lines(
+        &ims.wait_log("IRC", "alice", "bob", 2)?,
+        &rig.client_ip.to_string(),
+        since,
+        &["1,1,0,,hello after starttls", "0,1,0,,hi over tls"],
     );
     Ok(())
 }
