@@ -129,7 +129,13 @@ pub async fn relay_inspected(
         parser.share_ids(shared.ids.clone());
     }
     if direct_tls && shared.tls.is_none() {
-        let name = tls::peek_server_name(&client, &initial).await;
+        // The name is for the log only: a stream whose server speaks first
+        // must not wait for it longer than any held byte would.
+        let peek = tls::peek_server_name(&client, &initial);
+        let name = tokio::time::timeout(shared.config.hold_timeout, peek)
+            .await
+            .ok()
+            .flatten();
         log::info!(
             "{client_name}: {} to {dst}: TLS, relayed untouched (ssl is off)",
             kind.log_name()
