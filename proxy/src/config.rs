@@ -79,6 +79,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("icap_listen", Support::Supported),
     ("icap_clients", Support::Supported),
     ("icap_max_body", Support::Supported),
+    // (new) chat APIs described in a file for the ICAP service (examples/webchat-rules.txt)
+    ("webchat_rules_filename", Support::Supported),
     ("interface", Support::Supported),
     ("plugin_dir", Support::Ignored),
     ("user", Support::Supported),

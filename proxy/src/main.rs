@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         if let Err(e) = imspector::filter::build(&config.settings) {
             return fail(EXIT_CONFIG, &e);
         }
-        if let Err(e) = IcapConfig::from_settings(&config.settings) {
+        if let Err(e) = imspector::icap::check(&config.settings) {
             return fail(EXIT_CONFIG, &e);
         }
         println!("{}: configuration OK", config.settings.source);

@@ -86,3 +86,59 @@ pub fn reqmod(url: &str, body: &str, preview: Option<usize>) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// A plain HTTP server (Python's standard library) in `ns` on `addr` that
+/// answers every POST with `{"success": true}` and appends each request's path,
+/// Content-Length header and body to `dir/requests.log`, one line each.
+pub struct RecordingServer {
+    pub process: crate::process::Process,
+    log: std::path::PathBuf,
+}
+
+impl RecordingServer {
+    pub fn start(ns: &Netns, dir: &std::path::Path, addr: SocketAddr) -> anyhow::Result<Self> {
+        let log = dir.join("requests.log");
+        let script = dir.join("server.py");
+        std::fs::write(
+            &script,
+            format!(
+                "import http.server\n\
+                 class H(http.server.BaseHTTPRequestHandler):\n\
+                 \x20   def do_POST(self):\n\
+                 \x20       n = int(self.headers.get('Content-Length', 0))\n\
+                 \x20       body = self.rfile.read(n).decode()\n\
+                 \x20       with open({log:?}, 'a') as f:\n\
+                 \x20           f.write(f'{{self.path}} {{n}} {{body}}\\n')\n\
+                 \x20       answer = b'{{\"success\": true}}'\n\
+                 \x20       self.send_response(200)\n\
+                 \x20       self.send_header('Content-Type', 'application/json')\n\
+                 \x20       self.send_header('Content-Length', str(len(answer)))\n\
+                 \x20       self.end_headers()\n\
+                 \x20       self.wfile.write(answer)\n\
+                 http.server.HTTPServer(({ip:?}, {port}), H).serve_forever()\n",
+                log = log.display().to_string(),
+                ip = addr.ip().to_string(),
+                port = addr.port(),
+            ),
+        )?;
+        let mut command = ns.command("python3");
+        command.arg(&script);
+        let process =
+            crate::process::Process::spawn("http server", command, dir.join("server.out"))?;
+        crate::wait::until("the HTTP server to listen", || {
+            ns.exec("ss", &["-Htln"])
+                .ok()?
+                .contains(&addr.to_string())
+                .then_some(())
+        })?;
+        Ok(RecordingServer { process, log })
+    }
+
+    /// The requests received so far, one line each: `path content-length body`.
+    pub fn requests(&self) -> Vec<String> {
+        crate::wait::read(&self.log)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}

@@ -382,3 +382,89 @@ fn slow_or_endless_requests_end_in_bounded_memory() -> anyhow::Result<()> {
         .contains("body over icap_max_body (65536 bytes); passed on unread"));
     Ok(())
 }
+
+#[test]
+fn web_chat_rules_log_rewrite_and_block_through_squid() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let conf = rig.subdir("conf")?;
+    std::fs::write(conf.join("badwords.txt"), "darn\n")?;
+    std::fs::write(conf.join("regex.txt"), "(?i)\\bbrb\\b => be right back\n")?;
+    let rules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webchat-rules.txt");
+    let ims = Imspector::start(
+        &rig.gateway,
+        &rig.subdir("ims")?,
+        &format!(
+            "icap_port=on\nwebchat_rules_filename={}\nbadwords_filename={}\nbadwords_block_count=1\nregex_filename={}\n",
+            rules.display(),
+            conf.join("badwords.txt").display(),
+            conf.join("regex.txt").display()
+        ),
+    )?;
+    ims.wait_output("ICAP service on")?;
+    let chat = SocketAddr::from((rig.server_ip, 3000));
+    let server =
+        imspector_e2e::icap::RecordingServer::start(&rig.server, &rig.subdir("chat")?, chat)?;
+    let _squid = Squid::start_with(
+        &rig.gateway,
+        &rig.subdir("squid")?,
+        &format!("{}/24", rig.client_ip),
+        &format!(
+            "acl imspector_chat dst {}\nhttp_access allow localnet\n",
+            rig.server_ip
+        ),
+        &["icap.conf"],
+    )?;
+    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
+    let post = |text: &str| -> anyhow::Result<String> {
+        let body = json!({"message": {"rid": "GENERAL", "msg": text}}).to_string();
+        rig.client.exec(
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "20",
+                "-x",
+                &format!("http://{proxy}"),
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                "X-User-Id: Alice01",
+                "--data-binary",
+                &body,
+                &format!("http://{chat}/api/v1/chat.sendMessage"),
+            ],
+        )
+    };
+    assert!(post("hello all")?.ends_with("\n200"));
+    assert!(post("brb")?.ends_with("\n200"));
+    let refused = post("darn darn")?;
+    assert!(refused.ends_with("\n403"), "{refused}");
+    assert!(
+        refused.contains("<p>The message or action was blocked (**** ****)</p>"),
+        "{refused}"
+    );
+    // The server got the rewritten body with its new length, never the blocked one.
+    let body = |text: &str| {
+        let b = json!({"message": {"rid": "GENERAL", "msg": text}}).to_string();
+        format!("/api/v1/chat.sendMessage {} {b}", b.len())
+    };
+    assert_eq!(
+        server.requests(),
+        [body("hello all"), body("be right back")]
+    );
+    let lines = ims.wait_log("Rocket.Chat", "alice01", "general", 3)?;
+    let rest: Vec<&str> = lines.iter().map(|l| l.rest.as_str()).collect();
+    assert_eq!(
+        rest,
+        [
+            "1,1,0,,hello all",
+            "1,1,0,,brb",
+            "1,1,1,2 badwords;,darn darn"
+        ]
+    );
+    assert_eq!(lines[0].client_ip(), rig.client_ip.to_string());
+    Ok(())
+}

@@ -13,7 +13,7 @@ mod badwords;
 mod blocktypes;
 mod dbfilter;
 mod ids;
-mod listfile;
+pub(crate) mod listfile;
 mod regex;
 mod responder;
 pub mod testing;

@@ -8,7 +8,7 @@
 //! - `http`: the encapsulated HTTP heads (httparse).
 //! - `response`: ICAP answers.
 //! - `server`: the connection loop.
-//! - `handler`: what a chat handler implements; `matrix`: the handlers.
+//! - `handler`: what a chat handler implements; `matrix`, `webchat`: the handlers.
 
 pub mod handler;
 pub mod http;
@@ -17,6 +17,7 @@ pub mod response;
 pub mod server;
 #[cfg(test)]
 mod testing;
+pub mod webchat;
 pub mod wire;
 
 use std::net::IpAddr;
@@ -84,6 +85,15 @@ impl IcapConfig {
     }
 }
 
+/// Check the ICAP options and the web-chat rules file (for `--check-config`).
+pub fn check(settings: &Settings) -> Result<(), ConfigError> {
+    IcapConfig::from_settings(settings)?;
+    if let Some(path) = settings.path("webchat_rules_filename") {
+        webchat::WebChat::load(&path)?;
+    }
+    Ok(())
+}
+
 /// The running service: its options, handlers and ISTag.
 pub struct Service {
     pub config: IcapConfig,
@@ -112,8 +122,11 @@ impl Service {
     }
 
     /// Rebuild the handlers from `settings`; a bad file keeps the ones in force.
-    pub fn reload(&self, _settings: &Settings, generation: u64) -> Result<(), ConfigError> {
-        let handlers: Vec<Arc<dyn Handler>> = vec![self.matrix.clone()];
+    pub fn reload(&self, settings: &Settings, generation: u64) -> Result<(), ConfigError> {
+        let mut handlers: Vec<Arc<dyn Handler>> = vec![self.matrix.clone()];
+        if let Some(path) = settings.path("webchat_rules_filename") {
+            handlers.push(Arc::new(webchat::WebChat::load(&path)?));
+        }
         *self.handlers.write().expect("handlers lock poisoned") = Arc::new(handlers);
         *self.istag.write().expect("istag lock poisoned") =
             format!("ims-{}-{generation}", unix_now());
