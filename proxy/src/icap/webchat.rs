@@ -150,11 +150,11 @@ impl WebChat {
     }
 }
 
-/// A rule from its `[name]` line number, its fields and name.
-fn finish(
-    path: &Path,
-    (line, fields, name): (usize, Vec<(String, String)>, String),
-) -> Result<Rule, ListError> {
+/// A rule being read: the line of its `[name]`, its `key = value` fields, its name.
+type Pending = (usize, Vec<(String, String)>, String);
+
+/// A rule from what was read of it.
+fn finish(path: &Path, (line, fields, name): Pending) -> Result<Rule, ListError> {
     let get = |key: &str| {
         fields
             .iter()
