@@ -153,9 +153,12 @@ impl NetCaps {
 
 /// Switch to `group` and `user` (each optional), group first, keeping only
 /// the network capabilities in `keep` (and only when switching away from root).
+/// `log_group`, when set, stays among the supplementary groups, so that the
+/// files the daemon creates can be given to it.
 pub fn drop_privileges(
     user: Option<&str>,
     group: Option<&str>,
+    log_group: Option<u32>,
     keep: NetCaps,
 ) -> Result<(), DaemonError> {
     let keeping = user.is_some() && keep != NetCaps::default();
@@ -171,7 +174,7 @@ pub fn drop_privileges(
     if user.is_some() {
         limit_bounding_set(keep.mask())?;
     }
-    switch_ids(user, group)?;
+    switch_ids(user, group, log_group)?;
     if keeping {
         set_capabilities(keep.mask())?;
     }
@@ -251,7 +254,11 @@ fn set_capabilities(mask: u32) -> Result<(), DaemonError> {
     Ok(())
 }
 
-fn switch_ids(user: Option<&str>, group: Option<&str>) -> Result<(), DaemonError> {
+fn switch_ids(
+    user: Option<&str>,
+    group: Option<&str>,
+    log_group: Option<u32>,
+) -> Result<(), DaemonError> {
     if let Some(name) = group {
         let group = Group::from_name(name)
             .ok()
@@ -278,6 +285,14 @@ fn switch_ids(user: Option<&str>, group: Option<&str>) -> Result<(), DaemonError
                     what: format!("group of user {name}"),
                     source,
                 })?;
+        }
+        if let Some(gid) = log_group.map(nix::unistd::Gid::from_raw) {
+            let mut groups = nix::unistd::getgroups().unwrap_or_default();
+            groups.push(gid);
+            nix::unistd::setgroups(&groups).map_err(|source| DaemonError::Switch {
+                what: "log_group".into(),
+                source,
+            })?;
         }
         setuid(user.uid).map_err(|source| DaemonError::Switch {
             what: format!("user {name}"),

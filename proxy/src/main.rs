@@ -191,8 +191,15 @@ fn start(
         admin: config.upstream_mark.is_some(),
         raw: config.interface.is_some(),
     };
-    daemon::drop_privileges(config.user.as_deref(), config.group.as_deref(), keep)
-        .map_err(|e| startup(e.into()))?;
+    let log_group =
+        imspector::log::build::log_group(&config.settings).map_err(|e| startup(e.into()))?;
+    daemon::drop_privileges(
+        config.user.as_deref(),
+        config.group.as_deref(),
+        log_group,
+        keep,
+    )
+    .map_err(|e| startup(e.into()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -71,11 +71,16 @@ fn a_second_daemon_on_the_same_spool_dir_refuses_to_start_until_the_first_is_gon
     Ok(())
 }
 
-/// Every file under `root` (and `root` itself), with its mode and group.
-fn modes(root: &Path) -> Vec<(PathBuf, u32, u32)> {
+/// Every file under `root` (and `root` itself), with its mode, owner and group.
+fn modes(root: &Path) -> Vec<(PathBuf, u32, u32, u32)> {
     let mut found = Vec::new();
     let meta = std::fs::metadata(root).unwrap();
-    found.push((root.to_path_buf(), meta.mode() & 0o7777, meta.gid()));
+    found.push((
+        root.to_path_buf(),
+        meta.mode() & 0o7777,
+        meta.uid(),
+        meta.gid(),
+    ));
     if meta.is_dir() {
         for entry in std::fs::read_dir(root).unwrap() {
             found.extend(modes(&entry.unwrap().path()));
@@ -85,7 +90,8 @@ fn modes(root: &Path) -> Vec<(PathBuf, u32, u32)> {
 }
 
 #[test]
-fn everything_the_daemon_stores_is_0640_in_0750_directories_of_log_group() -> anyhow::Result<()> {
+fn everything_the_daemon_stores_is_0640_in_0750_directories_of_its_user_and_log_group(
+) -> anyhow::Result<()> {
     let adm = nix::unistd::Group::from_name("adm")?
         .expect("the group adm (Debian base-passwd)")
         .gid
@@ -97,10 +103,16 @@ fn everything_the_daemon_stores_is_0640_in_0750_directories_of_log_group() -> an
     let db_dir = rig.subdir("db")?;
     let (logs, spool) = (dir.join("logs/imspector"), dir.join("spool"));
     let (cats, db) = (db_dir.join("cats.log"), db_dir.join("imspector.db"));
+    // The daemon runs as nobody: SQLite needs to make its -wal and -shm here.
+    std::fs::set_permissions(&db_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+    let nobody = nix::unistd::User::from_name("nobody")?
+        .unwrap()
+        .uid
+        .as_raw();
     let badwords = db_dir.join("badwords.txt");
     std::fs::write(&badwords, "plan\n")?;
     let config = format!(
-        "irc_protocol=on\nlog_group=adm\nfile_logging_dir={}\nspool_dir={}\nsqlite_file={}\n\
+        "irc_protocol=on\nuser=nobody\nlog_group=adm\nfile_logging_dir={}\nspool_dir={}\nsqlite_file={}\n\
          cats_logging_filename={}\nbadwords_filename={}\n",
         logs.display(),
         spool.display(),
@@ -142,7 +154,7 @@ fn everything_the_daemon_stores_is_0640_in_0750_directories_of_log_group() -> an
     stored.extend(modes(&cats));
     let names: Vec<String> = stored
         .iter()
-        .map(|(p, _, _)| p.display().to_string())
+        .map(|(p, _, _, _)| p.display().to_string())
         .collect();
     for wanted in [
         "IRC/alice/bob/",
@@ -160,12 +172,12 @@ fn everything_the_daemon_stores_is_0640_in_0750_directories_of_log_group() -> an
         "nothing in {}",
         cats.display()
     );
-    for (path, mode, gid) in stored {
+    for (path, mode, uid, gid) in stored {
         let want = if path.is_dir() { 0o750 } else { 0o640 };
         assert_eq!(
-            (mode, gid),
-            (want, adm),
-            "{} is {mode:o} of group {gid}",
+            (mode, uid, gid),
+            (want, nobody, adm),
+            "{} is {mode:o} of user {uid}, group {gid}",
             path.display()
         );
     }
