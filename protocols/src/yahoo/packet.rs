@@ -118,8 +118,14 @@ pub fn pairs(payload: &[u8]) -> Result<Vec<Pair<'_>>, PairsError<'_>> {
 
 /// The bytes before the next separator, and those after it.
 fn until_separator(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let at = memchr::memmem::find(b, &SEPARATOR)?;
+    let at = find_separator(b)?;
     Some((&b[..at], &b[at + SEPARATOR.len()..]))
+}
+
+/// Where the first separator starts. (A two-byte needle: looking for its
+/// first byte is faster than setting up a substring search for each field.)
+pub fn find_separator(b: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(SEPARATOR[0], b).find(|&at| b.get(at + 1) == Some(&SEPARATOR[1]))
 }
 
 fn parse_key(key: &[u8]) -> Option<u32> {

@@ -4,7 +4,7 @@
 
 use encoding_rs::WINDOWS_1252;
 
-use super::packet::SEPARATOR;
+use super::packet::find_separator;
 use crate::charset;
 
 /// A message text, decoded as its key 97 says.
@@ -25,9 +25,7 @@ pub fn encode(text: &str, utf8: bool) -> Option<Vec<u8>> {
         return Some(text.as_bytes().to_vec());
     }
     let bytes = charset::encode_exact(WINDOWS_1252, text)?;
-    memchr::memmem::find(&bytes, &SEPARATOR)
-        .is_none()
-        .then_some(bytes)
+    find_separator(&bytes).is_none().then_some(bytes)
 }
 
 /// An id, room or file name: UTF-8 when it is valid UTF-8 (clients of YMSG 13
