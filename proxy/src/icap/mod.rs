@@ -8,8 +8,10 @@
 //! - `http`: the encapsulated HTTP heads (httparse).
 //! - `response`: ICAP answers.
 //! - `server`: the connection loop.
-//! - `handler`: what a chat handler implements; `matrix`, `webchat`: the handlers.
+//! - `handler`: what a chat handler implements; `matrix`, `gateway` (MSN),
+//!   `webchat`: the handlers.
 
+pub mod gateway;
 pub mod handler;
 pub mod http;
 pub mod matrix;
@@ -99,8 +101,9 @@ pub struct Service {
     pub config: IcapConfig,
     pub shared: Arc<Shared>,
     handlers: RwLock<Arc<Vec<Arc<dyn Handler>>>>,
-    /// Kept across reloads: the users it learned stay known.
+    /// Kept across reloads: the users and sessions they follow stay known.
     matrix: Arc<matrix::Matrix>,
+    gateway: Arc<gateway::Gateway>,
     /// Changes on every reload, so Squid drops what it cached from us.
     istag: RwLock<String>,
     connections: Arc<tokio::sync::Semaphore>,
@@ -112,6 +115,7 @@ impl Service {
             connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
             config,
             matrix: Arc::new(matrix::Matrix::default()),
+            gateway: Arc::new(gateway::Gateway::default()),
             handlers: RwLock::new(Arc::new(Vec::new())),
             istag: RwLock::new(String::new()),
             shared,
@@ -123,7 +127,7 @@ impl Service {
 
     /// Rebuild the handlers from `settings`; a bad file keeps the ones in force.
     pub fn reload(&self, settings: &Settings, generation: u64) -> Result<(), ConfigError> {
-        let mut handlers: Vec<Arc<dyn Handler>> = vec![self.matrix.clone()];
+        let mut handlers: Vec<Arc<dyn Handler>> = vec![self.matrix.clone(), self.gateway.clone()];
         if let Some(path) = settings.path("webchat_rules_filename") {
             handlers.push(Arc::new(webchat::WebChat::load(&path)?));
         }

@@ -1,0 +1,345 @@
+//! The MSN HTTP gateway: MSN commands carried in HTTP bodies, for clients that
+//! can only reach the web (`POST /gateway/gateway.dll`, Content-Type
+//! `application/x-msn-messenger`).
+//!
+//! The first request of a session says `?Action=open&Server=NS|SB&IP=host`;
+//! every response names the session in `X-MSN-Messenger: SessionID=...;
+//! GW-IP=...`, and the client's next request (`?SessionID=...`, or
+//! `?Action=poll&SessionID=...` with an empty body to fetch what waits) uses the
+//! last one it got. One MSN core (the one port 1863 uses) follows each session:
+//! request bodies are its outgoing bytes, response bodies its incoming ones, so
+//! ids, events and rewrites are those of the relay. `Session=close` ends it.
+//! A blocked command is left out of the body, as on port 1863.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use imspector_protocols::{new_session, Direction, Frame, ProtocolKind, ProtocolSession, Rewrite};
+
+use super::handler::{Exchange, Handler, Judge, Mode, Verdict};
+use super::http::HttpRequest;
+
+const PATH: &str = "/gateway/gateway.dll";
+const CONTENT_TYPE: &str = "application/x-msn-messenger";
+/// Sessions followed at once; the least recently used goes beyond this.
+const MAX_SESSIONS: usize = 10_000;
+
+#[derive(Default)]
+pub struct Gateway {
+    sessions: Mutex<Sessions>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_key: HashMap<String, (Box<dyn ProtocolSession>, u64)>,
+    uses: u64,
+}
+
+impl Sessions {
+    fn take(&mut self, key: &str) -> Box<dyn ProtocolSession> {
+        self.by_key
+            .remove(key)
+            .map(|(core, _)| core)
+            .or_else(|| new_session(ProtocolKind::Msn))
+            .expect("the MSN core exists")
+    }
+
+    fn put(&mut self, key: String, core: Box<dyn ProtocolSession>) {
+        if self.by_key.len() >= MAX_SESSIONS {
+            let oldest = self
+                .by_key
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.by_key.remove(&oldest);
+            }
+        }
+        self.uses += 1;
+        self.by_key.insert(key, (core, self.uses));
+    }
+}
+
+/// The session a request belongs to: its SessionID, or for an opening request
+/// the client and the server it opens (the response names the session).
+fn session_key(request: &HttpRequest, client: &str) -> String {
+    match request.query("SessionID") {
+        Some(id) => format!("id:{id}"),
+        None => {
+            let ip = client.rsplit_once(':').map_or(client, |(ip, _)| ip);
+            format!(
+                "open:{ip}:{}:{}",
+                request.query("Server").unwrap_or_default(),
+                request.query("IP").unwrap_or_default()
+            )
+        }
+    }
+}
+
+/// `SessionID=...; GW-IP=...` -> the SessionID; `None` with `Session=close` too.
+fn next_session(header: &str) -> (Option<String>, bool) {
+    let mut id = None;
+    let mut closed = false;
+    for part in header.split(';') {
+        match part.trim().split_once('=') {
+            Some(("SessionID", v)) => id = Some(format!("id:{}", v.trim())),
+            Some(("Session", v)) if v.trim().eq_ignore_ascii_case("close") => closed = true,
+            _ => {}
+        }
+    }
+    (id, closed)
+}
+
+impl Gateway {
+    /// Run `body` through `core` in `dir`; the body to send on, if it changed.
+    fn inspect_body(
+        core: &mut dyn ProtocolSession,
+        dir: Direction,
+        body: &[u8],
+        judge: &mut Judge<'_>,
+    ) -> Option<Vec<u8>> {
+        core.set_now(judge.now);
+        let mut buf = BytesMut::from(body);
+        let feed = core.feed(dir, &mut buf);
+        let mut out = Vec::with_capacity(body.len());
+        let mut changed = false;
+        for frame in feed.frames {
+            match frame {
+                Frame::Opaque(bytes) => out.extend_from_slice(&bytes),
+                Frame::Pdu(pdu) => {
+                    let mut blocked = false;
+                    let mut new_text = None;
+                    for event in &pdu.events {
+                        let decided = judge.event(ProtocolKind::Msn.log_name().into(), event);
+                        blocked |= decided.blocked;
+                        if decided.text != event.text {
+                            new_text = Some(decided.text);
+                        }
+                    }
+                    match (blocked, new_text) {
+                        (true, _) => changed = true,
+                        (false, Some(text)) => {
+                            match core.rewrite(dir, &pdu, Rewrite::Text(&text)) {
+                                Some(bytes) => {
+                                    out.extend_from_slice(&bytes);
+                                    changed = true;
+                                }
+                                None => out.extend_from_slice(&pdu.bytes),
+                            }
+                        }
+                        (false, None) => out.extend_from_slice(&pdu.bytes),
+                    }
+                }
+            }
+        }
+        if let Some(stop) = feed.stop {
+            log::info!(
+                "{}: MSN gateway: {stop}; the rest of this body passes unread",
+                judge.client
+            );
+        }
+        // A command cut at the end of a body goes on as it is.
+        out.extend_from_slice(&buf);
+        changed.then_some(out)
+    }
+}
+
+impl Handler for Gateway {
+    fn wants(&self, exchange: &Exchange) -> bool {
+        let Some(request) = &exchange.request else {
+            return false;
+        };
+        if request.method != "POST" || request.path() != PATH {
+            return false;
+        }
+        match (exchange.mode, &exchange.response) {
+            (Mode::Reqmod, _) => true,
+            (Mode::Respmod, Some(response)) => {
+                response.status == 200
+                    && response
+                        .header("Content-Type")
+                        .is_some_and(|t| t.starts_with(CONTENT_TYPE))
+            }
+            (Mode::Respmod, None) => false,
+        }
+    }
+
+    fn inspect(&self, exchange: &Exchange, body: &[u8], judge: &mut Judge<'_>) -> Verdict {
+        let Some(request) = &exchange.request else {
+            return Verdict::Unchanged;
+        };
+        let key = session_key(request, &judge.client);
+        let mut core = self
+            .sessions
+            .lock()
+            .expect("gateway lock poisoned")
+            .take(&key);
+        let (dir, next_key) = match (exchange.mode, &exchange.response) {
+            (Mode::Respmod, Some(response)) => {
+                let (next, closed) = response
+                    .header("X-MSN-Messenger")
+                    .map_or((None, false), next_session);
+                (
+                    Direction::Incoming,
+                    if closed {
+                        None
+                    } else {
+                        Some(next.unwrap_or_else(|| key.clone()))
+                    },
+                )
+            }
+            _ => (Direction::Outgoing, Some(key)),
+        };
+        let changed = Self::inspect_body(core.as_mut(), dir, body, judge);
+        if let Some(next_key) = next_key {
+            self.sessions
+                .lock()
+                .expect("gateway lock poisoned")
+                .put(next_key, core);
+        }
+        match changed {
+            Some(body) => Verdict::Body(body),
+            None => Verdict::Unchanged,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::icap::http::HttpResponse;
+    use crate::icap::testing::{judge_with, request};
+
+    /// One exchange of a gateway session, as the MSN HTTP gateway documentation
+    /// describes it: the request's query, its body, the response's session
+    /// header and body.
+    struct Step<'a> {
+        query: &'a str,
+        sent: &'a str,
+        session: &'a str,
+        received: &'a str,
+    }
+
+    fn exchange(mode: Mode, query: &str, session: &str) -> Exchange {
+        let request = request(&format!(
+            "POST http://gateway.messenger.hotmail.com/gateway/gateway.dll?{query} HTTP/1.1\r\nHost: gateway.messenger.hotmail.com\r\nContent-Type: application/x-msn-messenger\r\n\r\n"
+        ));
+        let response = HttpResponse::parse(Bytes::from(format!(
+            "HTTP/1.1 200 OK\r\nX-MSN-Messenger: {session}\r\nContent-Type: application/x-msn-messenger\r\n\r\n"
+        )))
+        .unwrap();
+        Exchange {
+            mode,
+            request: Some(request),
+            response: (mode == Mode::Respmod).then_some(response),
+        }
+    }
+
+    fn msg(payload: &str) -> String {
+        let payload = format!(
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{payload}"
+        );
+        format!("MSG 3 N {}\r\n{payload}", payload.len())
+    }
+
+    #[test]
+    fn a_switchboard_session_over_the_gateway() {
+        let gw = Gateway::default();
+        let (config, filters) = judge_with("darn\n", "badwords_block_count=1\n");
+        let mut judge = Judge {
+            filters,
+            config: &config,
+            client: "10.0.0.2:1025".into(),
+            now: 1_700_000_000,
+            records: vec![],
+        };
+        let hello = msg("hello bob");
+        let darn = msg("darn");
+        let payload =
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi alice";
+        let incoming = format!("MSG bob@example.com Bob {}\r\n{payload}", payload.len());
+        let steps = [
+            Step {
+                query: "Action=open&Server=SB&IP=207.46.108.38",
+                sent: "USR 1 alice@example.com 17262740.1050826919.32308\r\n",
+                session: "SessionID=40000000.11; GW-IP=207.46.110.10",
+                received: "USR 1 OK alice@example.com Alice\r\n",
+            },
+            Step {
+                query: "SessionID=40000000.11",
+                sent: "CAL 2 bob@example.com\r\n",
+                session: "SessionID=40000000.12; GW-IP=207.46.110.10",
+                received: "CAL 2 RINGING 17262740\r\nJOI bob@example.com Bob\r\n",
+            },
+            Step {
+                query: "SessionID=40000000.12",
+                sent: &hello,
+                session: "SessionID=40000000.13; GW-IP=207.46.110.10",
+                received: "ACK 3\r\n",
+            },
+            Step {
+                query: "Action=poll&SessionID=40000000.13",
+                sent: "",
+                session: "SessionID=40000000.14; GW-IP=207.46.110.10",
+                received: &incoming,
+            },
+            Step {
+                query: "SessionID=40000000.14",
+                sent: &darn,
+                session: "SessionID=40000000.15; GW-IP=207.46.110.10",
+                received: "",
+            },
+        ];
+        let mut verdicts = Vec::new();
+        for step in &steps {
+            let out = exchange(Mode::Reqmod, step.query, step.session);
+            assert!(gw.wants(&out));
+            verdicts.push(gw.inspect(&out, step.sent.as_bytes(), &mut judge));
+            let back = exchange(Mode::Respmod, step.query, step.session);
+            assert!(gw.wants(&back));
+            assert_eq!(
+                gw.inspect(&back, step.received.as_bytes(), &mut judge),
+                Verdict::Unchanged
+            );
+        }
+        let logged: Vec<String> = judge
+            .records
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {} {}",
+                    r.protocol, r.outgoing as u8, r.local_id, r.remote_id, r.filtered as u8, r.data
+                )
+            })
+            .collect();
+        assert_eq!(
+            logged,
+            [
+                "MSN 1 alice@example.com bob@example.com 0 hello bob",
+                "MSN 0 alice@example.com bob@example.com 0 hi alice",
+                "MSN 1 alice@example.com bob@example.com 0 darn",
+            ]
+        );
+        // The rewritten message has its new length.
+        let Verdict::Body(rewritten) = &verdicts[4] else {
+            panic!("{verdicts:?}")
+        };
+        assert_eq!(String::from_utf8_lossy(rewritten), msg("****"));
+        assert_eq!(gw.sessions.lock().unwrap().by_key.len(), 1);
+    }
+
+    #[test]
+    fn session_headers() {
+        assert_eq!(
+            next_session("SessionID=1.2; GW-IP=1.2.3.4"),
+            (Some("id:1.2".into()), false)
+        );
+        assert_eq!(
+            next_session("Session=close; SessionID=1.2"),
+            (Some("id:1.2".into()), true)
+        );
+    }
+}
