@@ -27,7 +27,17 @@ pub struct IrcSession {
     /// The server marks the text of every message it delivers with `+` or `-`
     /// (`CAP identify-msg`, or `CAPAB IDENTIFY-MSG` answered by 290).
     identify_msg: bool,
+    /// Per direction, for the partial line held at the front of the buffer:
+    /// how many of its bytes were searched for the line end already, and
+    /// whether it is known to matter (so its readings need no new look). Each
+    /// byte is thereby looked at a bounded number of times.
+    scanned: [usize; 2],
+    holding: [Partial; 2],
 }
+
+/// How far into a partial line its command words are looked for: IRCv3
+/// tags (8191 bytes) and a prefix fit; a longer partial line is held.
+const PEEK: usize = 9 * 1024;
 
 fn index(dir: Direction) -> usize {
     match dir {
@@ -100,21 +110,42 @@ fn line_matters(dir: Direction, line: &[u8]) -> bool {
 /// its readings, its command word so far is a prefix of one we act on. Lines
 /// that cannot (server replies, PINGs, MOTD, or bytes that are not IRC at all)
 /// are forwarded without waiting for their end, so the proxy never holds them.
-fn partial_may_matter(dir: Direction, partial: &[u8]) -> bool {
-    readings(partial)
-        .iter()
-        .any(|reading| partial_reading_may_matter(dir, reading))
+fn partial_decision(dir: Direction, partial: &[u8]) -> Partial {
+    let partial = &partial[..partial.len().min(PEEK)];
+    let mut decision = Partial::Forward;
+    for reading in readings(partial) {
+        match partial_command_word(&reading) {
+            Some((word, true)) if is_interesting(dir, word) => return Partial::Settled,
+            Some((_, true)) => {}
+            // Still inside the tags or the prefix.
+            None if decision == Partial::Forward => decision = Partial::InHead,
+            None => {}
+            Some((word, false))
+                if wanted(dir).iter().any(|w| {
+                    w.len() >= word.len() && w[..word.len()].eq_ignore_ascii_case(word)
+                }) =>
+            {
+                decision = Partial::Unsettled;
+            }
+            Some((_, false)) => {}
+        }
+    }
+    decision
 }
 
-fn partial_reading_may_matter(dir: Direction, partial: &[u8]) -> bool {
-    match partial_command_word(partial) {
-        // Still inside the tags or the prefix.
-        None => true,
-        Some((word, true)) => is_interesting(dir, word),
-        Some((word, false)) => wanted(dir)
-            .iter()
-            .any(|w| w.len() >= word.len() && w[..word.len()].eq_ignore_ascii_case(word)),
-    }
+/// What becomes of a partial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Partial {
+    /// It cannot matter: forward it as it comes.
+    #[default]
+    Forward,
+    /// Held until its end: a reading has a command we act on.
+    Settled,
+    /// Held while its command word goes on.
+    Unsettled,
+    /// Held while every reading is still in its tags or prefix: only a
+    /// space, CR or NUL can change that.
+    InHead,
 }
 
 /// The command word of a partial line as far as it has arrived, and whether
@@ -507,9 +538,15 @@ impl ProtocolSession for IrcSession {
             }
         }
         // Lines without events are forwarded together as one opaque frame.
+        let d = index(dir);
         let mut plain_len = 0;
-        while let Some(nl) = memchr::memchr(b'\n', &buf[plain_len..]) {
-            let end = plain_len + nl + 1;
+        // The front of the held partial line has no line end: search on.
+        let held_before = self.scanned[d].min(buf.len());
+        let mut from = held_before;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[from..]) {
+            let end = from + nl + 1;
+            from = end;
+            self.holding[d] = Partial::Forward;
             let line_bytes = &buf[plain_len..end];
             if !line_matters(dir, line_bytes) {
                 plain_len = end;
@@ -531,11 +568,13 @@ impl ProtocolSession for IrcSession {
             if events.is_empty() {
                 plain_len = end;
             } else {
+                from -= plain_len;
                 if plain_len > 0 {
                     let plain = buf.split_to(plain_len).freeze();
                     feed.frames.push(Frame::Opaque(plain));
                 }
                 let bytes = buf.split_to(end - plain_len).freeze();
+                from -= bytes.len();
                 feed.frames.push(Frame::Pdu(Pdu { bytes, events }));
                 plain_len = 0;
             }
@@ -548,12 +587,23 @@ impl ProtocolSession for IrcSession {
             feed.frames
                 .push(Frame::Opaque(buf.split_to(plain_len).freeze()));
         }
+        self.scanned[d] = buf.len();
         if feed.stop.is_some() {
             return feed;
         }
-        if !buf.is_empty() && !partial_may_matter(dir, buf) {
-            feed.frames.push(Frame::Opaque(buf.split().freeze()));
-            self.streaming[index(dir)] = true;
+        let unchanged = match self.holding[d] {
+            Partial::Settled => true,
+            // (A line end found meanwhile reset this to Forward.)
+            Partial::InHead => memchr::memchr3(b' ', b'\r', 0, &buf[held_before..]).is_none(),
+            Partial::Unsettled | Partial::Forward => false,
+        };
+        if !buf.is_empty() && !unchanged {
+            self.holding[d] = partial_decision(dir, buf);
+            if self.holding[d] == Partial::Forward {
+                feed.frames.push(Frame::Opaque(buf.split().freeze()));
+                self.streaming[d] = true;
+                self.scanned[d] = 0;
+            }
         }
         if buf.len() > MAX_LINE {
             feed.stop = Some(Stop::TooLarge {

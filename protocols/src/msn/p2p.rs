@@ -66,32 +66,65 @@ pub fn slp_data(chunk: &[u8], version: Version) -> Option<&[u8]> {
 }
 
 /// Collects the MSNSLP INVITE of one direction until its body is complete.
+/// Each chunk is looked at once: the head is searched for its end only in
+/// what is new, and the INVITE is parsed once, when all of it is there.
 #[derive(Debug, Default, Clone)]
 pub struct Assembler {
-    pending: Option<Vec<u8>>,
+    pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    text: Vec<u8>,
+    /// The INVITE's whole length, once its head is complete.
+    needed: Option<usize>,
 }
 
 impl Assembler {
     /// Take the SLP bytes of the next chunk; the INVITE it completes, if any.
     pub fn push(&mut self, slp: &[u8]) -> Option<Invite> {
-        let text = match (self.pending.take(), memmem::find(slp, b"INVITE MSNMSGR:")) {
+        let mut pending = match (self.pending.take(), memmem::find(slp, b"INVITE MSNMSGR:")) {
             // A new INVITE replaces an unfinished one.
-            (_, Some(start)) => slp[start..].to_vec(),
+            (_, Some(start)) => Pending {
+                text: slp[start..].to_vec(),
+                needed: None,
+            },
             (Some(mut pending), None) => {
-                pending.extend_from_slice(slp);
+                pending.text.extend_from_slice(slp);
                 pending
             }
             (None, None) => return None,
         };
-        match parse_invite(&text) {
-            Parsed::Complete(invite) => invite,
-            Parsed::Incomplete if text.len() <= MAX_SLP => {
-                self.pending = Some(text);
+        if pending.needed.is_none() {
+            // The head's end may straddle the old bytes and the new.
+            let from = pending.text.len().saturating_sub(slp.len() + 3);
+            if let Some(at) = memmem::find(&pending.text[from..], b"\r\n\r\n") {
+                let head_end = from + at;
+                pending.needed = Some(head_end + 4 + content_length(&pending.text[..head_end]));
+            }
+        }
+        match pending.needed {
+            Some(needed) if pending.text.len() >= needed => match parse_invite(&pending.text) {
+                Parsed::Complete(invite) => invite,
+                Parsed::Incomplete => None,
+            },
+            _ if pending.text.len() <= MAX_SLP => {
+                self.pending = Some(pending);
                 None
             }
-            Parsed::Incomplete => None,
+            _ => None,
         }
     }
+}
+
+/// The `Content-Length` of an SLP head (0 when absent).
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("Content-Length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
 }
 
 enum Parsed {
@@ -103,13 +136,7 @@ fn parse_invite(text: &[u8]) -> Parsed {
     let Some(head_end) = memmem::find(text, b"\r\n\r\n") else {
         return Parsed::Incomplete;
     };
-    let head = String::from_utf8_lossy(&text[..head_end]);
-    let body_len = head
-        .split("\r\n")
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.trim().eq_ignore_ascii_case("Content-Length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
+    let body_len = content_length(&text[..head_end]);
     let body = &text[head_end + 4..];
     if body.len() < body_len {
         return Parsed::Incomplete;
