@@ -344,7 +344,7 @@ fn a_full_disk_blocks_chat_with_log_failure_block_and_loses_no_line() -> anyhow:
 #[test]
 fn myisam_and_kill_9_repeat_at_most_the_one_row_the_log_names() -> anyhow::Result<()> {
     use imspector_e2e::databases::{self, Mariadb};
-    const EVENTS: usize = 1500;
+    const EVENTS: usize = 2000;
     let mut db = Mariadb::start();
     db.sql(&format!(
         "USE {}; CREATE TABLE messages (id int NOT NULL auto_increment PRIMARY KEY,
