@@ -135,6 +135,31 @@ fn one_to_one_events_are_logged_exactly_and_relayed_unchanged() -> anyhow::Resul
 }
 
 #[test]
+fn a_file_offer_is_logged_then_blocked() -> anyhow::Result<()> {
+    let mut session = Session::start("")?;
+    let peers = &mut session.peers;
+    let offer = peers.protocol.file_offer("holiday.jpg", 48213);
+    client_sends(peers, &offer)?;
+    peers.ims.reload("yahoo_protocol=on\nblock_files=on\n")?;
+    peers.client.send(&offer)?;
+    let (at_server, at_client) = peers.sync()?;
+    assert!(at_server.is_empty(), "the server got {at_server:?}");
+    assert!(at_client.is_empty(), "alice got {at_client:?}");
+    // The session goes on.
+    let text = peers.protocol.message("still here");
+    client_sends(peers, &text)?;
+    assert_eq!(
+        log(peers, BOB, 3)?,
+        [
+            "1,2,0,,holiday.jpg 48213 bytes",
+            "1,2,1,,holiday.jpg 48213 bytes",
+            "1,1,0,,still here",
+        ]
+    );
+    session.check_with_tshark()
+}
+
+#[test]
 fn conferences_and_chat_rooms_are_group_chats_with_notices() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = format!(
