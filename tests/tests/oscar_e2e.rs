@@ -7,13 +7,13 @@ use imspector_e2e::imspector::{assert_lines, now};
 use imspector_e2e::oscar::barnowl::BarnOwl;
 use imspector_e2e::oscar::client::Received;
 use imspector_e2e::oscar::wire::Charset;
-use imspector_e2e::oscar::{OscarClient, OscarServer, BOS_PORT, LOGIN_PORT};
+use imspector_e2e::oscar::{OscarClient, OscarServer, BOS_PORT, CHAT_PORT, LOGIN_PORT};
 use imspector_e2e::{wait, Imspector, Rig};
 
 const ALICE: &str = "Alice Smith";
 const ALICE_PASSWORD: &str = "alice-secret-pw";
 const BOB: &str = "bob";
-const CONFIG: &str = "icq_protocol=on\nicq_ports=5190,5191\n";
+const CONFIG: &str = "icq_protocol=on\nicq_ports=5190,5191,5192\n";
 
 /// Alice signed on through the proxy, bob beside the server.
 struct Scene {
@@ -26,7 +26,7 @@ struct Scene {
 
 fn scene(config: &str) -> anyhow::Result<Scene> {
     let rig = Rig::new()?;
-    rig.redirect(&[LOGIN_PORT, BOS_PORT], 16667)?;
+    rig.redirect(&[LOGIN_PORT, BOS_PORT, CHAT_PORT], 16667)?;
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, config)?;
     let server = OscarServer::start(
         &rig.server,
@@ -118,6 +118,38 @@ fn chat_typing_and_file_offers_are_relayed_and_logged() -> anyhow::Result<()> {
     let output = s.ims.process.output();
     assert!(!output.contains(ALICE_PASSWORD), "{output}");
     assert!(s.server.journal().contains("Alice Smith signed on to BOS"));
+    Ok(())
+}
+
+/// A chat room: its connection presents only the cookie BOS handed out in
+/// 01/05, the room is the remote id, incoming lines carry the sender.
+#[test]
+fn chat_room_lines_are_logged_in_the_room() -> anyhow::Result<()> {
+    let since = now();
+    let mut s = scene(CONFIG)?;
+    let mut bob_room = s.bob.join(&s.rig.server, "Lobby")?;
+    let mut alice_room = s.alice.join(&s.rig.client, "Lobby")?;
+    wait::until("both in the room", || {
+        let journal = s.server.journal();
+        (journal.contains("bob joined Lobby") && journal.contains("Alice Smith joined Lobby"))
+            .then_some(())
+    })?;
+    alice_room.say("hello room, zażółć")?;
+    wait::until("bob to hear alice", || {
+        (bob_room.lines_from(ALICE) == ["hello room, zażółć"]).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; the server did:\n{}", s.server.journal()))?;
+    bob_room.say("hi alice")?;
+    wait::until("alice to hear bob", || {
+        (alice_room.lines_from(BOB) == ["hi alice"]).then_some(())
+    })?;
+    let lines = s.ims.wait_log("ICQ-AIM", "alicesmith", "lobby", 2)?;
+    assert_lines(
+        &lines,
+        &s.rig.client_ip.to_string(),
+        since,
+        &["1,1,0,,hello room, zażółć", "0,1,0,,bob: hi alice"],
+    );
     Ok(())
 }
 
@@ -262,7 +294,7 @@ fn filter_scenarios_through_scripted_oscar_clients() -> anyhow::Result<()> {
 fn barnowl_chats_through_the_proxy_and_is_logged() -> anyhow::Result<()> {
     let since = now();
     let rig = Rig::new()?;
-    rig.redirect(&[LOGIN_PORT, BOS_PORT], 16667)?;
+    rig.redirect(&[LOGIN_PORT, BOS_PORT, CHAT_PORT], 16667)?;
     let dir = rig.subdir("ims")?;
     let badwords = dir.join("badwords.txt");
     std::fs::write(&badwords, "darn\n")?;

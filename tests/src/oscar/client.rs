@@ -28,6 +28,11 @@ pub enum Received {
     },
     /// 01/0F, the answer to [`OscarClient::ping`].
     SelfInfo,
+    /// 01/05: where a service (a chat room) is, and the cookie for it.
+    Redirect {
+        address: String,
+        cookie: Vec<u8>,
+    },
     Other(u16, u16),
 }
 
@@ -100,20 +105,7 @@ impl OscarClient {
         expect_snac(&mut reader, 0x01, 0x03)?;
         out.snac(0x01, 0x02, &[])?;
 
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let failure = Arc::new(Mutex::new(None));
-        let (into, failed) = (received.clone(), failure.clone());
-        reader.set_read_timeout(None)?;
-        std::thread::spawn(move || loop {
-            match wire::read_flap(&mut reader).and_then(|f| decode(&f)) {
-                Ok(Some(item)) => into.lock().expect("received").push(item),
-                Ok(None) => {}
-                Err(e) => {
-                    *failed.lock().expect("failure") = Some(format!("{e:#}"));
-                    return;
-                }
-            }
-        });
+        let (received, failure) = spawn_reader(reader)?;
         Ok(OscarClient {
             name: name.to_string(),
             out,
@@ -186,6 +178,40 @@ impl OscarClient {
         Ok(self.out.snac(0x01, 0x0e, &[])?)
     }
 
+    /// Ask BOS for room `room` (exchange 4), then sign on to the chat service
+    /// it names with the cookie it hands out, from `ns`.
+    pub fn join(&mut self, ns: &Netns, room: &str) -> anyhow::Result<ChatRoom> {
+        let mut request = vec![0, 4, room.len() as u8];
+        request.extend_from_slice(room.as_bytes());
+        request.extend_from_slice(&[0, 0]);
+        let mut body = vec![0, 0x0e];
+        body.extend(wire::tlv(1, &request));
+        let redirects = |r: &Received| matches!(r, Received::Redirect { .. });
+        let before = self.received().iter().filter(|r| redirects(r)).count();
+        self.out.snac(0x01, 0x04, &body)?;
+        self.wait_count("a chat redirect", before + 1, redirects)?;
+        let Some(Received::Redirect { address, cookie }) =
+            self.received().into_iter().filter(redirects).nth(before)
+        else {
+            bail!("no redirect");
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .context("chat address without a port")?;
+        let (host, port): (Ipv4Addr, u16) = (host.parse()?, port.parse()?);
+        let conn = ns.run(move || TcpStream::connect((host, port)))??;
+        conn.set_read_timeout(Some(wait::DEADLINE))?;
+        let mut reader = conn.try_clone()?;
+        let mut out = FlapWriter::new(conn);
+        let mut sign_on = vec![0, 0, 0, 1];
+        sign_on.extend(wire::tlv(6, &cookie));
+        out.flap(wire::SIGN_ON, &sign_on)?;
+        expect_snac(&mut reader, 0x01, 0x03)?;
+        expect_snac(&mut reader, 0x0e, 0x02)?;
+        let (received, _) = spawn_reader(reader)?;
+        Ok(ChatRoom { out, received })
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("received").clone()
     }
@@ -224,6 +250,67 @@ impl OscarClient {
     }
 }
 
+type Inbox = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<Option<String>>>);
+
+/// A thread that decodes what `reader` gets, and why it stopped, if it did.
+fn spawn_reader(mut reader: TcpStream) -> anyhow::Result<Inbox> {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let failure = Arc::new(Mutex::new(None));
+    let (into, failed) = (received.clone(), failure.clone());
+    reader.set_read_timeout(None)?;
+    std::thread::spawn(move || loop {
+        match wire::read_flap(&mut reader).and_then(|f| decode(&f)) {
+            Ok(Some(item)) => into.lock().expect("received").push(item),
+            Ok(None) => {}
+            Err(e) => {
+                *failed.lock().expect("failure") = Some(format!("{e:#}"));
+                return;
+            }
+        }
+    });
+    Ok((received, failure))
+}
+
+/// A connection to a chat room.
+pub struct ChatRoom {
+    out: FlapWriter<TcpStream>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl ChatRoom {
+    /// Say `text` in the room, in UCS-2BE (`unicode-2-0`) unless it is ASCII.
+    pub fn say(&mut self, text: &str) -> anyhow::Result<()> {
+        let (label, bytes): (&[u8], Vec<u8>) = if text.is_ascii() {
+            (b"us-ascii", text.as_bytes().to_vec())
+        } else {
+            (b"unicode-2-0", wire::ucs2_bytes(text))
+        };
+        let mut message = wire::tlv(1, &bytes);
+        message.extend(wire::tlv(2, label));
+        message.extend(wire::tlv(3, b"en"));
+        let mut body = b"chatline".to_vec();
+        body.extend_from_slice(&[0, 3]);
+        body.extend(wire::tlv(1, b""));
+        body.extend(wire::tlv(6, b""));
+        body.extend(wire::tlv(5, &message));
+        Ok(self.out.snac(0x0e, 0x05, &body)?)
+    }
+
+    /// The lines of `from` (normalised) so far.
+    pub fn lines_from(&self, from: &str) -> Vec<String> {
+        let from = normalise(from);
+        self.received
+            .lock()
+            .expect("received")
+            .iter()
+            .filter_map(|r| match r {
+                Received::Text { from: f, text } if normalise(f) == from => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// The meaning of one FLAP from the server.
 fn decode(flap: &wire::Flap) -> anyhow::Result<Option<Received>> {
     if flap.channel != wire::SNAC {
@@ -257,6 +344,27 @@ fn decode(flap: &wire::Flap) -> anyhow::Result<Option<Received>> {
             }
         }
         (0x01, 0x0f) => Received::SelfInfo,
+        (0x01, 0x05) => {
+            let tlvs = wire::tlvs(body)?;
+            Received::Redirect {
+                address: String::from_utf8(wire::find(&tlvs, 5).context("no address")?.to_vec())?,
+                cookie: wire::find(&tlvs, 6).context("no cookie")?.to_vec(),
+            }
+        }
+        (0x0e, 0x06) => {
+            let tlvs = wire::tlvs(body.get(10..).context("chat message header")?)?;
+            let (from, _) = wire::string8(wire::find(&tlvs, 3).context("no sender")?)?;
+            let message = wire::tlvs(wire::find(&tlvs, 5).context("no message")?)?;
+            let text = wire::find(&message, 1).context("no text")?;
+            let text = match wire::find(&message, 2) {
+                Some(b"unicode-2-0") => wire::ucs2_text(text)?,
+                _ => String::from_utf8(text.to_vec())?,
+            };
+            Received::Text {
+                from: String::from_utf8(from.to_vec())?,
+                text,
+            }
+        }
         _ => Received::Other(family, subtype),
     }))
 }

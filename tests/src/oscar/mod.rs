@@ -15,3 +15,5 @@ pub const LOGIN_PORT: u16 = 5190;
 /// The port the login reply sends clients to for BOS: another one, so the
 /// proxy must cover it too (`icq_ports`).
 pub const BOS_PORT: u16 = 5191;
+/// The port 01/05 sends clients to for a chat room.
+pub const CHAT_PORT: u16 = 5192;

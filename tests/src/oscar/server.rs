@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use md5::{Digest, Md5};
 
 use super::wire::{self, FlapWriter};
-use super::{BOS_PORT, LOGIN_PORT};
+use super::{BOS_PORT, CHAT_PORT, LOGIN_PORT};
 use crate::netns::Netns;
 
 /// What libfaim appends to the key and password before hashing.
@@ -22,8 +22,22 @@ const LOGIN_KEY: &str = "1234567890";
 
 type Writer = Arc<Mutex<FlapWriter<TcpStream>>>;
 
+#[derive(Clone, Copy)]
+enum Service {
+    Login,
+    Bos,
+    Chat,
+}
+
 #[derive(Default)]
 struct State {
+    /// The address the login reply and service redirects name.
+    host: Option<Ipv4Addr>,
+    next_cookie: u32,
+    /// Chat cookies handed out by 01/05, to the user and the room.
+    chat_cookies: HashMap<Vec<u8>, (String, String)>,
+    /// The members of each room, by room name.
+    rooms: HashMap<String, Vec<(String, Writer)>>,
     /// Screen name (normalised) to password.
     accounts: HashMap<String, String>,
     /// Cookies handed out at login, to the screen name as typed.
@@ -61,19 +75,16 @@ impl OscarServer {
             let mut s = state.lock().expect("server state");
             s.accounts.insert(normalise(name), password.to_string());
         }
+        state.lock().expect("server state").host = Some(bos_host);
         let stop = Arc::new(AtomicBool::new(false));
-        let login = ns.run(|| TcpListener::bind(("0.0.0.0", LOGIN_PORT)))??;
-        let bos = ns.run(|| TcpListener::bind(("0.0.0.0", BOS_PORT)))??;
-        let bos_address = format!("{bos_host}:{BOS_PORT}");
-        let cookies = Arc::new(AtomicU32::new(1));
-        for (listener, is_login) in [(login, true), (bos, false)] {
+        for (port, service) in [
+            (LOGIN_PORT, Service::Login),
+            (BOS_PORT, Service::Bos),
+            (CHAT_PORT, Service::Chat),
+        ] {
+            let listener = ns.run(move || TcpListener::bind(("0.0.0.0", port)))??;
             listener.set_nonblocking(true)?;
-            let (state, stop, bos_address, cookies) = (
-                state.clone(),
-                stop.clone(),
-                bos_address.clone(),
-                cookies.clone(),
-            );
+            let (state, stop) = (state.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let Ok((stream, _)) = listener.accept() else {
@@ -81,13 +92,12 @@ impl OscarServer {
                         continue;
                     };
                     let _ = stream.set_nonblocking(false);
-                    let (state, bos_address, cookies) =
-                        (state.clone(), bos_address.clone(), cookies.clone());
+                    let state = state.clone();
                     std::thread::spawn(move || {
-                        let result = if is_login {
-                            serve_login(stream, &state, &bos_address, &cookies)
-                        } else {
-                            serve_bos(stream, &state)
+                        let result = match service {
+                            Service::Login => serve_login(stream, &state),
+                            Service::Bos => serve_bos(stream, &state),
+                            Service::Chat => serve_chat(stream, &state),
                         };
                         if let Err(e) = result {
                             note(&state, format!("connection ended: {e:#}"));
@@ -134,12 +144,15 @@ fn digest_matches(password: &str, digest: &[u8]) -> bool {
     digest == hash(&inner) || digest == hash(password.as_bytes())
 }
 
-fn serve_login(
-    stream: TcpStream,
-    state: &Shared,
-    bos_address: &str,
-    cookies: &AtomicU32,
-) -> anyhow::Result<()> {
+/// A new cookie (long, as AOL's were) and the host to send clients to.
+fn new_cookie(state: &Shared, kind: &str) -> (Vec<u8>, Ipv4Addr) {
+    let mut s = state.lock().expect("server state");
+    s.next_cookie += 1;
+    let cookie = format!("{kind}-{:04}-{}", s.next_cookie, "x".repeat(240)).into_bytes();
+    (cookie, s.host.expect("server host"))
+}
+
+fn serve_login(stream: TcpStream, state: &Shared) -> anyhow::Result<()> {
     let mut reader = stream.try_clone()?;
     let mut out = FlapWriter::new(stream);
     out.flap(wire::SIGN_ON, &[0, 0, 0, 1])?;
@@ -173,8 +186,8 @@ fn serve_login(
                     note(state, format!("{name}: wrong password"));
                     return Ok(());
                 }
-                let n = cookies.fetch_add(1, Ordering::SeqCst);
-                let cookie = format!("cookie-{n:04}-{}", "x".repeat(240)).into_bytes();
+                let (cookie, host) = new_cookie(state, "bos");
+                let bos_address = format!("{host}:{BOS_PORT}");
                 state
                     .lock()
                     .expect("server state")
@@ -291,6 +304,11 @@ fn bos_loop(
                 }
             }
             (0x04, 0x14) => relay_typing(body, state, name)?,
+            (0x01, 0x04) => {
+                if let Some(redirect) = chat_redirect(body, state, name)? {
+                    reply(0x01, 0x05, &redirect)?;
+                }
+            }
             _ => {}
         }
     }
@@ -349,4 +367,87 @@ fn relay_typing(body: &[u8], state: &Shared, from: &str) -> anyhow::Result<()> {
     out.extend_from_slice(rest);
     writer.lock().expect("writer").snac(0x04, 0x14, &out)?;
     Ok(())
+}
+
+/// 01/04 for family 0x0E (exchange, room name as cookie, instance in TLV 1):
+/// the 01/05 that sends the client to the chat service with a cookie.
+fn chat_redirect(body: &[u8], state: &Shared, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    if wire::be16(body, 0)? != 0x0e {
+        return Ok(None);
+    }
+    let tlvs = wire::tlvs(&body[2..])?;
+    let room = wire::find(&tlvs, 1).context("no room in the service request")?;
+    let (room, _) = wire::string8(room.get(2..).context("room exchange")?)?;
+    let room = String::from_utf8(room.to_vec())?;
+    let (cookie, host) = new_cookie(state, "chat");
+    state
+        .lock()
+        .expect("server state")
+        .chat_cookies
+        .insert(cookie.clone(), (name.to_string(), room.clone()));
+    let mut redirect = wire::tlv(0x0d, &[0, 0x0e]);
+    redirect.extend(wire::tlv(5, format!("{host}:{CHAT_PORT}").as_bytes()));
+    redirect.extend(wire::tlv(6, &cookie));
+    note(state, format!("{name} sent to room {room}"));
+    Ok(Some(redirect))
+}
+
+/// A chat-room connection: the cookie from 01/05, the room's info (0E/02),
+/// then every line (0E/05) goes to the other members as 0E/06.
+fn serve_chat(stream: TcpStream, state: &Shared) -> anyhow::Result<()> {
+    let mut reader = stream.try_clone()?;
+    let out: Writer = Arc::new(Mutex::new(FlapWriter::new(stream)));
+    out.lock()
+        .expect("writer")
+        .flap(wire::SIGN_ON, &[0, 0, 0, 1])?;
+    let sign_on = wire::read_flap(&mut reader)?;
+    let tlvs = wire::tlvs(sign_on.data.get(4..).context("sign-on version")?)?;
+    let cookie = wire::find(&tlvs, 6).context("no cookie")?;
+    let (name, room) = state
+        .lock()
+        .expect("server state")
+        .chat_cookies
+        .remove(cookie)
+        .context("unknown chat cookie")?;
+    out.lock()
+        .expect("writer")
+        .snac(0x01, 0x03, &[0, 0x01, 0, 0x0e])?;
+    let mut info = vec![0, 4];
+    let fq = format!("!aol://2719:10-4-{room}");
+    info.push(fq.len() as u8);
+    info.extend_from_slice(fq.as_bytes());
+    info.extend_from_slice(&[0, 0, 2, 0, 1]);
+    info.extend(wire::tlv(0xd3, room.as_bytes()));
+    out.lock().expect("writer").snac(0x0e, 0x02, &info)?;
+    state
+        .lock()
+        .expect("server state")
+        .rooms
+        .entry(room.clone())
+        .or_default()
+        .push((name.clone(), out.clone()));
+    note(state, format!("{name} joined {room}"));
+    loop {
+        let flap = wire::read_flap(&mut reader)?;
+        if flap.channel != wire::SNAC {
+            continue;
+        }
+        let (family, subtype, body) = flap.snac()?;
+        if (family, subtype) != (0x0e, 0x05) {
+            continue;
+        }
+        let tlvs = wire::tlvs(body.get(10..).context("chat message header")?)?;
+        let message = wire::find(&tlvs, 5).context("chat message without TLV 5")?;
+        let mut line = body[..10].to_vec();
+        line.extend(wire::tlv(3, &user_info(&name)));
+        line.extend(wire::tlv(1, b""));
+        line.extend(wire::tlv(5, message));
+        let members = state.lock().expect("server state").rooms[&room].clone();
+        for (member, writer) in members {
+            if member != name {
+                writer.lock().expect("writer").snac(0x0e, 0x06, &line)?;
+            }
+        }
+        note(state, format!("{name} said a line in {room}"));
+    }
 }

@@ -130,7 +130,7 @@ pub enum Charset {
 pub fn message_fragments(text: &str, charset: Charset) -> Vec<u8> {
     let bytes: Vec<u8> = match charset {
         Charset::Ascii => text.as_bytes().to_vec(),
-        Charset::Ucs2 => text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+        Charset::Ucs2 => ucs2_bytes(text),
         Charset::Latin1 => text.chars().map(|c| c as u32 as u8).collect(),
     };
     let mut out = vec![5, 1, 0, 1, 1, 1, 1];
@@ -154,14 +154,7 @@ pub fn fragments_text(mut b: &[u8]) -> anyhow::Result<String> {
             let charset = be16(data, 0)?;
             let bytes = data.get(4..).context("text fragment header")?;
             match charset {
-                2 => {
-                    ensure!(bytes.len() % 2 == 0, "odd UCS-2 length");
-                    let units: Vec<u16> = bytes
-                        .chunks(2)
-                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                        .collect();
-                    text.push_str(&String::from_utf16(&units)?);
-                }
+                2 => text.push_str(&ucs2_text(bytes)?),
                 3 => text.extend(bytes.iter().map(|&b| char::from(b))),
                 0 => text.push_str(std::str::from_utf8(bytes)?),
                 other => bail!("charset {other}"),
@@ -170,4 +163,18 @@ pub fn fragments_text(mut b: &[u8]) -> anyhow::Result<String> {
         b = &b[4 + len..];
     }
     Ok(text)
+}
+
+pub fn ucs2_bytes(text: &str) -> Vec<u8> {
+    text.encode_utf16().flat_map(u16::to_be_bytes).collect()
+}
+
+/// UCS-2BE (UTF-16BE) text; an odd length or a lone surrogate is an error.
+pub fn ucs2_text(bytes: &[u8]) -> anyhow::Result<String> {
+    ensure!(bytes.len().is_multiple_of(2), "odd UCS-2 length");
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    Ok(String::from_utf16(&units)?)
 }
