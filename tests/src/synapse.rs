@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::netns::Netns;
 use crate::process::Process;
 use crate::python;
+use crate::tls::ServerCert;
 use crate::wait;
 
 pub const SERVER_NAME: &str = "test.local";
@@ -20,12 +21,24 @@ const SHARED_SECRET: &str = "imspector-test-secret";
 pub struct Synapse {
     pub process: Process,
     pub addr: SocketAddr,
+    /// Where `register` talks plain HTTP to the server.
+    admin: SocketAddr,
     config: PathBuf,
 }
 
 impl Synapse {
-    /// Run synapse in `ns` on `addr`, with everything it writes in `dir`.
+    /// Run synapse in `ns` on `addr` (plain HTTP), with everything it writes in `dir`.
     pub fn start(ns: &Netns, dir: &Path, addr: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with(ns, dir, addr, None)
+    }
+
+    /// Like [`Synapse::start`], serving HTTPS with `tls` when given.
+    pub fn start_with(
+        ns: &Netns,
+        dir: &Path,
+        addr: SocketAddr,
+        tls: Option<&ServerCert>,
+    ) -> anyhow::Result<Self> {
         let d = dir.display();
         let config = dir.join("homeserver.yaml");
         // Rate limits high enough for a test that sends in bursts.
@@ -33,7 +46,9 @@ impl Synapse {
         let yaml = format!(
             "server_name: \"{SERVER_NAME}\"\n\
              pid_file: {d}/homeserver.pid\n\
-             listeners:\n  - port: {port}\n    bind_addresses: ['{ip}']\n    type: http\n    tls: false\n    x_forwarded: false\n    resources:\n      - names: [client]\n        compress: false\n\
+             {tls_files}\
+             listeners:\n  - port: {port}\n    bind_addresses: ['{ip}']\n    type: http\n    tls: {tls_on}\n    x_forwarded: false\n    resources:\n      - names: [client]\n        compress: false\n\
+             {admin_listener}\
              database:\n  name: sqlite3\n  args:\n    database: {d}/homeserver.db\n\
              log_config: {d}/log.yaml\n\
              media_store_path: {d}/media\n\
@@ -51,6 +66,22 @@ impl Synapse {
              rc_registration: {limit}\n",
             port = addr.port(),
             ip = addr.ip(),
+            tls_on = tls.is_some(),
+            // Registration uses plain HTTP on the next port when the API is HTTPS.
+            admin_listener = if tls.is_some() {
+                format!(
+                    "  - port: {}\n    bind_addresses: ['{}']\n    type: http\n    resources:\n      - names: [client]\n",
+                    addr.port() + 1,
+                    addr.ip()
+                )
+            } else {
+                String::new()
+            },
+            tls_files = tls.map_or(String::new(), |t| format!(
+                "tls_certificate_path: {}\ntls_private_key_path: {}\n",
+                t.cert.display(),
+                t.key.display()
+            )),
         );
         std::fs::write(&config, yaml)?;
         std::fs::write(
@@ -80,6 +111,10 @@ impl Synapse {
         let synapse = Synapse {
             process,
             addr,
+            admin: match tls {
+                Some(_) => SocketAddr::new(addr.ip(), addr.port() + 1),
+                None => addr,
+            },
             config,
         };
         let log = dir.join("homeserver.log");
@@ -103,7 +138,7 @@ impl Synapse {
     /// Register a user with the shared secret (from `ns`, which reaches the server).
     pub fn register(&self, ns: &Netns, user: &str, password: &str) -> anyhow::Result<()> {
         let program = python::bin("register_new_matrix_user");
-        let url = format!("http://{}", self.addr);
+        let url = format!("http://{}", self.admin);
         ns.exec(
             program.to_str().expect("utf-8 path"),
             &[
@@ -133,13 +168,15 @@ pub struct MatrixUser<'a> {
     ns: &'a Netns,
     base: String,
     proxy: Option<SocketAddr>,
+    /// More curl options (`--cacert FILE` for HTTPS).
+    curl_options: Vec<String>,
     pub token: String,
     pub user_id: String,
     txn: std::cell::Cell<u32>,
 }
 
 impl<'a> MatrixUser<'a> {
-    /// Log in with the password (through `proxy` when given).
+    /// Log in with the password to `http://server` (through `proxy` when given).
     pub fn login(
         ns: &'a Netns,
         server: SocketAddr,
@@ -147,10 +184,23 @@ impl<'a> MatrixUser<'a> {
         user: &str,
         password: &str,
     ) -> anyhow::Result<Self> {
+        Self::login_to(ns, &format!("http://{server}"), proxy, &[], user, password)
+    }
+
+    /// Log in to the homeserver at `base` (`https://...`), with more curl options.
+    pub fn login_to(
+        ns: &'a Netns,
+        base: &str,
+        proxy: Option<SocketAddr>,
+        curl_options: &[&str],
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<Self> {
         let mut me = MatrixUser {
             ns,
-            base: format!("http://{server}/_matrix/client/v3"),
+            base: format!("{base}/_matrix/client/v3"),
             proxy,
+            curl_options: curl_options.iter().map(|o| o.to_string()).collect(),
             token: String::new(),
             user_id: String::new(),
             txn: std::cell::Cell::new(0),
@@ -197,6 +247,7 @@ impl<'a> MatrixUser<'a> {
         if self.proxy.is_none() {
             args.push("*".into());
         }
+        args.extend(self.curl_options.iter().cloned());
         if let Some(body) = body {
             args.extend(["--data-binary".into(), body.to_string()]);
         }

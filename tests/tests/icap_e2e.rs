@@ -468,3 +468,85 @@ fn web_chat_rules_log_rewrite_and_block_through_squid() -> anyhow::Result<()> {
     assert_eq!(lines[0].client_ip(), rig.client_ip.to_string());
     Ok(())
 }
+
+/// The shipped squid/ssl-bump.conf with this test's files in place of the
+/// example paths.
+fn ssl_bump_conf(
+    ca: &imspector_e2e::tls::InterceptionCa,
+    ssl_db: &std::path::Path,
+) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(imspector_e2e::squid::snippets_dir().join("ssl-bump.conf"))?;
+    Ok(text
+        .replace(
+            "/etc/imspector/imspector-ca.pem",
+            &ca.cert.display().to_string(),
+        )
+        .replace(
+            "/etc/imspector/imspector-ca.key",
+            &ca.key.display().to_string(),
+        )
+        .replace("/var/lib/squid/ssl_db", &ssl_db.display().to_string()))
+}
+
+#[test]
+fn matrix_over_https_is_bumped_by_squid_and_logged() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let certs = rig.subdir("certs")?;
+    let servers = imspector_e2e::tls::TestCa::new(&certs.join("public"))?;
+    let cert = servers.server_cert(&certs, "matrix.test", rig.server_ip.into(), false)?;
+    let homeserver = SocketAddr::from((rig.server_ip, 8448));
+    let synapse = Synapse::start_with(
+        &rig.server,
+        &rig.subdir("synapse")?,
+        homeserver,
+        Some(&cert),
+    )?;
+    let ims = icap_only(&rig, "")?;
+    let ca = imspector_e2e::tls::InterceptionCa::create(&rig.subdir("ca")?)?;
+    let squid_dir = rig.subdir("squid")?;
+    let ssl_db = squid_dir.join("ssl_db");
+    rig.gateway.exec(
+        "/usr/lib/squid/security_file_certgen",
+        &["-c", "-s", ssl_db.to_str().unwrap(), "-M", "4MB"],
+    )?;
+    rig.gateway
+        .exec("chown", &["-R", "proxy:proxy", ssl_db.to_str().unwrap()])?;
+    rig.gateway.exec(
+        "chmod",
+        &["a+r", ca.key.to_str().unwrap(), ca.cert.to_str().unwrap()],
+    )?;
+    // Squid finds the homeserver by name, so the certificate it makes names it too.
+    let hosts = squid_dir.join("hosts");
+    std::fs::write(&hosts, format!("{} matrix.test\n", rig.server_ip))?;
+    let local = format!(
+        "hosts_file {hosts}\nacl imspector_chat dstdomain matrix.test\nacl SSL_ports port 8448\n\
+         http_access allow localnet\ntls_outgoing_options cafile={public}\n{bump}",
+        hosts = hosts.display(),
+        public = servers.cert_file().display(),
+        bump = ssl_bump_conf(&ca, &ssl_db)?,
+    );
+    let _squid = Squid::start_with(
+        &rig.gateway,
+        &squid_dir,
+        &format!("{}/24", rig.client_ip),
+        &local,
+        &["icap.conf"],
+    )?;
+    synapse.register(&rig.server, "carol", "carol-pw")?;
+    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), 3129));
+    let cacert = ca.cert.display().to_string();
+    let carol = MatrixUser::login_to(
+        &rig.client,
+        "https://matrix.test:8448",
+        Some(proxy),
+        &["--cacert", &cacert],
+        "carol",
+        "carol-pw",
+    )?;
+    let room = carol.create_room()?;
+    assert_eq!(carol.say(&room, "over https, bumped")?.status, 200);
+    let lines = ims.wait_log("Matrix", "@carol:test.local", &room.to_lowercase(), 1)?;
+    assert_eq!(lines[0].rest, "1,1,0,,over https, bumped");
+    assert_eq!(lines[0].client_ip(), rig.client_ip.to_string());
+    Ok(())
+}
