@@ -171,6 +171,13 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("ssl_cert_dir", Support::Supported),
     ("ssl_verify_dir", Support::Supported),
     ("ssl_verify", Support::Supported),
+    // (new) the log viewer, imspector-web (docs/web.md); the daemon ignores them
+    ("web_listen", Support::Ignored),
+    ("web_cert", Support::Ignored),
+    ("web_key", Support::Ignored),
+    ("web_users_filename", Support::Ignored),
+    ("web_audit_filename", Support::Ignored),
+    ("web_source", Support::Ignored),
     ("icq_ssl", Support::NotYet),
 ];
 

@@ -23,6 +23,7 @@ pub mod synapse;
 pub mod tls;
 pub mod tshark;
 pub mod wait;
+pub mod web;
 
 pub use imspector::Imspector;
 pub use netns::Netns;
