@@ -171,6 +171,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("ssl_cert_dir", Support::Supported),
     ("ssl_verify_dir", Support::Supported),
     ("ssl_verify", Support::Supported),
+    // (new) address of the Prometheus /metrics endpoint (off when unset)
+    ("metrics_listen", Support::Supported),
     // (new) the log viewer, imspector-web (docs/web.md); the daemon ignores them
     ("web_listen", Support::Ignored),
     ("web_cert", Support::Ignored),

@@ -12,6 +12,7 @@ pub mod event;
 pub mod filter;
 pub mod icap;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod session;
 pub mod tls;
@@ -92,6 +93,13 @@ pub async fn run(
         )),
         None => None,
     };
+    let metrics_addr: Option<std::net::SocketAddr> =
+        shared.config.settings.parsed("metrics_listen")?;
+    if let Some(addr) = metrics_addr {
+        let l = metrics::bind(addr).await?;
+        ::log::info!("metrics on http://{}/metrics", l.local_addr()?);
+        tokio::spawn(metrics::serve(l));
+    }
     let mut reloads = 0;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate())?;

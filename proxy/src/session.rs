@@ -123,6 +123,7 @@ pub async fn relay_inspected(
             log::debug!("{client_name}: TCP_NODELAY: {e}");
         }
     }
+    let _open = crate::metrics::connection_opened(kind.log_name());
     let direct_tls = shared.config.is_tls_port(dst_addr.port());
     let mut parser = new_session(kind).filter(|_| !direct_tls || shared.tls.is_some());
     if let Some(parser) = parser.as_mut() {
@@ -420,6 +421,7 @@ async fn pump(
         let eof = match src.try_read_buf(buf) {
             Ok(n) => {
                 inspector.touch();
+                crate::metrics::relayed(inspector.kind.log_name(), dir, n);
                 if n > 0 && src.wants_write() {
                     src.send(&mut Vec::new()).await?;
                 }
@@ -566,6 +568,7 @@ impl Inspector {
                 processed.output.push((dst, pending.take_rest()));
             }
             Some(stop) => {
+                crate::metrics::parser_stopped(self.kind.log_name(), &stop);
                 if let CoreStop::Encrypted(how) = &stop {
                     let how = if how.contains("STARTTLS") {
                         "STARTTLS"
@@ -748,14 +751,24 @@ impl Inspector {
             }
         }
         for (event, (fe, record)) in pdu.events.iter().zip(judged) {
+            let mut notices = 0;
             for notice in &fe.notices {
                 if let Some(bytes) = parser.notice_to_client(&event.remote_id, notice) {
                     processed.output.push((Side::Client, bytes));
+                    notices += 1;
                 }
             }
+            let filtered = blocked_here && !late;
+            crate::metrics::event(
+                self.kind.log_name(),
+                event.kind,
+                event.direction,
+                filtered,
+                notices,
+            );
             if let Some(mut record) = record {
                 // A PDU goes to all its targets or to none.
-                record.filtered = blocked_here && !late;
+                record.filtered = filtered;
                 processed.events.push(record);
             }
         }

@@ -212,7 +212,9 @@ fn writer_loop(
             }
         }
         for sink in sinks.iter_mut() {
-            if let Err(e) = sink.write(&batch) {
+            let written = sink.write(&batch);
+            crate::metrics::sink_written(sink.name(), written.is_ok());
+            if let Err(e) = written {
                 log::error!(
                     "{} sink: {} events not written: {e}",
                     sink.name(),

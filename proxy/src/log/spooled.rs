@@ -240,6 +240,8 @@ struct Worker {
     one_by_one_until: Option<u64>,
     /// Whether the table lacks transactions (told once).
     non_transactional_told: bool,
+    /// The last `committed` known, for the backlog metric while down.
+    known_committed: u64,
 }
 
 impl Worker {
@@ -255,6 +257,7 @@ impl Worker {
             down_reported: false,
             one_by_one_until: None,
             non_transactional_told: false,
+            known_committed: 0,
         }
     }
 
@@ -266,6 +269,7 @@ impl Worker {
                 self.connect();
             }
             let progressed = self.committed.is_some() && self.write_some();
+            self.report();
             if progressed {
                 continue;
             }
@@ -278,6 +282,18 @@ impl Worker {
 
     fn name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    fn report(&mut self) {
+        if let Some(c) = self.committed {
+            self.known_committed = c;
+        }
+        let backlog = self
+            .shared
+            .spool
+            .last_seq()
+            .saturating_sub(self.known_committed);
+        crate::metrics::database(self.name(), self.committed.is_some(), backlog);
     }
 
     fn connect(&mut self) {
