@@ -6,6 +6,7 @@
 //! parallel, and removes them when dropped, also when a test fails. Protocols add
 //! servers and clients (see [`irc`]); the rig stays the same. Needs root.
 
+pub mod chromium;
 pub mod databases;
 pub mod gadugadu;
 pub mod icap;
@@ -14,6 +15,7 @@ pub mod irc;
 pub mod netns;
 pub mod oscar;
 pub mod process;
+pub mod prometheus;
 pub mod python;
 pub mod replay;
 pub mod rig;

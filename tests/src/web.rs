@@ -208,8 +208,21 @@ impl Client {
         let stream = self.send(method, target, body)?;
         let mut reader = BufReader::new(stream);
         let (status, headers) = self.head(&mut reader)?;
+        let length = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
         let mut raw = Vec::new();
-        reader.read_to_end(&mut raw)?;
+        match length {
+            // Some servers keep the connection open anyway.
+            Some(n) => {
+                raw.resize(n, 0);
+                reader.read_exact(&mut raw)?;
+            }
+            None => {
+                reader.read_to_end(&mut raw)?;
+            }
+        }
         let chunked = headers
             .iter()
             .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
