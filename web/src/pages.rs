@@ -234,6 +234,24 @@ impl App {
             })
     }
 
+    /// A name of the listings as the page shows it: the id it stands for,
+    /// with control and bidirectional characters written as escapes.
+    fn shown(&self, name: &str) -> String {
+        imspector::log::file::escape_text(&self.store.id_of(name))
+    }
+
+    fn shown_ids(&self, c: &Conversation) -> Conversation {
+        Conversation {
+            protocol: c.protocol.clone(),
+            local: self.shown(&c.local),
+            remote: self.shown(&c.remote),
+        }
+    }
+
+    fn title(&self, local: &str, remote: &str) -> String {
+        format!("{} and {}", self.shown(local), self.shown(remote))
+    }
+
     pub async fn respond(self: &Arc<Self>, req: Req) -> Reply {
         let Some(segments) = req.segments.clone() else {
             return Reply::text(StatusCode::NOT_FOUND, "not found");
@@ -318,7 +336,7 @@ impl App {
         };
         // An id the user may not see is answered as if it did not exist.
         let allowed = |local: &str| -> Result<(), Refusal> {
-            if user.may_see(local) {
+            if user.may_see(&self.store.id_of(local)) {
                 Ok(())
             } else {
                 self.audit(req, &user.name, "denied", &req.target)?;
@@ -363,8 +381,8 @@ impl App {
                     .store
                     .local_ids(p)?
                     .into_iter()
-                    .filter(|l| user.may_see(l))
-                    .map(|l| (path(&["p", p, &l]), l))
+                    .filter(|l| user.may_see(&self.store.id_of(l)))
+                    .map(|l| (path(&["p", p, &l]), self.shown(&l)))
                     .collect();
                 let body = link_list(&items, "No local id you may see.");
                 Ok(Reply::html(
@@ -379,12 +397,16 @@ impl App {
                     .store
                     .remote_ids(p, l)?
                     .into_iter()
-                    .map(|r| (path(&["p", p, l, &r]), r))
+                    .map(|r| (path(&["p", p, l, &r]), self.shown(&r)))
                     .collect();
                 let body = link_list(&items, "No conversations.");
                 Ok(Reply::html(
                     StatusCode::OK,
-                    page(&format!("{p}: {l}: conversations"), Some(&viewer), &body),
+                    page(
+                        &format!("{p}: {}: conversations", self.shown(l)),
+                        Some(&viewer),
+                        &body,
+                    ),
                 ))
             }
             (false, ["p", p, l, r]) => {
@@ -403,7 +425,7 @@ impl App {
                 );
                 Ok(Reply::html(
                     StatusCode::OK,
-                    page(&format!("{p}: {l} and {r}"), Some(&viewer), &body),
+                    page(&format!("{p}: {}", self.title(l, r)), Some(&viewer), &body),
                 ))
             }
             (false, ["p", p, l, r, day]) => {
@@ -419,11 +441,15 @@ impl App {
                     csv = esc(&path(&["export", "csv", p, l, r, day])),
                     json = esc(&path(&["export", "json", p, l, r, day])),
                     n = lines.len(),
-                    table = lines_table(&c, &lines, false, None),
+                    table = lines_table(&self.shown_ids(&c), &lines, false, None),
                 );
                 Ok(Reply::html(
                     StatusCode::OK,
-                    page(&format!("{p}: {l} and {r} on {day}"), Some(&viewer), &body),
+                    page(
+                        &format!("{p}: {} on {day}", self.title(l, r)),
+                        Some(&viewer),
+                        &body,
+                    ),
                 ))
             }
             (false, ["live", p, l, r]) => {
@@ -447,11 +473,15 @@ impl App {
                     r#"<p><a href="{up}">All days</a> · <span id="live-status" class="note">The live view needs JavaScript; without it, reload the page.</span></p>
 {table}<script src="/static/live.js"></script>"#,
                     up = esc(&path(&["p", p, l, r])),
-                    table = lines_table(&c, &lines, false, Some(&events)),
+                    table = lines_table(&self.shown_ids(&c), &lines, false, Some(&events)),
                 );
                 Ok(Reply::html(
                     StatusCode::OK,
-                    page(&format!("{p}: {l} and {r}, live"), Some(&viewer), &body),
+                    page(
+                        &format!("{p}: {}, live", self.title(l, r)),
+                        Some(&viewer),
+                        &body,
+                    ),
                 ))
             }
             (false, ["export", format @ ("csv" | "json"), p, l, r, day]) => {
@@ -487,10 +517,10 @@ impl App {
                 } else {
                     let json = serde_json::json!({
                         "protocol": c.protocol,
-                        "local_id": c.local,
-                        "remote_id": c.remote,
+                        "local_id": self.store.id_of(&c.local),
+                        "remote_id": self.store.id_of(&c.remote),
                         "day": day,
-                        "events": lines.iter().map(|ln| line_json(&c, ln)).collect::<Vec<_>>(),
+                        "events": lines.iter().map(|ln| line_json(&self.shown_ids(&c), ln)).collect::<Vec<_>>(),
                     });
                     ("application/json", format!("{json:#}\n"))
                 };
@@ -624,7 +654,7 @@ impl App {
                 esc(&local_time(h.line.timestamp)),
                 esc(&c.protocol),
                 esc(&path(&["p", &c.protocol, &c.local, &c.remote, &h.day])),
-                esc(&direction(c, &h.line)),
+                esc(&direction(&self.shown_ids(c), &h.line)),
                 h.line.kind_name(),
                 esc(&h.line.data),
                 if h.line.filtered { "filtered" } else { "" },
@@ -640,7 +670,7 @@ impl App {
     /// The live view's stream: each new line as a server-sent event `line`
     /// holding its JSON.
     async fn events(self: &Arc<Self>, req: &Req, s: &Session, c: Conversation) -> Answer {
-        if !s.user.may_see(&c.local) {
+        if !s.user.may_see(&self.store.id_of(&c.local)) {
             self.audit(req, &s.user.name, "denied", &req.target)?;
             return Err(Refusal::NotFound);
         }
@@ -665,6 +695,7 @@ impl App {
             &path(&["events", &c.protocol, &c.local, &c.remote]),
         )?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let shown = self.shown_ids(&c);
         let store = self.store.clone();
         tokio::spawn(async move {
             let mut cursor = first;
@@ -686,7 +717,7 @@ impl App {
                 cursor = next;
                 let mut out = String::new();
                 for l in &lines {
-                    let _ = write!(out, "event: line\ndata: {}\n\n", line_json(&c, l));
+                    let _ = write!(out, "event: line\ndata: {}\n\n", line_json(&shown, l));
                 }
                 if out.is_empty() {
                     quiet += LIVE_POLL;

@@ -63,6 +63,9 @@ fn scene() -> Scene {
         "#class",
         &[line(t, 1, 0, "", "homework, page 4")],
     );
+    // Id limits apply to the id a directory name stands for.
+    let odd = imspector::log::file::safe_component("class7-x/y\u{1b}");
+    write_log(&logs, "IRC", &odd, "#class", &[line(t, 1, 0, "", "odd id")]);
     // What the daemon makes of ids `../../etc` and `<b>x</b>`.
     let traversal = imspector::log::file::safe_component("../../etc");
     write_log(
@@ -175,6 +178,13 @@ fn a_limited_user_cannot_read_other_ids_by_changing_the_url() {
     let listing = teacher.get("/p/IRC").unwrap();
     assert_eq!(listing.status, 200);
     assert!(listing.body.contains("class7-ann"));
+    assert!(
+        listing
+            .body
+            .contains(r#"<a href="/p/IRC/class7-x%252Fy%251B">class7-x/y\x1b</a>"#),
+        "{}",
+        listing.body
+    );
     assert!(!listing.body.contains("alice"), "{}", listing.body);
     let class = teacher
         .get(&format!("/p/IRC/class7-ann/%23class/{}", s.day))
@@ -245,16 +255,16 @@ fn hostile_text_and_ids_are_shown_inert() {
     // Ids are escaped as text and percent-encoded in links.
     let remotes = admin.get("/p/IRC/alice").unwrap().body;
     assert!(
-        remotes.contains(r#"<a href="/p/IRC/alice/%3Cb%3Ex%3C_b%3E">&lt;b&gt;x&lt;_b&gt;</a>"#),
+        remotes.contains(r#"<a href="/p/IRC/alice/%3Cb%3Ex%3C%252Fb%3E">&lt;b&gt;x&lt;/b&gt;</a>"#),
         "{remotes}"
     );
     assert!(
-        remotes.contains(r#"<a href="/p/IRC/alice/.._.._etc">.._.._etc</a>"#),
+        remotes.contains(r#"<a href="/p/IRC/alice/..%252F..%252Fetc">../../etc</a>"#),
         "{remotes}"
     );
     assert!(!remotes.contains("<b>x"));
     let markup = admin
-        .get(&format!("/p/IRC/alice/%3Cb%3Ex%3C_b%3E/{}", s.day))
+        .get(&format!("/p/IRC/alice/%3Cb%3Ex%3C%252Fb%3E/{}", s.day))
         .unwrap();
     assert!(markup.body.contains("markup id"), "{}", markup.body);
     // `../` in any part of a path leads nowhere.
@@ -271,7 +281,7 @@ fn hostile_text_and_ids_are_shown_inert() {
         assert_eq!(r.status, 404, "{path}");
         assert!(!r.body.contains("outside the logs"));
     }
-    assert!(s.logs.join("IRC/alice").join(".._.._etc").is_dir());
+    assert!(s.logs.join("IRC/alice/..%2F..%2Fetc").is_dir());
 }
 
 #[test]

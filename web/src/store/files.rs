@@ -134,6 +134,20 @@ fn read_from(path: &Path, from: u64) -> Result<(Vec<Line>, u64)> {
     Ok((lines, from + complete as u64))
 }
 
+/// The id a directory name stands for, as docs/logging.md says to read it
+/// back: `%` alone is the empty id, each `%XX` a byte; a shortened name (with
+/// `%%` and a hash) cannot be read back and stands for itself.
+pub fn id_of_name(name: &str) -> String {
+    if name == "%" {
+        return String::new();
+    }
+    if name.contains("%%") || !name.contains('%') {
+        return name.to_string();
+    }
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(name).collect();
+    String::from_utf8(bytes).unwrap_or_else(|_| name.to_string())
+}
+
 fn today() -> String {
     day_of(chrono::Utc::now().timestamp())
 }
@@ -143,6 +157,10 @@ fn cursor(day: &str, offset: u64) -> Cursor {
 }
 
 impl Store for FileStore {
+    fn id_of(&self, name: &str) -> String {
+        id_of_name(name)
+    }
+
     fn protocols(&self) -> Result<Vec<String>> {
         entries(&self.dir, Kind::Dir)
     }
@@ -207,7 +225,7 @@ impl Store for FileStore {
         let mut found = Hits::default();
         for protocol in self.protocols()? {
             for local in self.local_ids(&protocol)? {
-                if !allowed(&local) {
+                if !allowed(&id_of_name(&local)) {
                     continue;
                 }
                 for remote in self.remote_ids(&protocol, &local)? {
@@ -216,7 +234,12 @@ impl Store for FileStore {
                         local: local.clone(),
                         remote,
                     };
-                    if !q.matches_ids(&c) {
+                    let ids = Conversation {
+                        protocol: protocol.clone(),
+                        local: id_of_name(&c.local),
+                        remote: id_of_name(&c.remote),
+                    };
+                    if !q.matches_ids(&ids) {
                         continue;
                     }
                     for day in self.days(&c)? {
@@ -292,6 +315,31 @@ mod tests {
         assert_eq!(lines[0].data, "hello, world");
         assert!(lines[1].filtered && !lines[1].outgoing);
         assert_eq!(lines[1].categories, "1 badwords;");
+    }
+
+    #[test]
+    fn names_are_read_back_as_the_daemon_wrote_them() {
+        use imspector::log::file::safe_component;
+        for id in [
+            "alice",
+            "a/b",
+            "../../etc",
+            "",
+            ".",
+            "..",
+            "50%",
+            "a\0b\x1b",
+            "<b>x</b>",
+        ] {
+            assert_eq!(id_of_name(&safe_component(id)), id, "{id:?}");
+        }
+        let long = "x/".repeat(150);
+        let name = safe_component(&long);
+        assert_eq!(
+            id_of_name(&name),
+            name,
+            "a shortened name stands for itself"
+        );
     }
 
     #[test]

@@ -121,9 +121,15 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// What the viewer asks of the logs. `allowed` tells which local ids the
-/// user may see; stores apply it before reading anything of a conversation.
+/// What the viewer asks of the logs, by the names the listings give.
+/// `allowed` tells which local ids the user may see; stores apply it before
+/// reading anything of a conversation.
 pub trait Store: Send + Sync {
+    /// The id a name of the listings stands for (file logs encode unusual
+    /// ids in their directory names). Id limits and pages use the id.
+    fn id_of(&self, name: &str) -> String {
+        name.to_string()
+    }
     fn protocols(&self) -> Result<Vec<String>>;
     fn local_ids(&self, protocol: &str) -> Result<Vec<String>>;
     fn remote_ids(&self, protocol: &str, local: &str) -> Result<Vec<String>>;
