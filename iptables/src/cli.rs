@@ -90,11 +90,11 @@ struct GenerateArgs {
 
     /// The firewall mark imspector sets on its upstream connections: packets
     /// with it are never redirected [default: `upstream_mark` of imspector.conf]
-    #[arg(long, value_name = "N", value_parser = parse_mark)]
+    #[arg(long, value_name = "N", value_parser = imspector::config::parse_mark)]
     mark: Option<u32>,
 
     /// Mark for intercepted packets under --mode tproxy, used by the policy routing
-    #[arg(long, value_name = "N", value_parser = parse_mark, default_value = "1")]
+    #[arg(long, value_name = "N", value_parser = imspector::config::parse_mark, default_value = "1")]
     tproxy_mark: u32,
 
     /// Routing table that delivers marked packets locally under --mode tproxy
@@ -290,12 +290,6 @@ impl Defaults {
             ),
             None => None,
         };
-        if config.upstream_mark == Some(0) {
-            return Err(config
-                .settings
-                .bad("upstream_mark", "0 means no mark; use a number from 1")
-                .into());
-        }
         Ok(Defaults {
             port: config.port,
             services: config
@@ -359,18 +353,6 @@ fn is_interface_name(name: &str) -> bool {
 }
 
 /// A firewall mark: decimal or 0x hex, not 0 (0 is every unmarked packet).
-fn parse_mark(text: &str) -> Result<u32, String> {
-    let value = match text.strip_prefix("0x") {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    match value {
-        Ok(0) => Err("0 matches every unmarked packet; use a mark from 1".to_string()),
-        Ok(mark) => Ok(mark),
-        Err(_) => Err("not a number (decimal or 0x hex)".to_string()),
-    }
-}
-
 /// A routing table number that is not one of the kernel's own.
 fn parse_table(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
@@ -406,10 +388,6 @@ mod tests {
 
     #[test]
     fn marks_and_tables() {
-        assert_eq!(parse_mark("16667"), Ok(16667));
-        assert_eq!(parse_mark("0x10"), Ok(16));
-        assert!(parse_mark("0").is_err());
-        assert!(parse_mark("x").is_err());
         assert_eq!(parse_table("100"), Ok(100));
         assert!(parse_table("254").is_err());
     }

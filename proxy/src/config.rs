@@ -418,7 +418,10 @@ impl Config {
             )
             .map_err(|why| settings.bad("http_clients", why))?,
             interface: settings.get("interface").map(str::to_string),
-            upstream_mark: settings.parsed("upstream_mark")?,
+            upstream_mark: match settings.get("upstream_mark") {
+                None => None,
+                Some(v) => Some(parse_mark(v).map_err(|why| settings.bad("upstream_mark", why))?),
+            },
             connect_timeout: Duration::from_secs(settings.parsed("connect_timeout")?.unwrap_or(10)),
             hold_timeout: Duration::from_millis(match settings.parsed("hold_timeout_ms")? {
                 Some(0) => return Err(settings.bad("hold_timeout_ms", "must be at least 1")),
@@ -515,6 +518,20 @@ fn default_tls_ports(kind: ProtocolKind) -> Option<&'static [u16]> {
     }
 }
 
+/// A firewall mark, decimal or `0x` hex, as `imspector-rules --mark` takes it.
+/// 0 is refused: a rule matching mark 0 matches every unmarked packet.
+pub fn parse_mark(text: &str) -> Result<u32, String> {
+    let value = match text.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    match value {
+        Ok(0) => Err("0 matches every unmarked packet; use a mark from 1".to_string()),
+        Ok(mark) => Ok(mark),
+        Err(_) => Err(format!("{text:?} is not a number (decimal or 0x hex)")),
+    }
+}
+
 fn parse_ports(list: &str) -> Result<Vec<u16>, String> {
     let ports: Result<Vec<u16>, String> = list
         .split([',', ' '])
@@ -536,6 +553,23 @@ mod tests {
 
     fn config(text: &str) -> Result<Config, ConfigError> {
         Config::from_settings(Settings::parse("test.conf", text)?)
+    }
+
+    #[test]
+    fn marks_are_decimal_or_hex_and_never_zero() {
+        assert_eq!(parse_mark("16667"), Ok(16667));
+        assert_eq!(parse_mark("0x10"), Ok(16));
+        assert!(parse_mark("0").is_err());
+        assert!(parse_mark("x").is_err());
+        assert_eq!(
+            config("upstream_mark=0x411b\n").unwrap().upstream_mark,
+            Some(0x411b)
+        );
+        let err = config("\nupstream_mark=0\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "test.conf:2: upstream_mark: 0 matches every unmarked packet; use a mark from 1"
+        );
     }
 
     #[test]
