@@ -22,13 +22,13 @@ struct Scene {
 }
 
 /// The daemon with metrics in the gateway, ngircd, alice (local) and bob.
-fn scene() -> anyhow::Result<Scene> {
+fn scene(extra_config: &str) -> anyhow::Result<Scene> {
     let rig = Rig::new()?;
     rig.redirect(&[6667], PORT)?;
     let ims = Imspector::start(
         &rig.gateway,
         &rig.subdir("ims")?,
-        &format!("irc_protocol=on\nmetrics_listen={METRICS}\n"),
+        &format!("irc_protocol=on\nmetrics_listen={METRICS}\n{extra_config}"),
     )?;
     ims.wait_output("metrics on http://")?;
     let server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
@@ -50,7 +50,7 @@ fn today() -> String {
 
 #[test]
 fn chromium_logs_in_reads_a_conversation_and_sees_a_new_line_live() -> anyhow::Result<()> {
-    let s = scene()?;
+    let s = scene("")?;
     let first = "hello bob, <b>from</b> alice";
     s.alice.msg("bob", first)?;
     s.bob.wait_received("alice", "alice", first)?;
@@ -161,7 +161,8 @@ fn metrics(rig: &Rig) -> anyhow::Result<prometheus::Exposition> {
 
 #[test]
 fn metrics_count_known_irc_traffic() -> anyhow::Result<()> {
-    let s = scene()?;
+    // The file offer below is blocked, and counted as filtered.
+    let s = scene("block_files=on\n")?;
     for text in ["one", "two"] {
         s.alice.msg("bob", text)?;
         s.bob.wait_received("alice", "alice", text)?;
@@ -222,7 +223,15 @@ fn metrics_count_known_irc_traffic() -> anyhow::Result<()> {
         Some(1.0)
     );
     assert_eq!(m.value("imspector_connections_open", &irc_label), Some(1.0));
-    assert_eq!(m.value("imspector_events_filtered_total", &irc_label), None);
+    let blocked = wait::read(&s.ims.log_file("IRC", "alice", "bob"));
+    assert!(
+        blocked.contains(",1,2,1,,report.pdf 123456 bytes"),
+        "{blocked}"
+    );
+    assert_eq!(
+        m.value("imspector_events_filtered_total", &irc_label),
+        Some(1.0)
+    );
     assert_eq!(m.value("imspector_sink_up", &[("sink", "file")]), Some(1.0));
     let sent = m
         .value(
