@@ -352,7 +352,6 @@ fn is_interface_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-/// A firewall mark: decimal or 0x hex, not 0 (0 is every unmarked packet).
 /// A routing table number that is not one of the kernel's own.
 fn parse_table(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {

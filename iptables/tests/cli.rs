@@ -86,7 +86,7 @@ fn config_errors_name_file_and_line() {
     std::fs::write(&conf, "irc_protocol=on\n\nupstream_mark=0\n").unwrap();
     assert_eq!(
         fails(&["-c", path]),
-        format!("imspector-rules: error: {path}:3: upstream_mark: 0 means no mark; use a number from 1\n")
+        format!("imspector-rules: error: {path}:3: upstream_mark: 0 matches every unmarked packet; use a mark from 1\n")
     );
     std::fs::write(&conf, "user=no such\nirc_protocol=on\n").unwrap();
     assert_eq!(
