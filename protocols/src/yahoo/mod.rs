@@ -31,6 +31,9 @@ pub use packet::{HEADER_LEN, MAX_PAIRS, NEWEST_VERSION};
 const STATUS_SERVER: u32 = 1;
 /// How many conferences and chat rooms are remembered for notices.
 const MAX_GROUPS: usize = 64;
+/// Longer room or member names are not remembered (so a connection keeps at
+/// most a few tens of KiB of them); their events are logged all the same.
+const MAX_NAME: usize = 255;
 
 #[derive(Debug, Default, Clone)]
 pub struct YahooSession {
@@ -75,7 +78,7 @@ impl Groups {
 
     /// Remember `name` (and `member` of it, when known) as the newest.
     fn note(&mut self, kind: Room, name: &str, member: Option<&str>) {
-        if name.is_empty() {
+        if name.is_empty() || name.len() > MAX_NAME {
             return;
         }
         let known = self
@@ -90,7 +93,7 @@ impl Groups {
                 member: None,
             },
         };
-        if let Some(member) = member.filter(|m| !m.is_empty()) {
+        if let Some(member) = member.filter(|m| !m.is_empty() && m.len() <= MAX_NAME) {
             group.member = Some(member.to_string());
         }
         self.0.push_back(group);

@@ -399,6 +399,35 @@ fn conferences_are_group_chats_named_by_the_room() {
 }
 
 #[test]
+fn only_the_latest_groups_with_short_names_are_remembered() {
+    let mut s = logged_in();
+    let long = "r".repeat(300);
+    for room in (0..70).map(|i| format!("room{i}")).chain([long.clone()]) {
+        let line = pkt(
+            service::CONFMSG,
+            0,
+            &[
+                (1, b"alice_smith"),
+                (3, b"bob"),
+                (57, room.as_bytes()),
+                (14, b"hi"),
+            ],
+        );
+        assert_eq!(events(&mut s, IN, &line).len(), 1, "logged all the same");
+    }
+    assert_eq!(s.groups.0.len(), MAX_GROUPS);
+    assert!(s
+        .notice_to_client(&long, "n")
+        .is_some_and(|n| Header::parse(&n).service == service::MESSAGE));
+    assert!(s
+        .notice_to_client("room5", "n")
+        .is_some_and(|n| Header::parse(&n).service == service::MESSAGE));
+    assert!(s
+        .notice_to_client("room69", "n")
+        .is_some_and(|n| Header::parse(&n).service == service::CONFMSG));
+}
+
+#[test]
 fn chat_rooms_are_group_chats_with_emotes() {
     let mut s = logged_in();
     let line = |who: &'static [u8], kind: &'static [u8]| {
