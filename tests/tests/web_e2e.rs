@@ -25,10 +25,17 @@ struct Scene {
 fn scene(extra_config: &str) -> anyhow::Result<Scene> {
     let rig = Rig::new()?;
     rig.redirect(&[6667], PORT)?;
+    // An SQLite sink too, for the database metrics.
+    let dir = rig.subdir("ims")?;
     let ims = Imspector::start(
         &rig.gateway,
-        &rig.subdir("ims")?,
-        &format!("irc_protocol=on\nmetrics_listen={METRICS}\n{extra_config}"),
+        &dir,
+        &format!(
+            "irc_protocol=on\nmetrics_listen={METRICS}\n{extra_config}\
+             sqlite_file={}\nspool_dir={}\n",
+            dir.join("messages.db").display(),
+            dir.join("spool").display()
+        ),
     )?;
     ims.wait_output("metrics on http://")?;
     let server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
@@ -188,7 +195,8 @@ fn metrics_count_known_irc_traffic() -> anyhow::Result<()> {
             }
         }
     }
-    let m = wait::until("the metrics to count every logged event", || {
+    let sqlite = [("sink", "sqlite")];
+    let m = wait::until("the metrics to count every event, committed", || {
         let m = metrics(&s.rig).ok()?;
         let out = m.value(
             "imspector_events_total",
@@ -198,8 +206,11 @@ fn metrics_count_known_irc_traffic() -> anyhow::Result<()> {
                 ("direction", "out"),
             ],
         );
-        (out == logged.get(&("1".into(), "1".into())).copied()).then_some(m)
+        let committed = m.value("imspector_journal_backlog_events", &sqlite) == Some(0.0);
+        (committed && out == logged.get(&("1".into(), "1".into())).copied()).then_some(m)
     })?;
+    assert_eq!(m.value("imspector_database_up", &sqlite), Some(1.0));
+    assert_eq!(m.value("imspector_sink_up", &sqlite), Some(1.0));
     let events = |dir: &str, kind: &str| {
         m.value(
             "imspector_events_total",
