@@ -13,7 +13,8 @@
 //! why and relays the rest untouched).
 //!
 //! Events: ICBM messages ([`icbm`]), typing begun, file and video proposals,
-//! and chat-room lines ([`chat`]) with the room as remote id. The local id
+//! and chat-room lines ([`chat`]) with the room as remote id. An OTR message
+//! is logged as `[OTR encrypted message]`, marked encrypted. The local id
 //! comes from the sign-on ([`login`]); the cookie of the login reply carries
 //! it to the BOS connection through the relay's [`Handoff`] table.
 
@@ -79,6 +80,19 @@ fn held(dir: Direction, header: flap::Header, data: &[u8]) -> Option<bool> {
         }
         _ => false,
     })
+}
+
+/// An OTR message (data, key exchange, query): its text starts with `?OTR`,
+/// after any HTML tags the client wrapped it in.
+fn is_otr(text: &str) -> bool {
+    let mut rest = text.trim_start();
+    while let Some(tag) = rest.strip_prefix('<') {
+        match tag.split_once('>') {
+            Some((_, after)) => rest = after.trim_start(),
+            None => return false,
+        }
+    }
+    rest.starts_with("?OTR")
 }
 
 fn index(dir: Direction) -> usize {
@@ -170,8 +184,13 @@ impl OscarSession {
                     icbm::Content::Webcam => (EventType::Webcam, String::new(), None),
                     icbm::Content::Typing => (EventType::Typing, String::new(), None),
                 };
+                let mut event = self.event(dir, kind, remote, text);
+                if kind == EventType::Message && is_otr(&event.text) {
+                    event.text = "[OTR encrypted message]".into();
+                    event.encrypted = true;
+                }
                 return Ok(Inspected {
-                    event: Some(self.event(dir, kind, remote, text)),
+                    event: Some(event),
                     stop: stop.map(context),
                 });
             }
@@ -284,6 +303,10 @@ impl ProtocolSession for OscarSession {
 
     fn rewrite(&self, _dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {
         let Rewrite::Text(text) = change;
+        // The log names an encrypted message's scheme; its text is not that.
+        if pdu.events.iter().any(|e| e.encrypted) {
+            return None;
+        }
         let header = flap::header(&pdu.bytes)?;
         let data = pdu.bytes.get(flap::HEADER_LEN..)?;
         let snac = snac::parse(data).ok()?;

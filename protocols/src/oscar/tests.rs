@@ -584,3 +584,31 @@ fn any_chunking_gives_the_same_events() {
         run(&mut session_with(&table), &chunks);
     }
 }
+
+#[test]
+fn an_otr_message_is_marked_encrypted_and_not_rewritten() {
+    let pdu = receive(
+        "bob",
+        &[text_fragment(
+            0,
+            b"<HTML><BODY>?OTR:AAMDAAAAAAEAAAAB</BODY></HTML>",
+        )],
+    );
+    let result = run(&mut OscarSession::default(), &[(Incoming, pdu.clone())]);
+    assert_eq!(result.events[0].text, "[OTR encrypted message]");
+    assert!(result.events[0].encrypted);
+    let mut session = OscarSession::default();
+    let mut buf = BytesMut::from(&pdu[..]);
+    let Some(Frame::Pdu(p)) = session.feed(Incoming, &mut buf).frames.pop() else {
+        panic!()
+    };
+    assert_eq!(session.rewrite(Incoming, &p, Rewrite::Text("x")), None);
+    let plain = run(
+        &mut OscarSession::default(),
+        &[(
+            Incoming,
+            receive("bob", &[text_fragment(0, b"what is ?OTR anyway")]),
+        )],
+    );
+    assert!(!plain.events[0].encrypted);
+}
