@@ -69,6 +69,38 @@ fn check_config_rejects_a_bad_value_with_file_line_and_key() {
     );
 }
 
+/// What a start would refuse, --check-config refuses too, on the line of the
+/// option at fault (for a missing one, the option that needs it).
+#[test]
+fn check_config_checks_the_sinks_as_a_start_does() {
+    for (text, want) in [
+        (
+            "irc_protocol=on\nmysql_server=localhost\nmysql_username=u\n",
+            "2: mysql_server: MySQL logging needs mysql_database too",
+        ),
+        (
+            "irc_protocol=on\nsyslog_logging=on\nsyslog_facility=bogus\n",
+            "3: syslog_facility: \"bogus\" is not a facility",
+        ),
+        (
+            "irc_protocol=on\nsqlite_file=/tmp/x.db\nspool_sync=sometimes\n",
+            "3: spool_sync: \"sometimes\" is not group, always or off",
+        ),
+    ] {
+        let file = config(text);
+        let path = file.path().display().to_string();
+        // A start in the foreground refuses the same way, before binding.
+        for mode in ["--check-config", "-d"] {
+            let out = imspector(&["-c", &path, mode]);
+            assert_eq!(out.status.code(), Some(2), "{mode} {text}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                format!("imspector: error: {path}:{want}\n")
+            );
+        }
+    }
+}
+
 #[test]
 fn a_missing_config_file_is_an_error() {
     let out = imspector(&["-c", "/nonexistent/imspector.conf", "--check-config"]);

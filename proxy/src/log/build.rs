@@ -39,11 +39,7 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Sink>>, BuildError> {
     if s.flag("syslog_logging")?.unwrap_or(false) {
         sinks.push(Box::new(syslog_sink(s)?));
     }
-    let sync = match s.get("spool_sync") {
-        None => SyncMode::default(),
-        Some(v) => SyncMode::parse(v)
-            .ok_or_else(|| s.bad("spool_sync", format!("{v:?} is not group, always or off")))?,
-    };
+    let sync = sync_mode(s)?;
     let backends = backends(s)?;
     if !backends.is_empty() {
         let spool_dir = spool_dir(s);
@@ -54,6 +50,27 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Sink>>, BuildError> {
         }
     }
     Ok(sinks)
+}
+
+/// Every logging option checked as [`build`] would, without opening, creating
+/// or connecting to anything: what `--check-config` runs.
+pub fn check(config: &Config) -> Result<(), ConfigError> {
+    let s = &config.settings;
+    log_group(s)?;
+    if s.flag("syslog_logging")?.unwrap_or(false) {
+        syslog_sink(s)?;
+    }
+    sync_mode(s)?;
+    backends(s)?;
+    Ok(())
+}
+
+fn sync_mode(s: &Settings) -> Result<SyncMode, ConfigError> {
+    match s.get("spool_sync") {
+        None => Ok(SyncMode::default()),
+        Some(v) => SyncMode::parse(v)
+            .ok_or_else(|| s.bad("spool_sync", format!("{v:?} is not group, always or off"))),
+    }
 }
 
 fn spool_dir(s: &Settings) -> PathBuf {
@@ -140,9 +157,15 @@ fn backends(s: &Settings) -> Result<Vec<Box<dyn Backend>>, ConfigError> {
 #[cfg(feature = "mysql")]
 fn mysql_backend(s: &Settings) -> Result<Box<dyn Backend>, ConfigError> {
     use super::mysql::{MysqlBackend, MysqlTarget};
+    // A missing option is reported on the line of the one that needs it.
+    let needed_by = if s.get("mysql_server").is_some() {
+        "mysql_server"
+    } else {
+        "mysql_socket"
+    };
     let required = |key: &str| match s.get(key).filter(|v| !v.is_empty()) {
         Some(v) => Ok(v.to_string()),
-        None => Err(s.bad(key, "must be set for MySQL logging")),
+        None => Err(s.bad(needed_by, format!("MySQL logging needs {key} too"))),
     };
     let target = MysqlTarget {
         server: s.get("mysql_server").unwrap_or("localhost").to_string(),
