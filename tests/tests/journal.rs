@@ -344,7 +344,7 @@ fn a_full_disk_blocks_chat_with_log_failure_block_and_loses_no_line() -> anyhow:
 #[test]
 fn myisam_and_kill_9_repeat_at_most_the_one_row_the_log_names() -> anyhow::Result<()> {
     use imspector_e2e::databases::{self, Mariadb};
-    const EVENTS: usize = 2000;
+    const EVENTS: usize = 800;
     let mut db = Mariadb::start();
     db.sql(&format!(
         "USE {}; CREATE TABLE messages (id int NOT NULL auto_increment PRIMARY KEY,
@@ -390,7 +390,7 @@ fn myisam_and_kill_9_repeat_at_most_the_one_row_the_log_names() -> anyhow::Resul
     std::fs::create_dir_all(&two)?;
     let mut first = start_daemon(&one, &config)?;
     wait::until("part of the replay", || {
-        (logged().len() > 200).then_some(())
+        (logged().len() > 100).then_some(())
     })?;
     first.signal(Signal::SIGKILL)?;
     first.wait_exit()?;
