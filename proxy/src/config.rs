@@ -113,6 +113,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("idle_timeout", Support::Supported),
     // (new) milliseconds a core may hold the start of a PDU before it is forwarded
     ("hold_timeout_ms", Support::Supported),
+    // (new) bytes all connections' partial messages may hold at once
+    ("max_buffered_bytes", Support::Supported),
     // (new) relay or close a connection once a PDU is too large to inspect
     ("uninspectable", Support::Supported),
     // (new) SO_MARK on upstream connections, so firewall rules can skip them
@@ -359,6 +361,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// What becomes of a connection once a PDU is too large to inspect.
     pub uninspectable: Uninspectable,
+    /// The bytes all cores may hold at once in partial PDUs.
+    pub max_buffered_bytes: usize,
     pub user: Option<String>,
     pub group: Option<String>,
     pub pid_file: PathBuf,
@@ -437,6 +441,10 @@ impl Config {
             {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
+            },
+            max_buffered_bytes: match settings.parsed("max_buffered_bytes")? {
+                Some(0) => return Err(settings.bad("max_buffered_bytes", "must be at least 1")),
+                other => other.unwrap_or(crate::budget::DEFAULT_MAX_BUFFERED),
             },
             uninspectable: match settings.get("uninspectable") {
                 None | Some("relay") => Uninspectable::Relay,

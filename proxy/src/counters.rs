@@ -5,15 +5,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Counters {
     /// Connections whose inspection stopped at a PDU too large to inspect.
     pub uninspectable: AtomicU64,
+    /// Connections released to plain relay by `max_buffered_bytes`.
+    pub over_budget: AtomicU64,
 }
 
 pub static COUNTERS: Counters = Counters {
     uninspectable: AtomicU64::new(0),
+    over_budget: AtomicU64::new(0),
 };
 
 impl Counters {
     pub fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Self::add(counter, 1);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn read(counter: &AtomicU64) -> u64 {

@@ -3,6 +3,7 @@
 //! `main.rs` parses the command line, binds, daemonizes and drops privileges;
 //! [`run`] is everything after that, so tests can drive it in process.
 
+pub mod budget;
 pub mod config;
 pub mod connect;
 pub mod counters;
@@ -74,6 +75,7 @@ pub async fn run(
         Some(l) => Some(tokio::net::TcpListener::from_std(l).context("http listener")?),
         None => None,
     };
+    let max_buffered_bytes = config.max_buffered_bytes;
     let shared = Arc::new(Shared {
         upstream: net::Upstream {
             interface: config.interface.clone(),
@@ -84,6 +86,7 @@ pub async fn run(
         filters: RwLock::new(Arc::new(filters)),
         logger,
         ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
+        budget: Arc::new(budget::Budget::new(max_buffered_bytes)),
         tls,
     });
     let icap = match icap_listener {
@@ -306,6 +309,7 @@ mod tests {
             config,
             logger: log::spawn_writer(Vec::new(), false).0,
             ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
+            budget: Arc::new(budget::Budget::new(budget::DEFAULT_MAX_BUFFERED)),
             tls: None,
         };
         assert!(blocked(&shared, "alice", "bob"));

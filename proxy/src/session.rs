@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use link::Link;
 
+use crate::budget::{Budget, Release, Share};
 use crate::config::{Config, Uninspectable};
 use crate::counters::{Counters, COUNTERS};
 use crate::event::{LogEvent, HIDDEN};
@@ -45,6 +46,8 @@ pub struct Shared {
     pub ids: Arc<HandoffTable>,
     /// `ssl=on`: TLS is intercepted.
     pub tls: Option<Interceptor>,
+    /// `max_buffered_bytes`: what all cores may hold at once.
+    pub budget: Arc<Budget>,
 }
 
 /// Login cookies remembered at once: each is presented within seconds of
@@ -157,10 +160,13 @@ pub async fn relay_inspected(
     } else {
         log::debug!("{client_name}: {} to {dst}", kind.log_name());
     }
+    let share = shared.budget.share();
     let inspector = Inspector {
         kind,
         client: client_name.clone(),
         parser: Mutex::new(parser),
+        release: share.release.clone(),
+        share: Mutex::new(share),
         shared,
         opened: Instant::now(),
         last_read_ms: AtomicU64::new(0),
@@ -196,6 +202,10 @@ struct Inspector {
     last_read_ms: AtomicU64,
     /// The server's address.
     dst: SocketAddr,
+    /// What the core holds of this connection, within `max_buffered_bytes`.
+    share: Mutex<Share>,
+    /// Set when the budget releases this connection to plain relay.
+    release: Arc<Release>,
 }
 
 /// Which socket bytes go to.
@@ -414,6 +424,14 @@ async fn pump(
         }
     }
     loop {
+        if let Some(rest) = inspector.released(&mut pending) {
+            let output = vec![(dst, rest)];
+            let processed = Processed {
+                output,
+                ..Default::default()
+            };
+            deliver(processed, writers, inspector).await?;
+        }
         // Room for a full chunk; while data keeps coming this reuses the same
         // allocation, so a busy connection does not allocate per read.
         let buf = &mut pending.buf;
@@ -436,6 +454,7 @@ async fn pump(
                     ready = src.readable() => { ready?; false }
                     _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => true,
                     _ = stop.wait_for(|stopping| *stopping) => return Ok(Ended::Closed),
+                    _ = inspector.release.notify.notified(), if !inspector.release.is_set() => false,
                 };
                 if timed_out {
                     log::debug!(
@@ -591,7 +610,52 @@ impl Inspector {
             }
             None => pending.note_held(),
         }
+        drop(guard);
+        self.account(dir, pending);
         processed
+    }
+
+    /// Tell the budget what this direction holds now.
+    fn account(&self, dir: Direction, pending: &Pending) {
+        let side = usize::from(dir == Direction::Incoming);
+        let released = self
+            .share
+            .lock()
+            .expect("share lock poisoned")
+            .set(side, pending.buf.len());
+        if released > 0 {
+            Counters::add(&COUNTERS.over_budget, released as u64);
+        }
+    }
+
+    /// Once the budget released this connection: the held bytes of this
+    /// direction, to go out now, with the core dropped (said once).
+    fn released(&self, pending: &mut Pending) -> Option<Bytes> {
+        if !self.release.is_set() {
+            return None;
+        }
+        if self
+            .parser
+            .lock()
+            .expect("parser lock poisoned")
+            .take()
+            .is_some()
+        {
+            log::warn!(
+                "{}: {}: the connections hold more than max_buffered_bytes ({} bytes) in partial messages, this one among the most; relaying the rest of it untouched",
+                self.client,
+                self.kind.log_name(),
+                self.shared.config.max_buffered_bytes
+            );
+        }
+        if pending.buf.is_empty() {
+            return None;
+        }
+        let rest = pending.take_rest();
+        for side in 0..2 {
+            self.share.lock().expect("share lock poisoned").set(side, 0);
+        }
+        Some(rest)
     }
 
     /// Handshake both sides after a STARTTLS; the core goes on with the plaintext.

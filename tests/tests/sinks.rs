@@ -336,6 +336,9 @@ fn relay_one_irc_message(config: Config) -> String {
                 imspector::session::LOGIN_COOKIES,
             )),
             tls: None,
+            budget: Arc::new(imspector::budget::Budget::new(
+                imspector::budget::DEFAULT_MAX_BUFFERED,
+            )),
         });
         let server = TcpListener::bind("127.0.0.1:6667").await.unwrap();
         let proxy = TcpListener::bind("127.0.0.1:16667").await.unwrap();

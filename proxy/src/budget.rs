@@ -1,0 +1,160 @@
+//! `max_buffered_bytes`: one budget for the bytes every connection's cores
+//! hold (partial PDUs waiting for their rest). Over it, the connections that
+//! hold the most are released to plain relay, largest first, until the rest
+//! fits: an attacker who opens many connections that each announce a large
+//! PDU cannot grow the daemon past the budget.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// The default `max_buffered_bytes`: 64 MiB.
+pub const DEFAULT_MAX_BUFFERED: usize = 64 << 20;
+
+/// A connection that held more than this gives memory back to the system
+/// when it ends (glibc keeps freed memory in its arenas otherwise).
+const TRIM_AFTER: usize = 1 << 20;
+
+pub struct Budget {
+    limit: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    total: usize,
+    next_id: u64,
+    holders: HashMap<u64, (usize, Arc<Release>)>,
+}
+
+/// Set when a connection is to give up inspection; its pumps wait on it.
+#[derive(Default)]
+pub struct Release {
+    pub notify: Notify,
+    released: AtomicBool,
+}
+
+impl Release {
+    pub fn is_set(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Self {
+        Budget {
+            limit,
+            state: Mutex::default(),
+        }
+    }
+
+    /// A new connection's share, holding nothing yet.
+    pub fn share(self: &Arc<Self>) -> Share {
+        let mut state = self.state.lock().expect("budget lock poisoned");
+        let id = state.next_id;
+        state.next_id += 1;
+        let release = Arc::new(Release::default());
+        state.holders.insert(id, (0, release.clone()));
+        Share {
+            budget: self.clone(),
+            id,
+            held: [0, 0],
+            peak: 0,
+            release,
+        }
+    }
+
+    /// Bytes held now by all connections.
+    pub fn total(&self) -> usize {
+        self.state.lock().expect("budget lock poisoned").total
+    }
+}
+
+/// What one connection holds, in each direction.
+pub struct Share {
+    budget: Arc<Budget>,
+    id: u64,
+    held: [usize; 2],
+    peak: usize,
+    pub release: Arc<Release>,
+}
+
+impl Share {
+    /// Record that direction `dir` (0 or 1) now holds `bytes`. Returns how
+    /// many connections were released to make room (this one may be one).
+    pub fn set(&mut self, dir: usize, bytes: usize) -> usize {
+        self.held[dir] = bytes;
+        let mine = self.held[0] + self.held[1];
+        self.peak = self.peak.max(mine);
+        let mut state = self.budget.state.lock().expect("budget lock poisoned");
+        let Some((held, _)) = state.holders.get_mut(&self.id) else {
+            return 0;
+        };
+        let before = std::mem::replace(held, mine);
+        state.total = state.total + mine - before;
+        let mut released = 0;
+        while state.total > self.budget.limit {
+            let largest = state
+                .holders
+                .iter()
+                .filter(|(_, (held, release))| *held > 0 && !release.is_set())
+                .max_by_key(|(_, (held, _))| *held)
+                .map(|(id, (held, release))| (*id, *held, release.clone()));
+            let Some((id, held, release)) = largest else {
+                break;
+            };
+            release.released.store(true, Ordering::Release);
+            release.notify.notify_waiters();
+            // Its bytes go out now; they no longer count.
+            state.total -= held;
+            if let Some(entry) = state.holders.get_mut(&id) {
+                entry.0 = 0;
+            }
+            released += 1;
+        }
+        released
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        {
+            let mut state = self.budget.state.lock().expect("budget lock poisoned");
+            if let Some((held, _)) = state.holders.remove(&self.id) {
+                state.total -= held;
+            }
+        }
+        if self.peak > TRIM_AFTER {
+            // SAFETY: malloc_trim only returns free heap memory to the system.
+            unsafe { libc::malloc_trim(0) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_the_budget_the_largest_holders_are_released() {
+        let budget = Arc::new(Budget::new(100));
+        let mut a = budget.share();
+        let mut b = budget.share();
+        let mut c = budget.share();
+        assert_eq!(a.set(0, 40), 0);
+        assert_eq!(b.set(1, 30), 0);
+        assert_eq!(c.set(0, 20), 0);
+        assert_eq!(budget.total(), 90);
+        // 40 + 30 + 20 + 15 > 100: a, the largest, goes.
+        assert_eq!(c.set(1, 15), 1);
+        assert!(a.release.is_set() && !b.release.is_set() && !c.release.is_set());
+        assert_eq!(budget.total(), 65);
+        drop(b);
+        assert_eq!(budget.total(), 35);
+        // A released connection that reports again counts nothing new.
+        a.set(0, 0);
+        assert_eq!(budget.total(), 35);
+    }
+}
