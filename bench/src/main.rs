@@ -4,6 +4,7 @@
 //! medians, ranges, ratios to direct and CPU cost. Needs root (a network
 //! namespace and an iptables REDIRECT rule). See docs/PERFORMANCE.md.
 
+mod icap;
 mod iperf;
 mod lab;
 mod load;
@@ -81,6 +82,9 @@ enum Workload {
     Idle,
     /// iperf3 through every inspected port, both ways (not in the default set).
     Iperf3,
+    /// ICAP transactions/s and latency: imspector's service against c-icap's
+    /// echo service (not in the default set; needs c-icap).
+    Icap,
 }
 
 /// Volumes of one run.
@@ -147,6 +151,15 @@ fn main() -> anyhow::Result<()> {
             }
             Workload::Latency => latency(&running, &cli, &plan)?,
             Workload::Iperf3 => iperf::workload(&running, plan.runs, plan.latency_seconds.min(3))?,
+            Workload::Icap => icap::run(
+                &imspector,
+                &icap::IcapPlan {
+                    runs: plan.runs,
+                    connections: cli.connections,
+                    per_connection: if cli.quick { 2_000 } else { 20_000 },
+                    latency_samples: if cli.quick { 2_000 } else { 10_000 },
+                },
+            )?,
             Workload::Tls => {
                 // Its own imspector instances, on the same port as the others.
                 drop(std::mem::take(&mut running));

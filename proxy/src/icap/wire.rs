@@ -804,4 +804,50 @@ mod tests {
         assert_eq!(service_path("icap://h"), "/");
         assert_eq!(service_path("/reqmod"), "/reqmod");
     }
+
+    /// Mutated and randomly split requests never panic, and the reader never
+    /// lets the caller's buffer grow past its bounds.
+    #[test]
+    fn mutations_at_random_splits_stay_bounded() {
+        let seeds: [&[u8]; 2] = [REQMOD, b"RESPMOD icap://h/respmod ICAP/1.0\r\nPreview: 0\r\nEncapsulated: req-hdr=0, res-hdr=18, res-body=37\r\n\r\nGET / HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n0\r\n\r\n5\r\nhello\r\n0\r\n\r\n"];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..3000 {
+            let mut input = seeds[round % seeds.len()].repeat(1 + (next() % 3) as usize);
+            for _ in 0..(next() % 6) {
+                let at = (next() as usize) % input.len();
+                match next() % 3 {
+                    0 => input[at] = next() as u8,
+                    1 => input.truncate(at.max(1)),
+                    _ => input.insert(at, b"0123456789abcdef\r\n;"[(next() % 19) as usize]),
+                }
+            }
+            let mut reader = Reader::default();
+            let mut buf = BytesMut::new();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let n = 1 + (next() as usize) % 64;
+                let (piece, tail) = rest.split_at(n.min(rest.len()));
+                rest = tail;
+                buf.extend_from_slice(piece);
+                loop {
+                    match reader.next(&mut buf) {
+                        Ok(Some(_)) if reader.after_preview() => reader.continue_body(),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            rest = &[];
+                            break;
+                        }
+                    }
+                }
+                assert!(buf.len() <= MAX_HEAD + MAX_HTTP_HEADS + 64, "{}", buf.len());
+            }
+        }
+    }
 }
