@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use imspector_e2e::imspector::{assert_lines, now};
 use imspector_e2e::irc::{Ii, Inspircd, Ngircd};
+use imspector_e2e::prosody::{Prosody, Slixmpp, Transport, DOMAIN};
 use imspector_e2e::tls::{InterceptionCa, Irssi, TestCa, TlsTunnel};
 use imspector_e2e::{Imspector, Rig};
 
@@ -292,5 +293,77 @@ fn irc_starttls_through_inspircd_is_intercepted_by_the_same_core() -> anyhow::Re
         since,
         &["1,1,0,,hello after starttls", "0,1,0,,hi over tls"],
     );
+    Ok(())
+}
+
+#[test]
+fn xmpp_required_starttls_and_direct_tls_through_prosody_are_intercepted() -> anyhow::Result<()> {
+    let since = now();
+    let rig = Rig::new()?;
+    rig.redirect(&[5222, 5223], PORT)?;
+    let server_ip = IpAddr::V4(rig.server_ip);
+    let servers_ca = TestCa::new(&rig.subdir("public-ca")?)?;
+    let dir = rig.subdir("prosody")?;
+    let cert = servers_ca.server_cert(&dir, DOMAIN, server_ip, false)?;
+    let server = Prosody::start(&rig.server, &dir, &cert, true)?;
+    for user in ["alice", "bob", "carol"] {
+        server.register(&rig.server, user, "pw")?;
+    }
+    let ours = InterceptionCa::create(&rig.subdir("ca")?)?;
+    let config = format!(
+        "jabber_protocol=on\n{}",
+        ours.config(&rig.subdir("leaves")?, &servers_ca)
+    );
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
+    let clients = rig.subdir("clients")?;
+    // Bob, next to the server, checks the real certificate; the local users
+    // trust only our CA.
+    let bob = Slixmpp::start(
+        &rig.server,
+        &clients,
+        "bob",
+        Ipv4Addr::LOCALHOST.into(),
+        Transport::StartTls,
+        &servers_ca.cert_file(),
+        None,
+        Some("hi from bob"),
+    )?;
+    let alice = Slixmpp::start(
+        &rig.client,
+        &clients,
+        "alice",
+        server_ip,
+        Transport::StartTls,
+        &ours.cert,
+        Some(("bob@test.local", "hello over starttls")),
+        None,
+    )?;
+    bob.wait_output("got alice@test.local hello over starttls")?;
+    alice.wait_output("got bob@test.local hi from bob")?;
+    ims.wait_output("XMPP STARTTLS; intercepting the TLS")?;
+    let carol = Slixmpp::start(
+        &rig.client,
+        &clients,
+        "carol",
+        server_ip,
+        Transport::DirectTls,
+        &ours.cert,
+        Some(("bob@test.local", "hello over direct tls")),
+        None,
+    )?;
+    bob.wait_output("got carol@test.local hello over direct tls")?;
+    carol.wait_output("got bob@test.local hi from bob")?;
+    let client = rig.client_ip.to_string();
+    for (user, first) in [
+        ("alice", "hello over starttls"),
+        ("carol", "hello over direct tls"),
+    ] {
+        assert_lines(
+            &ims.wait_log("Jabber", &format!("{user}@test.local"), "bob@test.local", 2)?,
+            &client,
+            since,
+            &[&format!("1,1,0,,{first}"), "0,1,0,,hi from bob"],
+        );
+    }
     Ok(())
 }
