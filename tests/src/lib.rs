@@ -27,6 +27,7 @@ pub mod tls;
 pub mod tshark;
 pub mod wait;
 pub mod web;
+pub mod xmpp;
 
 pub use imspector::Imspector;
 pub use netns::Netns;
