@@ -167,14 +167,30 @@ impl Mariadb {
         );
     }
 
-    /// Stop the server (a clean shutdown, as `service mariadb stop` does).
-    pub fn stop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(server.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            )
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let server = self.server.as_ref().expect("MariaDB is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.id() as i32), signal)
             .expect("signalling mariadbd");
+    }
+
+    /// Make the server stop answering, as a hung host does (SIGSTOP): its
+    /// connections stay open and what is sent to it waits.
+    pub fn freeze(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Let a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// Stop the server (a clean shutdown, as `service mariadb stop` does),
+    /// thawing it first.
+    pub fn stop(&mut self) {
+        if self.server.is_some() {
+            self.thaw();
+            self.signal(nix::sys::signal::Signal::SIGTERM);
+            let mut server = self.server.take().expect("checked above");
             server.wait().expect("waiting for mariadbd");
         }
     }

@@ -648,6 +648,10 @@ mod mariadb {
         assert_eq!(db.rows(), want);
         let dead = dead_letters(spool.path(), "mysql");
         assert_eq!(dead.len(), 1, "{dead:?}");
+        let mode = std::os::unix::fs::MetadataExt::mode(
+            &std::fs::metadata(spool.path().join("mysql/dead-letters")).unwrap(),
+        );
+        assert_eq!(mode & 0o7777, 0o640, "dead-letters is {mode:o}");
         assert!(
             dead[0].starts_with("6\t") && dead[0].ends_with("\tpoison"),
             "{dead:?}"
@@ -705,23 +709,34 @@ mod mariadb {
     }
 
     /// A table locked by another session: the statement times out, the
-    /// database's message is logged, and stopping is bounded; the events wait
-    /// in the journal and the stop says so.
+    /// database's message is logged, and the sink goes on once the lock is
+    /// gone. A server that then hangs (stopped while it has a statement)
+    /// holds the stop only for the shutdown bound, which is logged; the
+    /// events wait in the journal and the stop says so.
     #[test]
-    fn mariadb_a_locked_table_times_out_and_the_stop_is_bounded() {
+    fn mariadb_a_locked_table_times_out_and_a_hung_server_bounds_the_stop() {
         databases::capture_log();
         let db = Mariadb::start();
         let spool = tempfile::tempdir().unwrap();
+        let journal = spool.path().join("mysql");
+        // This test's lines: other tests log to the same place meanwhile.
+        let ours = |prefix: &str| -> Vec<String> {
+            databases::log_lines(prefix)
+                .into_iter()
+                .filter(|l| l.contains(&journal.display().to_string()))
+                .collect()
+        };
         log_through_config(&config(&db, spool.path()), &[event(0)]);
         let mut locker = std::process::Command::new("mariadb")
             .arg(format!("--socket={}", db.socket().display()))
             .arg("--user=root")
             .arg("-e")
             .arg(format!(
-                "LOCK TABLES {}.messages WRITE; SELECT SLEEP(60);",
+                "LOCK TABLES {}.messages WRITE; SELECT SLEEP(600);",
                 databases::DB_NAME
             ))
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         databases::eventually("the lock", || {
@@ -734,23 +749,47 @@ mod mariadb {
         let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
         send(&logger, &(1..4).map(event).collect::<Vec<_>>());
         databases::eventually("the statement timeout", || {
-            !databases::log_lines("WARN mysql sink is down").is_empty()
+            !ours("WARN mysql sink is down").is_empty()
         });
-        let down = databases::log_lines("WARN mysql sink is down");
+        let down = ours("WARN mysql sink is down");
         assert!(down[0].contains("Lock wait timeout exceeded"), "{down:?}");
+
+        // The lock's session ends: the sink is back and writes what waited.
+        let locker_id = db.sql(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(600)%'",
+        );
+        db.sql(&format!("KILL {}", locker_id.trim()));
+        let _ = locker.wait();
+        databases::eventually("the events after the lock", || db.count() == 4);
+
+        db.freeze();
+        send(&logger, &(4..6).map(event).collect::<Vec<_>>());
+        // The sink's thread now waits for the frozen server's answer.
+        std::thread::sleep(std::time::Duration::from_secs(1));
         let stopping = std::time::Instant::now();
         drop(logger);
         let waiting = writer.join().unwrap();
-        assert!(stopping.elapsed() < std::time::Duration::from_secs(20));
+        let took = stopping.elapsed();
+        db.thaw();
+        assert!(
+            took >= log::spooled::SHUTDOWN_BOUND
+                && took < log::spooled::SHUTDOWN_BOUND + std::time::Duration::from_secs(5),
+            "the stop took {took:?}"
+        );
+        assert_eq!(
+            databases::log_lines(
+                "WARN mysql sink: still writing to its database after 15 s of shutdown"
+            )
+            .len(),
+            1
+        );
         assert_eq!(
             waiting,
             [format!(
-                "3 events wait in {} for the mysql database (written when imspector next starts)",
-                spool.path().join("mysql").display()
+                "2 events wait in {} for the mysql database (written when imspector next starts)",
+                journal.display()
             )]
         );
-        let _ = locker.kill();
-        let _ = locker.wait();
     }
 
     #[test]
@@ -911,6 +950,68 @@ mod postgresql {
                 .any(|l| l.contains("violates check constraint \"no_poison\"")),
             "{told:?}"
         );
+    }
+
+    /// A table locked by another session: PostgreSQL's lock timeout ends the
+    /// wait, its message is logged, and once the lock is gone every event is
+    /// written, in order.
+    #[test]
+    fn postgres_a_locked_table_times_out_and_the_sink_goes_on() {
+        databases::capture_log();
+        let db = Postgres::start();
+        let spool = tempfile::tempdir().unwrap();
+        let journal = spool.path().join("postgres").display().to_string();
+        log_through_config(&config(&db, spool.path()), &[event(0)]);
+        let mut locker = Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-h"])
+            .arg(db.socket_dir())
+            .args(["-d", databases::DB_NAME, "-c"])
+            .arg("BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        databases::eventually("the lock", || {
+            db.sql(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 WHERE c.relname = 'messages' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+            )
+            .trim()
+                == "1"
+        });
+        let cfg =
+            Config::from_settings(Settings::parse("t.conf", &config(&db, spool.path())).unwrap())
+                .unwrap();
+        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+        let events: Vec<LogEvent> = (0..4).map(event).collect();
+        send(&logger, &events[1..]);
+        // This test's line: other tests log to the same place meanwhile.
+        let down = || -> Vec<String> {
+            databases::log_lines("WARN postgres sink is down")
+                .into_iter()
+                .filter(|l| l.contains(&journal))
+                .collect()
+        };
+        databases::eventually("the lock timeout", || !down().is_empty());
+        // lock_timeout and statement_timeout are both 10 s: either may end it.
+        assert!(
+            ["lock timeout", "statement timeout"]
+                .iter()
+                .any(|t| down()[0].contains(&format!("ERROR: canceling statement due to {t}"))),
+            "{:?}",
+            down()
+        );
+
+        db.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()",
+        );
+        let _ = locker.wait();
+        databases::eventually("the events after the lock", || db.count() == 4);
+        drop(logger);
+        assert_eq!(writer.join().unwrap(), Vec::<String>::new());
+        let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+        assert_eq!(db.rows(), want);
     }
 
     #[test]
