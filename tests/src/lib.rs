@@ -16,7 +16,6 @@ pub mod netns;
 pub mod oscar;
 pub mod process;
 pub mod prometheus;
-pub mod prosody;
 pub mod python;
 pub mod replay;
 pub mod rig;

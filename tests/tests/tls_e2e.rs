@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use imspector_e2e::imspector::{assert_lines, now};
 use imspector_e2e::irc::{Ii, Inspircd, Ngircd};
-use imspector_e2e::prosody::{Prosody, Slixmpp, Transport, DOMAIN};
 use imspector_e2e::tls::{InterceptionCa, Irssi, TestCa, TlsTunnel};
+use imspector_e2e::xmpp::{Encryption, Prosody, Slixmpp, Transport, DOMAIN};
 use imspector_e2e::{Imspector, Rig};
 
 const PORT: u16 = 16667;
@@ -301,13 +301,13 @@ fn xmpp_required_starttls_and_direct_tls_through_prosody_are_intercepted() -> an
     let since = now();
     let rig = Rig::new()?;
     rig.redirect(&[5222, 5223], PORT)?;
-    let server_ip = IpAddr::V4(rig.server_ip);
     let servers_ca = TestCa::new(&rig.subdir("public-ca")?)?;
     let dir = rig.subdir("prosody")?;
+    let server_ip = IpAddr::V4(rig.server_ip);
     let cert = servers_ca.server_cert(&dir, DOMAIN, server_ip, false)?;
-    let server = Prosody::start(&rig.server, &dir, &cert, true)?;
+    let server = Prosody::start(&rig.server, &dir, server_ip, Encryption::Required(&cert))?;
     for user in ["alice", "bob", "carol"] {
-        server.register(&rig.server, user, "pw")?;
+        server.register(user, "pw")?;
     }
     let ours = InterceptionCa::create(&rig.subdir("ca")?)?;
     let config = format!(
@@ -316,50 +316,49 @@ fn xmpp_required_starttls_and_direct_tls_through_prosody_are_intercepted() -> an
     );
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
     let clients = rig.subdir("clients")?;
+    let start =
+        |ns, user, addr, transport| Slixmpp::start(ns, &clients, user, "pw", addr, transport);
     // Bob, next to the server, checks the real certificate; the local users
     // trust only our CA.
-    let bob = Slixmpp::start(
+    let servers_ca_file = servers_ca.cert_file();
+    let mut bob = start(
         &rig.server,
-        &clients,
         "bob",
-        Ipv4Addr::LOCALHOST.into(),
-        Transport::StartTls,
-        &servers_ca.cert_file(),
-        None,
-        Some("hi from bob"),
+        server.addr,
+        Transport::StartTls {
+            ca: &servers_ca_file,
+        },
     )?;
-    let alice = Slixmpp::start(
+    let (alice_jid, bob_jid, carol_jid) =
+        ("alice@test.local", "bob@test.local", "carol@test.local");
+    let mut alice = start(
         &rig.client,
-        &clients,
         "alice",
-        server_ip,
-        Transport::StartTls,
-        &ours.cert,
-        Some(("bob@test.local", "hello over starttls")),
-        None,
+        server.addr,
+        Transport::StartTls { ca: &ours.cert },
     )?;
-    bob.wait_output("got alice@test.local hello over starttls")?;
-    alice.wait_output("got bob@test.local hi from bob")?;
+    alice.chat(bob_jid, "hello over starttls")?;
+    bob.wait_received(alice_jid, "hello over starttls")?;
+    bob.chat(&alice.jid, "hi from bob")?;
+    alice.wait_received(bob_jid, "hi from bob")?;
     ims.wait_output("XMPP STARTTLS; intercepting the TLS")?;
-    let carol = Slixmpp::start(
+    let mut carol = start(
         &rig.client,
-        &clients,
         "carol",
-        server_ip,
-        Transport::DirectTls,
-        &ours.cert,
-        Some(("bob@test.local", "hello over direct tls")),
-        None,
+        server.direct_tls_addr(),
+        Transport::DirectTls { ca: &ours.cert },
     )?;
-    bob.wait_output("got carol@test.local hello over direct tls")?;
-    carol.wait_output("got bob@test.local hi from bob")?;
+    carol.chat(bob_jid, "hello over direct tls")?;
+    bob.wait_received(carol_jid, "hello over direct tls")?;
+    bob.chat(&carol.jid, "hi from bob")?;
+    carol.wait_received(bob_jid, "hi from bob")?;
     let client = rig.client_ip.to_string();
     for (user, first) in [
-        ("alice", "hello over starttls"),
-        ("carol", "hello over direct tls"),
+        (alice_jid, "hello over starttls"),
+        (carol_jid, "hello over direct tls"),
     ] {
         assert_lines(
-            &ims.wait_log("Jabber", &format!("{user}@test.local"), "bob@test.local", 2)?,
+            &ims.wait_log("Jabber", user, bob_jid, 2)?,
             &client,
             since,
             &[&format!("1,1,0,,{first}"), "0,1,0,,hi from bob"],

@@ -3,7 +3,9 @@
 //! imspector binary in the gateway namespace.
 
 use imspector_e2e::imspector::{assert_lines, now};
-use imspector_e2e::xmpp::{sendxmpp, Prosody, Slixmpp, DOMAIN, ROOMS, UPLOAD};
+use imspector_e2e::xmpp::{
+    sendxmpp, Encryption, Prosody, Slixmpp, Transport, DOMAIN, ROOMS, UPLOAD,
+};
 use imspector_e2e::{Imspector, Rig};
 
 const PORT: u16 = 16667;
@@ -20,7 +22,12 @@ fn scene(config: &str) -> anyhow::Result<XmppScene> {
     let rig = Rig::new()?;
     rig.redirect(&[5222], PORT)?;
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, config)?;
-    let server = Prosody::start(&rig.server, &rig.subdir("prosody")?, rig.server_ip.into())?;
+    let server = Prosody::start(
+        &rig.server,
+        &rig.subdir("prosody")?,
+        rig.server_ip.into(),
+        Encryption::Plain,
+    )?;
     for user in ["alice", "bob", "carol"] {
         server.register(user, PASSWORD)?;
     }
@@ -36,6 +43,7 @@ impl XmppScene {
             user,
             PASSWORD,
             self.server.addr,
+            Transport::Plain,
         )
     }
 
@@ -47,6 +55,7 @@ impl XmppScene {
             user,
             PASSWORD,
             self.server.addr,
+            Transport::Plain,
         )
     }
 }

@@ -1,8 +1,10 @@
 """A slixmpp client driven by the end-to-end tests.
 
-Usage: client.py JID PASSWORD HOST PORT. Commands arrive on stdin, one JSON
-object a line; what happens is printed as one JSON object a line. Plain
-streams only: no STARTTLS, no direct TLS, PLAIN over the bare connection.
+Usage: client.py JID PASSWORD HOST PORT TRANSPORT CA. Commands arrive on
+stdin, one JSON object a line; what happens is printed as one JSON object a
+line. TRANSPORT is "plain" (no TLS even when offered, PLAIN over the bare
+connection), "starttls" or "direct" (XEP-0368); with TLS the server's
+certificate is verified against the CA file only.
 """
 
 import asyncio
@@ -18,14 +20,16 @@ def out(event, **fields):
 
 
 class Client(slixmpp.ClientXMPP):
-    def __init__(self, jid, password):
+    def __init__(self, jid, password, transport, ca):
         super().__init__(jid, password)
-        self.enable_starttls = False
-        self.enable_direct_tls = False
-        self.enable_plaintext = True
+        self.enable_starttls = transport == "starttls"
+        self.enable_direct_tls = transport == "direct"
+        self.enable_plaintext = transport == "plain"
+        if transport != "plain":
+            self.ca_certs = ca
         for plugin in ["xep_0030", "xep_0045", "xep_0085", "xep_0199", "xep_0363"]:
             self.register_plugin(plugin)
-        self.plugin["feature_mechanisms"].unencrypted_plain = True
+        self.plugin["feature_mechanisms"].unencrypted_plain = transport == "plain"
         self.add_event_handler("session_start", self.started)
         self.add_event_handler("message", self.message)
         self.add_event_handler("groupchat_message", self.message)
@@ -84,8 +88,8 @@ class Client(slixmpp.ClientXMPP):
 
 
 def main():
-    jid, password, host, port = sys.argv[1:5]
-    client = Client(jid, password)
+    jid, password, host, port, transport, ca = sys.argv[1:7]
+    client = Client(jid, password, transport, ca)
     client.connect(host, int(port))
     asyncio.get_event_loop().run_until_complete(client.disconnected)
 
