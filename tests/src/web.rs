@@ -258,9 +258,12 @@ impl Client {
     /// Open an event stream; read it with [`EventStream::wait_for`].
     pub fn events(&mut self, target: &str) -> anyhow::Result<EventStream> {
         let stream = self.send("GET", target, None)?;
-        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
         let mut reader = BufReader::new(stream);
         let (status, headers) = self.head(&mut reader)?;
+        // Short reads from here on, so that `wait_for` can poll.
+        reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))?;
         Ok(EventStream {
             status,
             headers,

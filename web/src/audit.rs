@@ -2,13 +2,18 @@
 //!
 //! The file (`web_audit_filename`) holds one line a record,
 //! `timestamp,user,client,action,what` (UNIX seconds; `what` is the rest of
-//! the line, newlines written as `\n`). With an SQLite source the records also
-//! go to its table `imspector_audit`, next to `messages`.
+//! the line, newlines written as `\n`). With a database source (SQLite, MySQL
+//! or PostgreSQL) the records also go to its table `imspector_audit`, next to
+//! `messages`, through a connection of their own.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use imspector::log::sql::Dialect;
+
+use crate::store::db::{Arg, Link};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -47,19 +52,60 @@ impl Record {
 pub struct Audit {
     path: PathBuf,
     file: Mutex<File>,
-    sql: Option<Mutex<rusqlite::Connection>>,
+    sql: Option<Link>,
 }
 
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS imspector_audit (
-    id integer PRIMARY KEY AUTOINCREMENT,
-    timestamp integer NOT NULL,
-    username text NOT NULL,
-    clientaddress text NOT NULL,
-    action text NOT NULL,
-    target text NOT NULL)";
+fn create(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => {
+            "CREATE TABLE IF NOT EXISTS imspector_audit (
+                id integer PRIMARY KEY AUTOINCREMENT,
+                timestamp integer NOT NULL,
+                username text NOT NULL,
+                clientaddress text NOT NULL,
+                action text NOT NULL,
+                target text NOT NULL)"
+        }
+        Dialect::Mysql => {
+            "CREATE TABLE IF NOT EXISTS imspector_audit (
+                id int NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                timestamp int NOT NULL,
+                username text NOT NULL,
+                clientaddress text NOT NULL,
+                action text NOT NULL,
+                target text NOT NULL
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        }
+        // Times as in its messages table.
+        Dialect::Postgres => {
+            "CREATE TABLE IF NOT EXISTS imspector_audit (
+                id serial PRIMARY KEY,
+                timestamp timestamp with time zone NOT NULL,
+                username text NOT NULL,
+                clientaddress text NOT NULL,
+                action text NOT NULL,
+                target text NOT NULL)"
+        }
+    }
+}
+
+fn insert(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite | Dialect::Mysql => {
+            "INSERT INTO imspector_audit (timestamp, username, clientaddress, action, target)
+             VALUES (?, ?, ?, ?, ?)"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO imspector_audit (timestamp, username, clientaddress, action, target)
+             VALUES (to_timestamp($1::bigint), $2, $3, $4, $5)"
+        }
+    }
+}
 
 impl Audit {
-    pub fn open(path: &Path, sqlite: Option<&Path>) -> anyhow::Result<Self> {
+    /// The audit file at `path`, and the table `imspector_audit` in the
+    /// database of `sql` when the viewer reads one.
+    pub fn open(path: &Path, sql: Option<Link>) -> anyhow::Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", parent.display()))?;
@@ -69,16 +115,10 @@ impl Audit {
             .append(true)
             .open(path)
             .map_err(|e| anyhow::anyhow!("audit log {}: {e}", path.display()))?;
-        let sql = match sqlite {
-            None => None,
-            Some(db) => {
-                let conn = rusqlite::Connection::open(db)?;
-                conn.busy_timeout(std::time::Duration::from_secs(5))?;
-                conn.execute_batch(CREATE)
-                    .map_err(|e| anyhow::anyhow!("{}: imspector_audit: {e}", db.display()))?;
-                Some(Mutex::new(conn))
-            }
-        };
+        if let Some(link) = &sql {
+            link.query(create(link.dialect), &[])
+                .map_err(|e| anyhow::anyhow!("imspector_audit: {e:#}"))?;
+        }
         Ok(Audit {
             path: path.to_path_buf(),
             file: Mutex::new(file),
@@ -94,12 +134,16 @@ impl Audit {
             .expect("audit lock")
             .write_all(r.line().as_bytes())
             .map_err(|e| anyhow::anyhow!("audit log {}: {e}", self.path.display()))?;
-        if let Some(sql) = &self.sql {
-            sql.lock().expect("audit lock").execute(
-                "INSERT INTO imspector_audit (timestamp, username, clientaddress, action, target)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![r.timestamp, r.user, r.client, r.action, r.what],
-            )?;
+        if let Some(link) = &self.sql {
+            let args = [
+                Arg::Int(r.timestamp),
+                Arg::Text(r.user),
+                Arg::Text(r.client),
+                Arg::Text(r.action),
+                Arg::Text(r.what),
+            ];
+            link.query(insert(link.dialect), &args)
+                .map_err(|e| anyhow::anyhow!("imspector_audit: {e:#}"))?;
         }
         Ok(())
     }

@@ -1,19 +1,73 @@
 //! The viewer's options, read from the daemon's imspector.conf: where the
-//! logs are (`file_logging_dir`, `sqlite_file`) and its own `web_*` options.
+//! logs are (`file_logging_dir`, `sqlite_file`, `mysql_*`, `pgsql_connect`)
+//! and its own `web_*` options.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use imspector::config::Settings;
+use imspector::config::{ConfigError, Settings};
+use imspector::log::build::mysql_target;
+use imspector::log::mysql::MysqlTarget;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_USERS: &str = "/etc/imspector/web-users";
 pub const DEFAULT_AUDIT: &str = "/var/log/imspector/web-audit.log";
 
+/// Where the daemon's events are read (`web_source`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Files(PathBuf),
     Sqlite(PathBuf),
+    Mysql(MysqlTarget),
+    /// `pgsql_connect`: a libpq `key=value` string or a URL.
+    Postgres(String),
+}
+
+impl Source {
+    /// The first logs configured, in the order of `web_source`'s names.
+    fn default_for(s: &Settings) -> Result<Option<Source>, ConfigError> {
+        let set = |key: &str| s.path(key).is_some();
+        let name = if set("file_logging_dir") {
+            "files"
+        } else if set("sqlite_file") {
+            "sqlite"
+        } else if s.get("mysql_server").is_some() || s.get("mysql_socket").is_some() {
+            "mysql"
+        } else if set("pgsql_connect") {
+            "pgsql"
+        } else {
+            return Ok(None);
+        };
+        Source::named(s, name).map(Some)
+    }
+
+    /// The logs `web_source=name` asks for, or why there are none.
+    fn named(s: &Settings, name: &str) -> Result<Source, ConfigError> {
+        let unset = |key: &str| s.bad("web_source", format!("{name}, but {key} is not set"));
+        match name {
+            "files" => s
+                .path("file_logging_dir")
+                .map(Source::Files)
+                .ok_or_else(|| unset("file_logging_dir")),
+            "sqlite" => s
+                .path("sqlite_file")
+                .map(Source::Sqlite)
+                .ok_or_else(|| unset("sqlite_file")),
+            "mysql" if s.get("mysql_server").is_none() && s.get("mysql_socket").is_none() => {
+                Err(unset("mysql_server or mysql_socket"))
+            }
+            "mysql" => Ok(Source::Mysql(mysql_target(s)?)),
+            "pgsql" => s
+                .get("pgsql_connect")
+                .filter(|v| !v.is_empty())
+                .map(|v| Source::Postgres(v.to_string()))
+                .ok_or_else(|| unset("pgsql_connect")),
+            other => Err(s.bad(
+                "web_source",
+                format!("{other:?} is none of files, sqlite, mysql or pgsql"),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,34 +107,14 @@ impl WebConfig {
                 )
                 .into());
         }
-        let files = s.path("file_logging_dir");
-        let sqlite = s.path("sqlite_file");
         let source = match s.get("web_source") {
-            None => match (files, sqlite) {
-                (Some(dir), _) => Source::Files(dir),
-                (None, Some(db)) => Source::Sqlite(db),
-                (None, None) => {
-                    anyhow::bail!(
-                        "{}: neither file_logging_dir nor sqlite_file is set: there are no logs to show",
-                        s.source
-                    )
-                }
-            },
-            Some("files") => Source::Files(
-                files
-                    .ok_or_else(|| s.bad("web_source", "files, but file_logging_dir is not set"))?,
-            ),
-            Some("sqlite") => Source::Sqlite(
-                sqlite.ok_or_else(|| s.bad("web_source", "sqlite, but sqlite_file is not set"))?,
-            ),
-            Some(other) => {
-                return Err(s
-                    .bad(
-                        "web_source",
-                        format!("{other:?} is neither files nor sqlite"),
-                    )
-                    .into())
-            }
+            None => Source::default_for(s)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: none of file_logging_dir, sqlite_file, mysql_server, mysql_socket or pgsql_connect is set: there are no logs to show",
+                    s.source
+                )
+            })?,
+            Some(name) => Source::named(s, name)?,
         };
         Ok(WebConfig {
             listen,

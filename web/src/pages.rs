@@ -218,20 +218,40 @@ fn file_name(parts: &[&str], ext: &str) -> String {
     format!("{base}.{ext}")
 }
 
+fn record(req: &Req, user: &str, action: &str, what: &str) -> Record {
+    Record {
+        timestamp: chrono::Utc::now().timestamp(),
+        user: user.to_string(),
+        client: req.client.to_string(),
+        action: action.to_string(),
+        what: what.to_string(),
+    }
+}
+
 impl App {
     fn audit(&self, req: &Req, user: &str, action: &str, what: &str) -> Result<(), Refusal> {
-        self.audit
-            .record(Record {
-                timestamp: chrono::Utc::now().timestamp(),
-                user: user.to_string(),
-                client: req.client.to_string(),
-                action: action.to_string(),
-                what: what.to_string(),
-            })
-            .map_err(|e| {
-                log::error!("{e:#}");
-                Refusal::Failed("the audit log cannot be written".into())
-            })
+        self.write_audit(record(req, user, action, what))
+    }
+
+    /// [`App::audit`] from async code: a database client may block.
+    async fn audit_async(
+        self: &Arc<Self>,
+        req: &Req,
+        user: &str,
+        action: &str,
+        what: &str,
+    ) -> Result<(), Refusal> {
+        let (app, r) = (self.clone(), record(req, user, action, what));
+        tokio::task::spawn_blocking(move || app.write_audit(r))
+            .await
+            .unwrap_or_else(|_| Err(Refusal::Failed("the audit log failed".into())))
+    }
+
+    fn write_audit(&self, r: Record) -> Result<(), Refusal> {
+        self.audit.record(r).map_err(|e| {
+            log::error!("{e:#}");
+            Refusal::Failed("the audit log cannot be written".into())
+        })
     }
 
     /// A name of the listings as the page shows it: the id it stands for,
@@ -276,7 +296,7 @@ impl App {
             .get(SESSION_COOKIE)
             .and_then(|id| self.auth.session(id).map(|s| (id.clone(), s)));
         let Some((session_id, session)) = session else {
-            if let Err(r) = self.audit(&req, "-", "refused", &req.target) {
+            if let Err(r) = self.audit_async(&req, "-", "refused", &req.target).await {
                 return self.refusal(r, None);
             }
             return Reply::redirect("/login");
@@ -671,7 +691,8 @@ impl App {
     /// holding its JSON.
     async fn events(self: &Arc<Self>, req: &Req, s: &Session, c: Conversation) -> Answer {
         if !s.user.may_see(&self.store.id_of(&c.local)) {
-            self.audit(req, &s.user.name, "denied", &req.target)?;
+            self.audit_async(req, &s.user.name, "denied", &req.target)
+                .await?;
             return Err(Refusal::NotFound);
         }
         let after = req.query.get("after").cloned().unwrap_or_default();
@@ -688,12 +709,13 @@ impl App {
             .await
             .map_err(|_| Refusal::Failed("the stream failed".into()))??
         };
-        self.audit(
+        self.audit_async(
             req,
             &s.user.name,
             "live",
             &path(&["events", &c.protocol, &c.local, &c.remote]),
-        )?;
+        )
+        .await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let shown = self.shown_ids(&c);
         let store = self.store.clone();

@@ -156,7 +156,12 @@ fn backends(s: &Settings) -> Result<Vec<Box<dyn Backend>>, ConfigError> {
 
 #[cfg(feature = "mysql")]
 fn mysql_backend(s: &Settings) -> Result<Box<dyn Backend>, ConfigError> {
-    use super::mysql::{MysqlBackend, MysqlTarget};
+    Ok(Box::new(super::mysql::MysqlBackend::new(mysql_target(s)?)))
+}
+
+/// Where the `mysql_*` options point (the log viewer reads there too).
+#[cfg(feature = "mysql")]
+pub fn mysql_target(s: &Settings) -> Result<super::mysql::MysqlTarget, ConfigError> {
     // A missing option is reported on the line of the one that needs it.
     let needed_by = if s.get("mysql_server").is_some() {
         "mysql_server"
@@ -167,15 +172,14 @@ fn mysql_backend(s: &Settings) -> Result<Box<dyn Backend>, ConfigError> {
         Some(v) => Ok(v.to_string()),
         None => Err(s.bad(needed_by, format!("MySQL logging needs {key} too"))),
     };
-    let target = MysqlTarget {
+    Ok(super::mysql::MysqlTarget {
         server: s.get("mysql_server").unwrap_or("localhost").to_string(),
         port: s.parsed("mysql_port")?,
         socket: s.path("mysql_socket").map(|p| p.display().to_string()),
         database: required("mysql_database")?,
         username: required("mysql_username")?,
         password: s.get("mysql_password").unwrap_or_default().to_string(),
-    };
-    Ok(Box::new(MysqlBackend::new(target)))
+    })
 }
 
 #[cfg(not(feature = "mysql"))]

@@ -2,6 +2,7 @@
 //! `messages` table. Both answer the same questions, in the original's tree:
 //! protocols, then local ids, remote ids and days.
 
+pub mod db;
 pub mod files;
 pub mod sql;
 

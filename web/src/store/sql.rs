@@ -1,89 +1,243 @@
-//! The daemon's `messages` table in SQLite (`sqlite_file`).
+//! The daemon's `messages` table, in SQLite (`sqlite_file`), MySQL/MariaDB
+//! (`mysql_*`) or PostgreSQL (`pgsql_connect`): one viewer can serve the
+//! central database of many gateways.
 //!
-//! The viewer adds one index, on conversation and time, so that pages and
-//! searches limited to a protocol or an id do not read the whole table.
+//! The statements are written once for the three dialects. The viewer adds
+//! indexes when the database lets it: on conversation and time (the pages),
+//! on time (searches by date), and in PostgreSQL a trigram index (pg_trgm)
+//! that searches for text and ids use.
 
-use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use chrono::TimeZone;
-use rusqlite::{params_from_iter, Connection, OptionalExtension, Row};
+use imspector::log::sql::{Dialect, Layout};
 
+use super::db::{Arg, Cell, Link};
 use super::{
     day_of, is_day, Bounds, Conversation, Cursor, Hit, Hits, Line, Query, Result, Store, StoreError,
 };
 
-const INDEX: &str = "CREATE INDEX IF NOT EXISTS messages_by_conversation
-    ON messages (protocolname, localid, remoteid, timestamp)";
-const COLUMNS: &str = "id, timestamp, clientaddress, outgoing, type, filtered, categories,
-    CAST(eventdata AS TEXT), protocolname, localid, remoteid";
 /// Rows read at once by a search, before the user's id limits are applied.
 const PAGE: usize = 1000;
 
-pub struct SqliteStore {
-    conn: Mutex<Connection>,
+/// A statement with its placeholders numbered as its arguments are added.
+struct Sql {
+    d: Dialect,
+    text: String,
+    args: Vec<Arg>,
 }
 
-fn failed(e: rusqlite::Error) -> StoreError {
-    StoreError::Failed(format!("sqlite: {e}"))
-}
-
-impl SqliteStore {
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.prepare("SELECT categories FROM messages WHERE 1 = 0")
-            .map_err(|e| anyhow::anyhow!("{}: no usable messages table: {e}", path.display()))?;
-        if let Err(e) = conn.execute_batch(INDEX) {
-            log::warn!(
-                "{}: cannot add the index on conversations ({e}); pages will be slower",
-                path.display()
-            );
+impl Sql {
+    fn new(d: Dialect, text: &str) -> Sql {
+        Sql {
+            d,
+            text: text.to_string(),
+            args: Vec::new(),
         }
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-        })
     }
 
-    fn strings(&self, sql: &str, args: &[&str]) -> Result<Vec<String>> {
-        let conn = self.conn.lock().expect("sqlite lock");
-        let mut stmt = conn.prepare_cached(sql).map_err(failed)?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |r| r.get::<_, String>(0))
-            .map_err(failed)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(failed)
+    /// Append `before`, then a placeholder for `arg`.
+    fn arg(mut self, before: &str, arg: Arg) -> Sql {
+        self.text.push_str(before);
+        let i = self.args.len() + 1;
+        let placeholder = match (self.d, &arg) {
+            // PostgreSQL infers a parameter's type from its use; say it.
+            (Dialect::Postgres, Arg::Int(_)) => format!("${i}::bigint"),
+            (Dialect::Postgres, Arg::Text(_)) => format!("${i}::text"),
+            (Dialect::Sqlite | Dialect::Mysql, _) => "?".to_string(),
+        };
+        self.text.push_str(&placeholder);
+        self.args.push(arg);
+        self
     }
 
-    /// Rows of a conversation with `extra` conditions on `timestamp` or `id`.
-    fn rows(&self, c: &Conversation, extra: &str, args: [i64; 2]) -> Result<Vec<(i64, Line)>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM messages
-             WHERE protocolname = ?1 AND localid = ?2 AND remoteid = ?3 AND {extra}
-             ORDER BY timestamp, id"
-        );
-        let conn = self.conn.lock().expect("sqlite lock");
-        let mut stmt = conn.prepare_cached(&sql).map_err(failed)?;
-        let rows = stmt
-            .query_map(
-                rusqlite::params![c.protocol, c.local, c.remote, args[0], args[1]],
-                |r| Ok((r.get(0)?, line(r)?)),
-            )
-            .map_err(failed)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(failed)
+    fn push(mut self, text: &str) -> Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// `AND timestamp <op> t`, `t` in UNIX seconds.
+    fn time(self, op: &str, t: i64) -> Sql {
+        match self.d {
+            Dialect::Postgres => self
+                .arg(
+                    &format!(" AND \"timestamp\" {op} to_timestamp("),
+                    Arg::Int(t),
+                )
+                .push(")"),
+            d => self.arg(&format!(" AND {} {op} ", time_column(d)), Arg::Int(t)),
+        }
+    }
+
+    /// `AND column LIKE %text%`, without regard to case.
+    fn contains(self, column: &str, text: &str) -> Sql {
+        let like = if self.d == Dialect::Postgres {
+            "ILIKE"
+        } else {
+            "LIKE"
+        };
+        self.arg(&format!(" {column} {like} "), Arg::Text(pattern(text)))
+            .push(" ESCAPE '!'")
     }
 }
 
-fn line(r: &Row<'_>) -> rusqlite::Result<Line> {
-    Ok(Line {
-        timestamp: r.get(1)?,
-        client: r.get(2)?,
-        outgoing: r.get::<_, i64>(3)? != 0,
-        kind: r.get::<_, i64>(4)?.clamp(0, 255) as u8,
-        filtered: r.get::<_, i64>(5)? != 0,
-        categories: r.get(6)?,
-        data: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
-    })
+/// `%text%` with the wildcards in `text` escaped by `!`.
+fn pattern(text: &str) -> String {
+    let escaped = text
+        .replace('!', "!!")
+        .replace('%', "!%")
+        .replace('_', "!_");
+    format!("%{escaped}%")
+}
+
+/// `timestamp` is a keyword in some dialects.
+fn time_column(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Mysql => "`timestamp`",
+        Dialect::Sqlite | Dialect::Postgres => "\"timestamp\"",
+    }
+}
+
+/// `timestamp` as UNIX seconds (PostgreSQL's is a timestamptz).
+fn unix_time(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM \"timestamp\") AS bigint)",
+        d => time_column(d),
+    }
+}
+
+/// `eventdata` as text (a blob in SQLite and MySQL).
+fn event_text(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => "eventdata",
+        Dialect::Mysql => "CAST(eventdata AS CHAR)",
+        Dialect::Sqlite => "CAST(eventdata AS TEXT)",
+    }
+}
+
+/// What [`row`] reads, in its order.
+fn columns(d: Dialect, layout: Layout) -> String {
+    let int = if d == Dialect::Mysql {
+        "signed"
+    } else {
+        "bigint"
+    };
+    let kind = if d == Dialect::Mysql {
+        "`type`"
+    } else {
+        "\"type\""
+    };
+    let categories = match layout {
+        Layout::WithCategories => "categories",
+        // IMSpector 0.5 had none.
+        Layout::WithoutCategories => "''",
+    };
+    format!(
+        "CAST(id AS {int}), {time}, clientaddress, CAST(outgoing AS {int}), CAST({kind} AS {int}),
+         CAST(filtered AS {int}), {categories}, {data}, protocolname, localid, remoteid",
+        time = unix_time(d),
+        data = event_text(d),
+    )
+}
+
+/// The indexes the viewer adds: name, columns (or the whole statement's tail).
+fn indexes(d: Dialect) -> Vec<(&'static str, String)> {
+    let t = time_column(d);
+    let mut all = vec![
+        (
+            "messages_by_conversation",
+            match d {
+                // MySQL indexes text columns by a prefix.
+                Dialect::Mysql => format!("(protocolname(32), localid(64), remoteid(64), {t})"),
+                _ => format!("(protocolname, localid, remoteid, {t})"),
+            },
+        ),
+        ("messages_by_time", format!("({t})")),
+    ];
+    if d == Dialect::Postgres {
+        all.push((
+            "messages_by_words",
+            "USING gin (eventdata gin_trgm_ops, localid gin_trgm_ops, remoteid gin_trgm_ops)"
+                .to_string(),
+        ));
+    }
+    all
+}
+
+/// Add the indexes that are missing; one that cannot be added only makes
+/// pages and searches slower.
+fn add_indexes(link: &Link) {
+    let d = link.dialect;
+    if d == Dialect::Postgres {
+        if let Err(e) = link.query("CREATE EXTENSION IF NOT EXISTS pg_trgm", &[]) {
+            log::warn!("cannot add pg_trgm ({e:#}); searches for text read the whole table");
+        }
+    }
+    for (name, how) in indexes(d) {
+        let made = match d {
+            // MySQL has no CREATE INDEX IF NOT EXISTS.
+            Dialect::Mysql => link
+                .query(
+                    "SELECT 1 FROM information_schema.statistics
+                     WHERE table_schema = DATABASE() AND table_name = 'messages'
+                       AND index_name = ?",
+                    &[Arg::Text(name.into())],
+                )
+                .and_then(|found| {
+                    if found.is_empty() {
+                        link.query(&format!("CREATE INDEX {name} ON messages {how}"), &[])?;
+                    }
+                    Ok(())
+                }),
+            // Concurrently: the daemon keeps inserting while it is built.
+            Dialect::Postgres => link
+                .query(
+                    &format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON messages {how}"),
+                    &[],
+                )
+                .map(drop),
+            Dialect::Sqlite => link
+                .query(
+                    &format!("CREATE INDEX IF NOT EXISTS {name} ON messages {how}"),
+                    &[],
+                )
+                .map(drop),
+        };
+        if let Err(e) = made {
+            log::warn!("cannot add the index {name} ({e:#}); the viewer will be slower");
+        }
+    }
+}
+
+type Row = (i64, Hit);
+
+fn row(cells: Vec<Cell>) -> Row {
+    let mut c = cells.into_iter();
+    let mut next = || c.next().unwrap_or(Cell::Null);
+    let id = next().int();
+    let timestamp = next().int();
+    let line = Line {
+        timestamp,
+        client: next().text(),
+        outgoing: next().int() != 0,
+        kind: next().int().clamp(0, 255) as u8,
+        filtered: next().int() != 0,
+        categories: next().text(),
+        data: next().text(),
+    };
+    let conversation = Conversation {
+        protocol: next().text(),
+        local: next().text(),
+        remote: next().text(),
+    };
+    (
+        id,
+        Hit {
+            conversation,
+            day: day_of(timestamp),
+            line,
+        },
+    )
 }
 
 /// The first second of a local day and of the next one.
@@ -101,37 +255,137 @@ fn day_bounds(day: &str) -> Result<(i64, i64)> {
     Ok((start(date)?, start(next)?))
 }
 
-impl Store for SqliteStore {
+/// A listing with nothing in it is a name that does not exist.
+fn non_empty<T>(v: Vec<T>) -> Result<Vec<T>> {
+    if v.is_empty() {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(v)
+    }
+}
+
+pub struct SqlStore {
+    link: Link,
+    layout: Layout,
+}
+
+impl SqlStore {
+    /// The store on `link`'s `messages` table, with the viewer's indexes.
+    pub fn new(link: Link) -> anyhow::Result<Self> {
+        let usable =
+            |columns: &str| link.query(&format!("SELECT {columns} FROM messages WHERE 1 = 0"), &[]);
+        let layout = match usable("categories") {
+            Ok(_) => Layout::WithCategories,
+            Err(_) => match usable("id, protocolname, localid, remoteid, eventdata") {
+                Ok(_) => Layout::WithoutCategories,
+                Err(e) => anyhow::bail!("no usable messages table: {e:#}"),
+            },
+        };
+        add_indexes(&link);
+        Ok(SqlStore { link, layout })
+    }
+
+    fn run(&self, sql: Sql) -> Result<Vec<Vec<Cell>>> {
+        self.link
+            .query(&sql.text, &sql.args)
+            .map_err(|e| StoreError::Failed(format!("{e:#}")))
+    }
+
+    fn strings(&self, sql: Sql) -> Result<Vec<String>> {
+        Ok(self
+            .run(sql)?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .map(Cell::text)
+            .collect())
+    }
+
+    fn rows(&self, sql: Sql) -> Result<Vec<Row>> {
+        Ok(self.run(sql)?.into_iter().map(row).collect())
+    }
+
+    fn select(&self) -> String {
+        format!(
+            "SELECT {} FROM messages WHERE ",
+            columns(self.link.dialect, self.layout)
+        )
+    }
+
+    /// `SELECT what ... WHERE` the conversation `c`, then more conditions.
+    fn of(&self, c: &Conversation, what: &str) -> Sql {
+        Sql::new(self.link.dialect, what)
+            .arg("protocolname = ", Arg::Text(c.protocol.clone()))
+            .arg(" AND localid = ", Arg::Text(c.local.clone()))
+            .arg(" AND remoteid = ", Arg::Text(c.remote.clone()))
+    }
+
+    /// One page of a search: rows after `last_id` that match `q`.
+    fn search_page(&self, q: &Query, last_id: i64) -> Result<Sql> {
+        let mut sql = Sql::new(self.link.dialect, &self.select()).arg("id > ", Arg::Int(last_id));
+        if !q.from.is_empty() {
+            sql = sql.time(">=", day_bounds(&q.from)?.0);
+        }
+        if !q.to.is_empty() {
+            sql = sql.time("<", day_bounds(&q.to)?.1);
+        }
+        if !q.protocol.is_empty() {
+            sql = sql.arg(" AND protocolname = ", Arg::Text(q.protocol.clone()));
+        }
+        if !q.user.is_empty() {
+            sql = sql
+                .push(" AND (")
+                .contains("localid", &q.user)
+                .push(" OR")
+                .contains("remoteid", &q.user)
+                .push(")");
+        }
+        if !q.text.is_empty() {
+            sql = sql
+                .push(" AND")
+                .contains(event_text(self.link.dialect), &q.text);
+        }
+        Ok(sql.push(&format!(" ORDER BY id LIMIT {PAGE}")))
+    }
+}
+
+impl Store for SqlStore {
     fn protocols(&self) -> Result<Vec<String>> {
-        self.strings("SELECT DISTINCT protocolname FROM messages ORDER BY 1", &[])
+        self.strings(Sql::new(
+            self.link.dialect,
+            "SELECT DISTINCT protocolname FROM messages ORDER BY 1",
+        ))
     }
 
     fn local_ids(&self, protocol: &str) -> Result<Vec<String>> {
-        let ids = self.strings(
-            "SELECT DISTINCT localid FROM messages WHERE protocolname = ?1 ORDER BY 1",
-            &[protocol],
-        )?;
-        non_empty(ids)
+        let sql = Sql::new(
+            self.link.dialect,
+            "SELECT DISTINCT localid FROM messages WHERE ",
+        )
+        .arg("protocolname = ", Arg::Text(protocol.into()))
+        .push(" ORDER BY 1");
+        non_empty(self.strings(sql)?)
     }
 
     fn remote_ids(&self, protocol: &str, local: &str) -> Result<Vec<String>> {
-        let ids = self.strings(
-            "SELECT DISTINCT remoteid FROM messages WHERE protocolname = ?1 AND localid = ?2
-             ORDER BY 1",
-            &[protocol, local],
-        )?;
-        non_empty(ids)
+        let sql = Sql::new(
+            self.link.dialect,
+            "SELECT DISTINCT remoteid FROM messages WHERE ",
+        )
+        .arg("protocolname = ", Arg::Text(protocol.into()))
+        .arg(" AND localid = ", Arg::Text(local.into()))
+        .push(" ORDER BY 1");
+        non_empty(self.strings(sql)?)
     }
 
     fn days(&self, c: &Conversation) -> Result<Vec<String>> {
-        let times = self.strings(
-            "SELECT DISTINCT CAST(timestamp AS TEXT) FROM messages
-             WHERE protocolname = ?1 AND localid = ?2 AND remoteid = ?3",
-            &[&c.protocol, &c.local, &c.remote],
-        )?;
-        let mut days: Vec<String> = times
-            .iter()
-            .filter_map(|t| t.parse().ok())
+        let what = format!(
+            "SELECT DISTINCT {} FROM messages WHERE ",
+            unix_time(self.link.dialect)
+        );
+        let mut days: Vec<String> = self
+            .run(self.of(c, &what))?
+            .into_iter()
+            .filter_map(|r| r.first().map(Cell::int))
             .map(day_of)
             .collect();
         days.sort();
@@ -144,102 +398,47 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound);
         }
         let (start, end) = day_bounds(day)?;
-        let rows = self.rows(c, "timestamp >= ?4 AND timestamp < ?5", [start, end])?;
-        non_empty(rows.into_iter().map(|(_, l)| l).collect())
+        let order = format!(" ORDER BY {}, id", time_column(self.link.dialect));
+        let sql = self
+            .of(c, &self.select())
+            .time(">=", start)
+            .time("<", end)
+            .push(&order);
+        non_empty(self.rows(sql)?.into_iter().map(|(_, h)| h.line).collect())
     }
 
     fn end(&self, c: &Conversation) -> Result<Cursor> {
-        let conn = self.conn.lock().expect("sqlite lock");
-        let id: Option<i64> = conn
-            .query_row(
-                "SELECT max(id) FROM messages
-                 WHERE protocolname = ?1 AND localid = ?2 AND remoteid = ?3",
-                rusqlite::params![c.protocol, c.local, c.remote],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(failed)?
-            .flatten();
-        Ok(Cursor(id.unwrap_or(0).to_string()))
+        let last = self.run(self.of(c, "SELECT max(id) FROM messages WHERE "))?;
+        let id = last
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .map_or(0, |c| c.int());
+        Ok(Cursor(id.to_string()))
     }
 
     fn after(&self, c: &Conversation, at: &Cursor) -> Result<(Vec<Line>, Cursor)> {
         let from: i64 = at.0.parse().map_err(|_| StoreError::NotFound)?;
-        let rows = self.rows(c, "id > ?4 AND ?5 = ?5", [from, 0])?;
+        let sql = self
+            .of(c, &self.select())
+            .arg(" AND id > ", Arg::Int(from))
+            .push(" ORDER BY id");
+        let rows = self.rows(sql)?;
         let last = rows.iter().map(|(id, _)| *id).max().unwrap_or(from);
         Ok((
-            rows.into_iter().map(|(_, l)| l).collect(),
+            rows.into_iter().map(|(_, h)| h.line).collect(),
             Cursor(last.to_string()),
         ))
     }
 
     fn search(&self, q: &Query, allowed: &dyn Fn(&str) -> bool, bounds: Bounds) -> Result<Hits> {
         let deadline = bounds.deadline();
-        let (from, to) = (
-            if q.from.is_empty() {
-                Ok((i64::MIN, 0))
-            } else {
-                day_bounds(&q.from)
-            }?
-            .0,
-            if q.to.is_empty() {
-                Ok((0, i64::MAX))
-            } else {
-                day_bounds(&q.to)
-            }?
-            .1,
-        );
-        let like = |s: &str| {
-            let escaped = s
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{escaped}%")
-        };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM messages
-             WHERE id > ?1 AND timestamp >= ?2 AND timestamp < ?3
-               AND (?4 = '' OR protocolname = ?4)
-               AND (?5 = '%%' OR localid LIKE ?5 ESCAPE '\\' OR remoteid LIKE ?5 ESCAPE '\\')
-               AND (?6 = '%%' OR CAST(eventdata AS TEXT) LIKE ?6 ESCAPE '\\')
-             ORDER BY id LIMIT {PAGE}"
-        );
         let mut found = Hits::default();
         let mut last_id = 0i64;
         loop {
-            let page: Vec<(i64, Hit)> = {
-                let conn = self.conn.lock().expect("sqlite lock");
-                let mut stmt = conn.prepare_cached(&sql).map_err(failed)?;
-                let rows = stmt
-                    .query_map(
-                        rusqlite::params![
-                            last_id,
-                            from,
-                            to,
-                            q.protocol,
-                            like(&q.user),
-                            like(&q.text)
-                        ],
-                        |r| {
-                            Ok((
-                                r.get(0)?,
-                                Hit {
-                                    conversation: Conversation {
-                                        protocol: r.get(8)?,
-                                        local: r.get(9)?,
-                                        remote: r.get(10)?,
-                                    },
-                                    day: String::new(),
-                                    line: line(r)?,
-                                },
-                            ))
-                        },
-                    )
-                    .map_err(failed)?;
-                rows.collect::<rusqlite::Result<_>>().map_err(failed)?
-            };
+            let page = self.rows(self.search_page(q, last_id)?)?;
             let done = page.len() < PAGE;
-            for (id, mut hit) in page {
+            for (id, hit) in page {
                 last_id = id;
                 if !allowed(&hit.conversation.local) {
                     continue;
@@ -249,7 +448,6 @@ impl Store for SqliteStore {
                         Some(format!("only the first {} hits are shown", bounds.max_hits));
                     return Ok(found);
                 }
-                hit.day = day_of(hit.line.timestamp);
                 found.hits.push(hit);
             }
             if done {
@@ -263,14 +461,5 @@ impl Store for SqliteStore {
                 return Ok(found);
             }
         }
-    }
-}
-
-/// A listing with nothing in it is a name that does not exist.
-fn non_empty<T>(v: Vec<T>) -> Result<Vec<T>> {
-    if v.is_empty() {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(v)
     }
 }
