@@ -120,6 +120,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     // (new) SO_MARK on upstream connections, so firewall rules can skip them
     ("upstream_mark", Support::Supported),
     ("file_logging_dir", Support::Supported),
+    // (new) days events are kept in the file logs, SQL tables and journals
+    ("retention_days", Support::Supported),
     ("cats_logging_filename", Support::Supported),
     ("mysql_server", Support::Supported),
     ("mysql_database", Support::Supported),

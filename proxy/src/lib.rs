@@ -15,6 +15,7 @@ pub mod icap;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod retention;
 pub mod session;
 pub mod tls;
 pub mod trusted_path;
@@ -70,6 +71,10 @@ pub async fn run(
         ::log::info!("{}", tls.summary);
     }
     let (logger, writer) = log::spawn_writer(sinks, echo);
+    let file_dir = config.file_logging_dir.as_deref();
+    if let Some(retention) = retention::Retention::new(&config.settings, file_dir)? {
+        retention.spawn().context("starting the retention thread")?;
+    }
     let listener = tokio::net::TcpListener::from_std(listener).context("listener")?;
     let http_listener = match http_listener {
         Some(l) => Some(tokio::net::TcpListener::from_std(l).context("http listener")?),

@@ -404,6 +404,27 @@ pub fn event(n: usize) -> LogEvent {
     }
 }
 
+/// Write `events` through the writer thread into `sinks`, then stop it
+/// (which waits until the databases have them).
+pub fn log_through(sinks: Vec<Box<dyn imspector::log::Sink>>, events: &[LogEvent]) {
+    let (logger, writer) = imspector::log::spawn_writer(sinks, false);
+    send(&logger, events);
+    drop(logger);
+    writer.join().unwrap();
+}
+
+/// Queue `events` on `logger`, in order.
+pub fn send(logger: &imspector::log::Logger, events: &[LogEvent]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for e in events {
+            logger.log(e.clone()).await;
+        }
+    });
+}
+
 /// Wait (bounded) until `done` holds; panic naming `what` otherwise.
 pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use imspector::config::{Config, Settings};
 use imspector::event::LogEvent;
-use imspector::log::{self, Sink};
-use imspector_e2e::databases::{self, event, Mariadb, Postgres};
+use imspector::log;
+use imspector_e2e::databases::{self, event, log_through, send, Mariadb, Postgres};
 
 /// A row as every backend gives it back: the `messages` columns after `id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,24 +62,6 @@ fn log_through_config(config_text: &str, events: &[LogEvent]) {
     let config = Config::from_settings(settings).unwrap();
     let sinks = imspector::build_sinks(&config).unwrap();
     log_through(sinks, events);
-}
-
-fn log_through(sinks: Vec<Box<dyn Sink>>, events: &[LogEvent]) {
-    let (logger, writer) = log::spawn_writer(sinks, false);
-    send(&logger, events);
-    drop(logger);
-    writer.join().unwrap();
-}
-
-fn send(logger: &log::Logger, events: &[LogEvent]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        for e in events {
-            logger.log(e.clone()).await;
-        }
-    });
 }
 
 /// A database server a test can stop and read back.

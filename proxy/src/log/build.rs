@@ -73,7 +73,7 @@ fn sync_mode(s: &Settings) -> Result<SyncMode, ConfigError> {
     }
 }
 
-fn spool_dir(s: &Settings) -> PathBuf {
+pub(crate) fn spool_dir(s: &Settings) -> PathBuf {
     s.path("spool_dir").unwrap_or_else(|| {
         PathBuf::from(if s.is_embedded() {
             EMBEDDED_SPOOL_DIR
@@ -140,7 +140,7 @@ fn syslog_sink(s: &Settings) -> Result<SyslogSink, ConfigError> {
     Ok(SyslogSink::new(target, facility, max_size))
 }
 
-fn backends(s: &Settings) -> Result<Vec<Box<dyn Backend>>, ConfigError> {
+pub(crate) fn backends(s: &Settings) -> Result<Vec<Box<dyn Backend>>, ConfigError> {
     let mut found: Vec<Box<dyn Backend>> = Vec::new();
     if let Some(path) = s.path("sqlite_file") {
         found.push(Box::new(SqliteBackend::new(path)));

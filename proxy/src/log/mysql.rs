@@ -206,6 +206,14 @@ impl Backend for MysqlBackend {
         result.map_err(|e| self.err(e))
     }
 
+    fn delete_before(&mut self, before: i64, batch: usize) -> Result<u64, SinkError> {
+        let (conn, _) = self.open.as_mut().expect("connected");
+        let deleted = conn
+            .exec_iter(D.delete_before(batch), (before,))
+            .map(|result| result.affected_rows());
+        deleted.map_err(|e| self.err(e))
+    }
+
     fn disconnect(&mut self) {
         self.open = None;
     }

@@ -135,6 +135,12 @@ impl Backend for PostgresBackend {
         result.map_err(|e| self.err(e))
     }
 
+    fn delete_before(&mut self, before: i64, batch: usize) -> Result<u64, SinkError> {
+        let (client, _) = self.open.as_mut().expect("connected");
+        let deleted = client.execute(&D.delete_before(batch), &[&(before as f64)]);
+        deleted.map_err(|e| self.err(e))
+    }
+
     fn disconnect(&mut self) {
         self.open = None;
     }

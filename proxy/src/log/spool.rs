@@ -475,6 +475,13 @@ pub(crate) fn encode(out: &mut Vec<u8>, seq: u64, e: &LogEvent) {
     out.push(b'\n');
 }
 
+/// The event time (UNIX seconds) of a journal or dead-letter line.
+pub(crate) fn timestamp_of(line: &[u8]) -> Option<i64> {
+    let mut fields = line.split(|&b| b == b'\t');
+    fields.next()?;
+    std::str::from_utf8(fields.next()?).ok()?.parse().ok()
+}
+
 fn parse_seq(line: &[u8]) -> Option<u64> {
     let end = line.iter().position(|&b| b == b'\t')?;
     std::str::from_utf8(&line[..end]).ok()?.parse().ok()

@@ -64,6 +64,9 @@ pub trait Backend: Send + 'static {
     /// (at least the last entry's seq) as committed from `spool`. An error
     /// the database gave about the rows themselves is [`SinkError::Rejected`].
     fn write(&mut self, spool: &str, entries: &[Entry], last: u64) -> Result<(), SinkError>;
+    /// Once connected: delete up to `batch` of the oldest rows from before
+    /// `before` (UNIX seconds) in one short statement; how many went (retention).
+    fn delete_before(&mut self, before: i64, batch: usize) -> Result<u64, SinkError>;
     /// Forget the connection after an error, so the next `connect` starts anew.
     fn disconnect(&mut self);
 }

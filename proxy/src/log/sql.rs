@@ -124,6 +124,26 @@ impl Dialect {
         }
     }
 
+    /// Delete up to `batch` of the oldest rows with a `timestamp` before `$1`
+    /// (UNIX seconds), in a statement of its own: retention deletes in such
+    /// short steps so that no lock is held long.
+    pub fn delete_before(self, batch: usize) -> String {
+        let ts = self.quote("timestamp");
+        match self {
+            Dialect::Mysql => {
+                format!("DELETE FROM messages WHERE {ts} < ? ORDER BY id LIMIT {batch}")
+            }
+            Dialect::Sqlite => format!(
+                "DELETE FROM messages WHERE id IN \
+                 (SELECT id FROM messages WHERE {ts} < ? ORDER BY id LIMIT {batch})"
+            ),
+            Dialect::Postgres => format!(
+                "DELETE FROM messages WHERE id IN \
+                 (SELECT id FROM messages WHERE {ts} < to_timestamp($1) ORDER BY id LIMIT {batch})"
+            ),
+        }
+    }
+
     /// One row of `layout`; parameters in the order of [`Row`]'s fields.
     pub fn insert_message(self, layout: Layout) -> String {
         let columns: Vec<&str> = COLUMNS

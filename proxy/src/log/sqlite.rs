@@ -112,6 +112,12 @@ impl Backend for SqliteBackend {
         result.map_err(|e| self.err(e))
     }
 
+    fn delete_before(&mut self, before: i64, batch: usize) -> Result<u64, SinkError> {
+        let (conn, _) = self.open.as_mut().expect("connected");
+        let deleted = conn.execute(&D.delete_before(batch), [before]);
+        deleted.map(|n| n as u64).map_err(|e| self.err(e))
+    }
+
     fn disconnect(&mut self) {
         self.open = None;
     }
