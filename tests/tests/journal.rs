@@ -102,7 +102,14 @@ fn everything_the_daemon_stores_is_0640_in_0750_directories_of_its_user_and_log_
     let dir = rig.subdir("ims")?;
     let db_dir = rig.subdir("db")?;
     let (logs, spool) = (dir.join("logs/imspector"), dir.join("spool"));
-    let (cats, db) = (db_dir.join("cats.log"), db_dir.join("imspector.db"));
+    // The categories file in a directory only root can write: the daemon must
+    // open it before it becomes nobody.
+    let cats_dir = rig.subdir("cats")?;
+    std::fs::set_permissions(
+        &cats_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let (cats, db) = (cats_dir.join("cats.log"), db_dir.join("imspector.db"));
     // The daemon runs as nobody: SQLite needs to make its -wal and -shm here.
     std::fs::set_permissions(&db_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
     let nobody = nix::unistd::User::from_name("nobody")?

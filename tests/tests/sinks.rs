@@ -214,6 +214,46 @@ fn sqlite_reuses_a_table_of_imspector_0_5() {
     assert_eq!(rows[1..], want);
 }
 
+/// `syslog_server=udp://...` with `syslog_max_size=600`: an event longer than
+/// that arrives as one datagram of at most 600 bytes ending in the marker, the
+/// cut is logged, and the next event arrives whole.
+#[test]
+fn syslog_over_udp_cuts_a_long_event_at_syslog_max_size() {
+    databases::capture_log();
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut events: Vec<LogEvent> = (0..2).map(event).collect();
+    events[0].data = "é".repeat(5000);
+    log_through_config(
+        &format!(
+            "syslog_logging=on\nsyslog_server=udp://{}\nsyslog_max_size=600\n",
+            receiver.local_addr().unwrap()
+        ),
+        &events,
+    );
+    let mut buf = vec![0u8; 65536];
+    let n = receiver.recv(&mut buf).unwrap();
+    let cut = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(
+        n <= 600 && cut.contains(" data=\"éé") && cut.ends_with("éé [cut by imspector]"),
+        "{cut}"
+    );
+    let told = databases::log_lines("WARN syslog sink: an event of ");
+    assert!(
+        told.iter()
+            .any(|l| l.ends_with(&format!("bytes cut to {n} (syslog_max_size)"))),
+        "{told:?}"
+    );
+    let n = receiver.recv(&mut buf).unwrap();
+    let whole = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(
+        whole.ends_with(r#"data="message 1: héllo 😀, with \"quotes\" and\nnewline\ttab""#),
+        "{whole}"
+    );
+}
+
 /// Run a command of the namespace set-up; it must succeed.
 fn must(program: &str, args: &[&str]) {
     let status = Command::new(program)

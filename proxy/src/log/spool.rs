@@ -373,6 +373,10 @@ fn read_segment(
         }
         if !line.ends_with(b"\n") {
             if n as u64 == MAX_ENTRY {
+                if !entries.is_empty() {
+                    // Those before the damage go out first; the next read says it.
+                    break;
+                }
                 return Err(SinkError::Other(format!(
                     "{}: byte {offset}: an entry longer than {} MiB; the journal is damaged and cannot be read past it",
                     path.display(),
@@ -625,6 +629,33 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert_eq!(got[1].event, huge);
         assert_eq!(got[2].event.data, "after");
+    }
+
+    #[test]
+    fn a_damaged_entry_longer_than_any_event_stops_the_reader_saying_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Off).unwrap();
+        spool.append(&[event("before")]).unwrap();
+        let segment = segment_path(dir.path(), 1);
+        let damage_at = std::fs::metadata(&segment).unwrap().len();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap();
+        f.write_all(&vec![b'x'; MAX_ENTRY as usize + 1]).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        let (entries, cursor) = spool.read(spool.start().unwrap(), 0, 10).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].event.data, "before");
+        let err = spool.read(cursor, 1, 10).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: byte {damage_at}: an entry longer than 64 MiB; the journal is damaged and cannot be read past it",
+                segment.display()
+            )
+        );
     }
 
     #[test]
