@@ -7,10 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use imspector_e2e::icap::{c_icap_client, reqmod, send_raw};
-use imspector_e2e::imspector::now;
+use imspector_e2e::imspector::{assert_lines, now};
+use imspector_e2e::scripted::msn::{incoming_text, ALICE, BOB};
+use imspector_e2e::scripted::msn_gateway::{GatewayServer, GatewaySession, GATEWAY_HOST};
+use imspector_e2e::scripted::{Frame, Item, ScriptedProtocol};
 use imspector_e2e::squid::{Squid, SQUID_PORT};
 use imspector_e2e::synapse::{MatrixUser, Synapse};
-use imspector_e2e::{Imspector, Rig};
+use imspector_e2e::{wait, Imspector, Rig};
 use serde_json::json;
 
 const ICAP: &str = "127.0.0.1:1344";
@@ -548,5 +551,113 @@ fn matrix_over_https_is_bumped_by_squid_and_logged() -> anyhow::Result<()> {
     let lines = ims.wait_log("Matrix", "@carol:test.local", &room.to_lowercase(), 1)?;
     assert_eq!(lines[0].rest, "1,1,0,,over https, bumped");
     assert_eq!(lines[0].client_ip(), rig.client_ip.to_string());
+    Ok(())
+}
+
+/// What decoded MSN frames carry: texts with their senders where the frame
+/// names one, markers by id.
+fn items(frames: &[Frame]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| match &f.item {
+            Item::Text {
+                from: Some(from),
+                text,
+            } => format!("{from}: {text}"),
+            Item::Text { from: None, text } => text.clone(),
+            Item::Marker(id) => format!("marker {id}"),
+            Item::Other(what) => what.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn msn_gateway_through_squid_is_logged_rewritten_and_blocked() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let conf = rig.subdir("conf")?;
+    std::fs::write(conf.join("badwords.txt"), "darn\n")?;
+    let ims = icap_only(
+        &rig,
+        &format!(
+            "badwords_filename={}\nbadwords_block_count=1\n",
+            conf.join("badwords.txt").display()
+        ),
+    )?;
+    let server = GatewayServer::start(&rig.server, rig.server_ip)?;
+    // Squid finds the gateway by its name; later requests go to the GW-IP address.
+    let squid_dir = rig.subdir("squid")?;
+    let hosts = squid_dir.join("hosts");
+    std::fs::write(&hosts, format!("{} {GATEWAY_HOST}\n", rig.server_ip))?;
+    let squid = Squid::start_with(
+        &rig.gateway,
+        &squid_dir,
+        &format!("{}/24", rig.client_ip),
+        &format!(
+            "hosts_file {}\nacl imspector_chat dst {}\nhttp_access allow localnet\n",
+            hosts.display(),
+            rig.server_ip
+        ),
+        &["icap.conf"],
+    )?;
+    let since = now();
+    let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
+    // The open and the call: the login reaches each end unchanged.
+    let mut session = GatewaySession::open(&rig.client, proxy, server)?;
+
+    let hello = session.msn.message("hello bob");
+    let round = session.round(&hello, b"")?;
+    assert_eq!(items(&round.at_server), ["hello bob"]);
+    assert!(round.at_client.is_empty(), "{round:?}");
+    // A poll fetches what bob sent.
+    let round = session.poll(&incoming_text(BOB, "Bob", "hi alice"))?;
+    assert!(round.at_server.is_empty(), "{round:?}");
+    assert_eq!(items(&round.at_client), [format!("{BOB}: hi alice")]);
+    // Rewritten: the switchboard gets the new text, its length fixed (the
+    // strict decoder reads each body to its end).
+    let darn_it = session.msn.message("darn it");
+    assert_eq!(items(&session.round(&darn_it, b"")?.at_server), ["**** it"]);
+    // Blocked: left out of the body; the nudge after it still goes, its ACK comes back.
+    let blocked = session.msn.message("darn darn");
+    let nudge = session.msn.marker();
+    let round = session.round(&[blocked, nudge].concat(), b"ACK 6\r\n")?;
+    assert_eq!(items(&round.at_server), ["marker 6"]);
+    assert_eq!(items(&round.at_client), ["marker 6"]);
+    // An incoming blocked message is taken out of the poll's answer, the rest stays.
+    let answer = [
+        incoming_text(BOB, "Bob", "darn darn, alice"),
+        incoming_text(BOB, "Bob", "bye"),
+    ]
+    .concat();
+    let round = session.poll(&answer)?;
+    assert_eq!(items(&round.at_client), [format!("{BOB}: bye")]);
+
+    let lines = ims.wait_log("MSN", ALICE, BOB, 6)?;
+    assert_lines(
+        &lines,
+        &rig.client_ip.to_string(),
+        since,
+        &[
+            "1,1,0,,hello bob",
+            "0,1,0,,hi alice",
+            "1,1,0,1 badwords;,darn it",
+            "1,1,1,2 badwords;,darn darn",
+            "0,1,1,2 badwords;,darn darn, alice",
+            "0,1,0,,bye",
+        ],
+    );
+    // Every request went through Squid (which logs no query, and writes a
+    // line after its answer): the open by name, the rest to the GW-IP.
+    let by_name = format!("POST http://{GATEWAY_HOST}/gateway/gateway.dll?");
+    let by_address = format!("POST http://{}/gateway/gateway.dll?", rig.server_ip);
+    let counted = |log: &str| {
+        (
+            log.matches(&by_name).count(),
+            log.matches(&by_address).count(),
+        )
+    };
+    wait::until("Squid's access log of 7 requests", || {
+        (counted(&squid.access_log()) == (1, 6)).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}:\n{}", squid.access_log()))?;
     Ok(())
 }

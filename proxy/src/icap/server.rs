@@ -237,56 +237,59 @@ impl Conn {
             .iter()
             .find(|h| h.wants(&exchange))
             .cloned();
-        let mut body = Vec::new();
         let mut in_preview = request.preview.is_some();
-        if let (Some(handler), Some(_)) = (&handler, request.body) {
-            loop {
-                match self.body_item().await? {
-                    Item::Data(data) if body.len() + data.len() > service.config.max_body => {
-                        log::info!(
-                            "{}: {} body over icap_max_body ({} bytes); passed on unread",
-                            self.name,
-                            request_line(&exchange),
-                            service.config.max_body
-                        );
-                        body.extend_from_slice(&data);
-                        return self
-                            .pass_unread(&request, mode, body, in_preview, &istag)
-                            .await;
-                    }
-                    Item::Data(data) => body.extend_from_slice(&data),
-                    Item::End { preview: true } => {
-                        self.send(CONTINUE).await?;
-                        self.reader.continue_body();
-                        in_preview = false;
-                    }
-                    Item::End { preview: false } => break,
-                    Item::Request(_) => unreachable!("a request inside a body"),
+        let Some(handler) = handler else {
+            return self
+                .pass_unread(&request, mode, Vec::new(), in_preview, &istag)
+                .await;
+        };
+        // A message without a body is inspected too: the MSN gateway follows
+        // its session through empty answers.
+        let mut body = Vec::new();
+        while request.body.is_some() {
+            match self.body_item().await? {
+                Item::Data(data) if body.len() + data.len() > service.config.max_body => {
+                    log::info!(
+                        "{}: {} body over icap_max_body ({} bytes); passed on unread",
+                        self.name,
+                        request_line(&exchange),
+                        service.config.max_body
+                    );
+                    body.extend_from_slice(&data);
+                    return self
+                        .pass_unread(&request, mode, body, in_preview, &istag)
+                        .await;
                 }
+                Item::Data(data) => body.extend_from_slice(&data),
+                Item::End { preview: true } => {
+                    self.send(CONTINUE).await?;
+                    self.reader.continue_body();
+                    in_preview = false;
+                }
+                Item::End { preview: false } => break,
+                Item::Request(_) => unreachable!("a request inside a body"),
             }
-            let mut judge = Judge {
-                filters: service
-                    .shared
-                    .filters
-                    .read()
-                    .expect("filter lock poisoned")
-                    .clone(),
-                config: &service.shared.config,
-                client: client_of(&request, self.peer),
-                now: unix_now(),
-                records: Vec::new(),
-            };
-            let verdict = handler.inspect(&exchange, &body, &mut judge);
-            let records = std::mem::take(&mut judge.records);
-            let answer = answer(&request, mode, verdict, &body, in_preview, &istag);
-            self.send(&answer).await?;
-            for record in records {
-                service.shared.logger.log(record).await;
-            }
-            return Ok(());
         }
-        self.pass_unread(&request, mode, body, in_preview, &istag)
-            .await
+        let mut judge = Judge {
+            filters: service
+                .shared
+                .filters
+                .read()
+                .expect("filter lock poisoned")
+                .clone(),
+            config: &service.shared.config,
+            client: client_of(&request, self.peer),
+            now: unix_now(),
+            records: Vec::new(),
+        };
+        let verdict = handler.inspect(&exchange, &body, &mut judge);
+        let records = std::mem::take(&mut judge.records);
+        let answer = answer(&request, mode, verdict, &body, in_preview, &istag);
+        self.send(&answer).await?;
+        for record in records {
+            service.shared.logger.log(record).await;
+        }
+        Ok(())
     }
 
     /// Read what is left of the body without keeping it.
@@ -398,7 +401,10 @@ fn answer(
     let (section, head) = echo_section(request, mode);
     match (verdict, head) {
         (Verdict::Unchanged, _) if in_preview || request.allow_204 => response::no_content(istag),
-        (Verdict::Unchanged, Some(head)) => response::message(istag, section, &head, Some(body)),
+        (Verdict::Unchanged, Some(head)) => {
+            let body = request.body.is_some().then_some(body);
+            response::message(istag, section, &head, body)
+        }
         (Verdict::Body(new), Some(head)) => response::message(
             istag,
             section,

@@ -9,6 +9,7 @@
 //! `imspector::filter::testing` through such a pair.
 
 pub mod msn;
+pub mod msn_gateway;
 pub mod yahoo;
 
 use std::io::{Read, Write};
