@@ -442,3 +442,66 @@ fn exports_live_events_and_the_audit_log() {
     assert!(records.iter().all(|(u, _, _)| u == "admin"));
     assert!(audit.body.contains("<td>search</td>") && audit.body.contains("BLOCKED"));
 }
+
+/// The `href`s of a page that stay on the viewer.
+fn links(body: &str) -> Vec<String> {
+    body.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|l| l.starts_with('/'))
+        .map(|l| l.replace("&amp;", "&"))
+        .collect()
+}
+
+#[test]
+fn pages_work_without_javascript_except_the_live_view() {
+    let s = scene();
+    let mut admin = logged_in(&s, "admin");
+    // Every page reachable by plain links from the start page, as a browser
+    // without JavaScript follows them.
+    let mut seen: Vec<String> = Vec::new();
+    let mut queue = vec!["/".to_string()];
+    while let Some(page) = queue.pop() {
+        if seen.contains(&page) || page.starts_with("/static/") {
+            continue;
+        }
+        assert!(seen.len() < 100, "more pages than the scene has: {seen:?}");
+        let r = admin.get(&page).unwrap();
+        assert_eq!(r.status, 200, "{page}");
+        let is_live = page.starts_with("/live/");
+        if !page.starts_with("/export/") {
+            let scripts = r.body.matches("<script").count();
+            assert_eq!(scripts, usize::from(is_live), "{page}: {}", r.body);
+        }
+        if is_live {
+            assert!(r
+                .body
+                .contains(r#"<script src="/static/live.js"></script>"#));
+        }
+        queue.extend(links(&r.body));
+        seen.push(page);
+    }
+    let day = &s.day;
+    for reached in [
+        format!("/p/IRC/alice/bob/{day}"),
+        format!("/p/IRC/class7-ann/%23class/{day}"),
+        format!("/export/csv/IRC/alice/bob/{day}"),
+        "/live/IRC/alice/bob".to_string(),
+        "/search".to_string(),
+        "/audit".to_string(),
+    ] {
+        assert!(seen.contains(&reached), "{reached} not linked: {seen:?}");
+    }
+    // The search form is a plain GET form; a search by user and protocol.
+    let form = admin.get("/search").unwrap();
+    assert!(form
+        .body
+        .contains(r#"<form class="search" method="get" action="/search">"#));
+    let csrf = form.input_value("csrf").unwrap();
+    let hits = admin
+        .get(&format!("/search?csrf={csrf}&user=BOB&protocol=IRC"))
+        .unwrap()
+        .body;
+    assert!(hits.contains("4 hits"), "{hits}");
+    assert!(!hits.contains("homework"), "{hits}");
+}

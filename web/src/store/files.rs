@@ -246,7 +246,9 @@ impl Store for FileStore {
                         if !q.matches_day(&day) {
                             continue;
                         }
-                        if Instant::now() > deadline {
+                        // Checked before each file: a file is read whole,
+                        // at most MAX_FILE bytes.
+                        if Instant::now() >= deadline {
                             found.incomplete = Some(format!(
                                 "the search stopped after {} s; narrow it down to see everything",
                                 bounds.max_time.as_secs()
@@ -358,5 +360,27 @@ mod tests {
             s.lines(&chan(), "../../x"),
             Err(StoreError::NotFound)
         ));
+    }
+
+    #[test]
+    fn search_stops_at_its_time_bound_and_says_so() {
+        let (_dir, s) = store();
+        let q = Query {
+            text: "HELLO".into(),
+            ..Query::default()
+        };
+        let bounds = |secs| Bounds {
+            max_hits: 10,
+            max_time: std::time::Duration::from_secs(secs),
+        };
+        let found = s.search(&q, &|_| true, bounds(5)).unwrap();
+        assert_eq!(found.hits.len(), 1);
+        assert_eq!(found.incomplete, None);
+        let stopped = s.search(&q, &|_| true, bounds(0)).unwrap();
+        assert!(stopped.hits.is_empty());
+        assert_eq!(
+            stopped.incomplete.as_deref(),
+            Some("the search stopped after 0 s; narrow it down to see everything")
+        );
     }
 }

@@ -453,7 +453,7 @@ impl Store for SqlStore {
             if done {
                 return Ok(found);
             }
-            if Instant::now() > deadline {
+            if Instant::now() >= deadline {
                 found.incomplete = Some(format!(
                     "the search stopped after {} s; narrow it down to see everything",
                     bounds.max_time.as_secs()
