@@ -7,7 +7,7 @@
 //! `messages`, through a connection of their own.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -48,6 +48,9 @@ impl Record {
         })
     }
 }
+
+/// How much of the file's end [`Audit::newest`] reads first.
+const TAIL_CHUNK: u64 = 256 * 1024;
 
 pub struct Audit {
     path: PathBuf,
@@ -148,16 +151,67 @@ impl Audit {
         Ok(())
     }
 
-    /// The newest `n` records of the file, newest first.
+    /// The newest `n` records of the file, newest first. Only the file's end
+    /// is read, however long the log has grown.
     pub fn newest(&self, n: usize) -> anyhow::Result<Vec<Record>> {
-        let file = File::open(&self.path)?;
-        let mut all: Vec<Record> = BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| Record::parse(&l))
-            .collect();
-        all.reverse();
-        all.truncate(n);
-        Ok(all)
+        let mut file = File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        let mut chunk = TAIL_CHUNK;
+        loop {
+            let start = len.saturating_sub(chunk);
+            file.seek(SeekFrom::Start(start))?;
+            let mut bytes = Vec::new();
+            (&mut file).take(len - start).read_to_end(&mut bytes)?;
+            let text = String::from_utf8_lossy(&bytes);
+            let mut lines: Vec<&str> = text.lines().collect();
+            // The first line of a chunk may be the end of a longer one.
+            if start > 0 && !lines.is_empty() {
+                lines.remove(0);
+            }
+            if lines.len() >= n || start == 0 {
+                return Ok(lines
+                    .iter()
+                    .rev()
+                    .filter_map(|l| Record::parse(l))
+                    .take(n)
+                    .collect());
+            }
+            chunk *= 4;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> Record {
+        Record {
+            timestamp: i as i64,
+            user: format!("user{i}"),
+            client: "127.0.0.1:1".into(),
+            action: "search".into(),
+            what: format!("text=\"{}\"", "x".repeat(i % 1000)),
+        }
+    }
+
+    #[test]
+    fn newest_reads_the_end_of_a_long_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Audit::open(&dir.path().join("audit.log"), None).unwrap();
+        let all: Vec<Record> = (0..3000).map(record).collect();
+        for r in &all {
+            audit.record(r.clone()).unwrap();
+        }
+        assert!(
+            std::fs::metadata(dir.path().join("audit.log"))
+                .unwrap()
+                .len()
+                > 4 * TAIL_CHUNK
+        );
+        for n in [1, 500, 2500, 5000] {
+            let want: Vec<Record> = all.iter().rev().take(n).cloned().collect();
+            assert_eq!(audit.newest(n).unwrap(), want, "{n}");
+        }
     }
 }

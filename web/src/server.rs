@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use http_body_util::combinators::BoxBody;
@@ -15,7 +16,7 @@ use hyper::body::{Bytes, Frame, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use percent_encoding::percent_decode_str;
 
 use crate::config::WebConfig;
@@ -23,6 +24,12 @@ use crate::pages::{App, Reply};
 
 /// The largest form a browser may send (a login or a logout).
 const MAX_BODY: usize = 16 * 1024;
+/// A client gets this long for a TLS handshake and for each request's
+/// headers, so that idle or slow connections do not pile up.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once (live views hold theirs); more wait to be
+/// accepted.
+const MAX_CONNECTIONS: usize = 256;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -198,7 +205,9 @@ pub async fn run(
     );
     bound(addr);
     let app = Arc::new(app);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = slots.clone().acquire_owned().await?;
         let (stream, client) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
@@ -210,17 +219,28 @@ pub async fn run(
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| handle(app.clone(), client, req));
-            let http = hyper::server::conn::http1::Builder::new();
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT);
             let result = match tls {
                 None => http.serve_connection(TokioIo::new(stream), service).await,
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
-                    Err(e) => {
-                        log::debug!("{client}: TLS handshake: {e}");
-                        return;
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            http.serve_connection(TokioIo::new(stream), service).await
+                        }
+                        Ok(Err(e)) => {
+                            log::debug!("{client}: TLS handshake: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            log::debug!("{client}: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                            return;
+                        }
                     }
-                },
+                }
             };
             if let Err(e) = result {
                 log::debug!("{client}: {e}");

@@ -505,3 +505,29 @@ fn pages_work_without_javascript_except_the_live_view() {
     assert!(hits.contains("4 hits"), "{hits}");
     assert!(!hits.contains("homework"), "{hits}");
 }
+
+/// Read until the server closes; `false` when it did not within `limit`.
+fn closed_within(stream: &mut std::net::TcpStream, limit: std::time::Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).is_ok()
+}
+
+#[test]
+fn idle_and_slow_clients_are_cut_off() {
+    use imspector_web::server::HANDSHAKE_TIMEOUT;
+    use std::io::Write;
+    let s = scene();
+    let started = std::time::Instant::now();
+    let mut idle = std::net::TcpStream::connect(s.web.addr).unwrap();
+    let mut slow = std::net::TcpStream::connect(s.web.addr).unwrap();
+    slow.write_all(b"GET /login HTTP/1.1\r\nHost: viewer\r\n")
+        .unwrap();
+    // Others are served meanwhile.
+    assert_eq!(s.web.client().get("/login").unwrap().status, 200);
+    for stream in [&mut slow, &mut idle] {
+        assert!(closed_within(stream, HANDSHAKE_TIMEOUT * 3));
+    }
+    assert!(started.elapsed() >= HANDSHAKE_TIMEOUT);
+}

@@ -58,6 +58,14 @@ fn serves_https_with_the_configured_certificate() {
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.contains("name=\"password\""));
 
+    // A client that never starts its handshake is cut off.
+    let mut silent = TcpStream::connect(web.addr).unwrap();
+    silent
+        .set_read_timeout(Some(imspector_web::server::HANDSHAKE_TIMEOUT * 3))
+        .unwrap();
+    let mut rest = Vec::new();
+    assert!(silent.read_to_end(&mut rest).is_ok() && rest.is_empty());
+
     // Plain HTTP on the HTTPS port gets no page.
     let mut plain = TcpStream::connect(web.addr).unwrap();
     plain
