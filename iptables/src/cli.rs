@@ -148,6 +148,11 @@ pub enum CliError {
     },
 }
 
+/// The command-line definition, for the man page and the shell completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Runs the program with `args` (the first is the program name).
 pub fn run(args: Vec<String>) -> ExitCode {
     let cli = match Cli::try_parse_from(&args) {

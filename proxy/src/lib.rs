@@ -4,6 +4,7 @@
 //! [`run`] is everything after that, so tests can drive it in process.
 
 pub mod budget;
+pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod counters;

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use imspector::cli::{CaAction, Cli, Command};
 use imspector::config::{Config, Settings, DEFAULT_CONFIG_PATH};
 use imspector::icap::IcapConfig;
 use imspector::{daemon, diag, net, tls};
@@ -13,40 +14,6 @@ use imspector::{daemon, diag, net, tls};
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 const EXIT_STARTUP: u8 = 3;
-
-/// Transparent proxy that logs and filters instant-messenger chats.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Configuration file [default: /etc/imspector/imspector.conf; without it,
-    /// the embedded default: every protocol, file logs under ./imspector-logs]
-    #[arg(short = 'c', value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Stay in the foreground and print diagnostics and events to stderr
-    #[arg(short = 'd')]
-    debug: bool,
-    /// Check the configuration, print what is wrong, and exit (0 = usable)
-    #[arg(long)]
-    check_config: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// The CA that signs the certificates of intercepted TLS (ssl=on)
-    Ca {
-        #[command(subcommand)]
-        action: CaAction,
-    },
-}
-
-#[derive(Subcommand)]
-enum CaAction {
-    /// Write a new CA key (mode 0600) and certificate into DIR and print how
-    /// to install the certificate on the clients
-    Create { dir: PathBuf },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
