@@ -117,6 +117,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("max_buffered_bytes", Support::Supported),
     // (new) relay or close a connection once a PDU is too large to inspect
     ("uninspectable", Support::Supported),
+    // (new) conversations one client address may start a minute
+    ("max_new_conversations", Support::Supported),
     // (new) SO_MARK on upstream connections, so firewall rules can skip them
     ("upstream_mark", Support::Supported),
     ("file_logging_dir", Support::Supported),
@@ -365,6 +367,8 @@ pub struct Config {
     pub uninspectable: Uninspectable,
     /// The bytes all cores may hold at once in partial PDUs.
     pub max_buffered_bytes: usize,
+    /// Conversations one client address may start a minute; 0: no limit.
+    pub max_new_conversations: usize,
     pub user: Option<String>,
     pub group: Option<String>,
     pub pid_file: PathBuf,
@@ -448,6 +452,9 @@ impl Config {
                 Some(0) => return Err(settings.bad("max_buffered_bytes", "must be at least 1")),
                 other => other.unwrap_or(crate::budget::DEFAULT_MAX_BUFFERED),
             },
+            max_new_conversations: settings
+                .parsed("max_new_conversations")?
+                .unwrap_or(crate::new_conversations::DEFAULT_MAX_NEW_CONVERSATIONS),
             uninspectable: match settings.get("uninspectable") {
                 None | Some("relay") => Uninspectable::Relay,
                 Some("close") => Uninspectable::Close,

@@ -100,9 +100,7 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
                 host,
             } = tunnel;
             match kind {
-                Some(kind) => {
-                    relay_inspected(client, server, kind, client_name, shared, stop, rest).await
-                }
+                Some(kind) => relay_inspected(client, server, kind, peer, shared, stop, rest).await,
                 None => https_tunnel(client, server, rest, &host, client_name, &shared).await,
             }
         }

@@ -7,7 +7,6 @@ pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod connect;
-pub mod counters;
 pub mod daemon;
 pub mod diag;
 pub mod event;
@@ -16,17 +15,17 @@ pub mod icap;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod new_conversations;
 pub mod retention;
 pub mod session;
 pub mod tls;
 pub mod trusted_path;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use imspector_protocols::HandoffTable;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
@@ -81,20 +80,7 @@ pub async fn run(
         Some(l) => Some(tokio::net::TcpListener::from_std(l).context("http listener")?),
         None => None,
     };
-    let max_buffered_bytes = config.max_buffered_bytes;
-    let shared = Arc::new(Shared {
-        upstream: net::Upstream {
-            interface: config.interface.clone(),
-            mark: config.upstream_mark,
-            timeout: config.connect_timeout,
-        },
-        config,
-        filters: RwLock::new(Arc::new(filters)),
-        logger,
-        ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
-        budget: Arc::new(budget::Budget::new(max_buffered_bytes)),
-        tls,
-    });
+    let shared = Arc::new(Shared::new(config, filters, logger, tls));
     let icap = match icap_listener {
         Some((l, icap_config)) => Some((
             tokio::net::TcpListener::from_std(l).context("icap listener")?,
@@ -305,19 +291,9 @@ mod tests {
         std::fs::write(&acl, "deny alice bob\n").unwrap();
         std::fs::write(&conf, format!("acl_filename={}\n", acl.display())).unwrap();
         let config = Config::from_settings(Settings::load(&conf).unwrap()).unwrap();
-        let shared = Shared {
-            filters: RwLock::new(Arc::new(filter::build(&config.settings).unwrap())),
-            upstream: net::Upstream {
-                interface: None,
-                mark: None,
-                timeout: Duration::from_secs(1),
-            },
-            config,
-            logger: log::spawn_writer(Vec::new(), false).0,
-            ids: Arc::new(HandoffTable::new(session::LOGIN_COOKIES)),
-            budget: Arc::new(budget::Budget::new(budget::DEFAULT_MAX_BUFFERED)),
-            tls: None,
-        };
+        let filters = filter::build(&config.settings).unwrap();
+        let logger = log::spawn_writer(Vec::new(), false).0;
+        let shared = Shared::new(config, filters, logger, None);
         assert!(blocked(&shared, "alice", "bob"));
 
         std::fs::write(&acl, "allow alice carol\npermit alice bob\n").unwrap();

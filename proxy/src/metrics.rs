@@ -54,6 +54,8 @@ pub struct Metrics {
     pub filtered: Family<ProtocolLabel, Counter>,
     pub notices: Family<ProtocolLabel, Counter>,
     pub parser_stops: Family<StopLabels, Counter>,
+    pub over_budget: Family<ProtocolLabel, Counter>,
+    pub new_conversations_refused: Family<ProtocolLabel, Counter>,
     pub bytes: Family<BytesLabels, Counter>,
     pub sink_up: Family<SinkLabel, Gauge>,
     pub database_up: Family<SinkLabel, Gauge>,
@@ -70,6 +72,8 @@ impl Metrics {
             filtered: Family::default(),
             notices: Family::default(),
             parser_stops: Family::default(),
+            over_budget: Family::default(),
+            new_conversations_refused: Family::default(),
             bytes: Family::default(),
             sink_up: Family::default(),
             database_up: Family::default(),
@@ -102,6 +106,16 @@ impl Metrics {
             "parser_stops",
             "Connections whose parser stopped and that were relayed plainly from there",
             m.parser_stops.clone(),
+        );
+        r.register(
+            "over_budget_releases",
+            "Connections relayed plainly from a point on because all held more than max_buffered_bytes",
+            m.over_budget.clone(),
+        );
+        r.register(
+            "new_conversations_refused",
+            "Events not delivered nor logged because their client started more than max_new_conversations a minute",
+            m.new_conversations_refused.clone(),
         );
         r.register(
             "bytes_relayed",
@@ -205,6 +219,19 @@ pub fn parser_stopped(p: &str, stop: &Stop) {
             protocol: p.to_string(),
             reason,
         })
+        .inc();
+}
+
+/// A connection released to plain relay by `max_buffered_bytes`.
+pub fn over_budget(p: &str) {
+    get().over_budget.get_or_create(&protocol(p)).inc();
+}
+
+/// An event refused by `max_new_conversations`.
+pub fn new_conversation_refused(p: &str) {
+    get()
+        .new_conversations_refused
+        .get_or_create(&protocol(p))
         .inc();
 }
 

@@ -5,7 +5,7 @@ mod link;
 
 use std::borrow::Cow;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -22,11 +22,11 @@ use link::Link;
 
 use crate::budget::{Budget, Release, Share};
 use crate::config::{Config, Uninspectable};
-use crate::counters::{Counters, COUNTERS};
 use crate::event::{LogEvent, HIDDEN};
 use crate::filter::{FilterChain, FilterEvent};
 use crate::log::Logger;
 use crate::net::{self, display_addr, Upstream};
+use crate::new_conversations::{Admission, Conversation, NewConversations};
 use crate::tls::{self, Interceptor};
 
 /// Bytes read at once from a busy socket. An idle one holds no buffer at all.
@@ -48,6 +48,8 @@ pub struct Shared {
     pub tls: Option<Interceptor>,
     /// `max_buffered_bytes`: what all cores may hold at once.
     pub budget: Arc<Budget>,
+    /// `max_new_conversations`: the conversations each client started lately.
+    pub new_conversations: NewConversations,
 }
 
 /// Login cookies remembered at once: each is presented within seconds of
@@ -55,6 +57,29 @@ pub struct Shared {
 pub const LOGIN_COOKIES: usize = 4096;
 
 impl Shared {
+    /// What the sessions of a daemon with `config` share.
+    pub fn new(
+        config: Config,
+        filters: FilterChain,
+        logger: Logger,
+        tls: Option<Interceptor>,
+    ) -> Self {
+        Shared {
+            upstream: Upstream {
+                interface: config.interface.clone(),
+                mark: config.upstream_mark,
+                timeout: config.connect_timeout,
+            },
+            filters: RwLock::new(Arc::new(filters)),
+            logger,
+            ids: Arc::new(HandoffTable::new(LOGIN_COOKIES)),
+            tls,
+            budget: Arc::new(Budget::new(config.max_buffered_bytes)),
+            new_conversations: NewConversations::new(config.max_new_conversations),
+            config,
+        }
+    }
+
     fn filters(&self) -> Arc<FilterChain> {
         self.filters.read().expect("filter lock poisoned").clone()
     }
@@ -92,16 +117,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, sto
             return;
         }
     };
-    relay_inspected(
-        client,
-        server,
-        kind,
-        client_name,
-        shared,
-        stop,
-        BytesMut::new(),
-    )
-    .await;
+    relay_inspected(client, server, kind, peer, shared, stop, BytesMut::new()).await;
 }
 
 /// Relay an established pair of connections through `kind`'s parser.
@@ -110,11 +126,12 @@ pub async fn relay_inspected(
     client: TcpStream,
     server: TcpStream,
     kind: ProtocolKind,
-    client_name: String,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     stop: Stop,
     initial: BytesMut,
 ) {
+    let client_name = display_addr(peer);
     let Ok(dst_addr) = server.peer_addr() else {
         return;
     };
@@ -164,6 +181,7 @@ pub async fn relay_inspected(
     let inspector = Inspector {
         kind,
         client: client_name.clone(),
+        client_ip: net::plain_ip(peer.ip()),
         parser: Mutex::new(parser),
         release: share.release.clone(),
         share: Mutex::new(share),
@@ -193,6 +211,8 @@ pub async fn relay_inspected(
 struct Inspector {
     kind: ProtocolKind,
     client: String,
+    /// The client's address, which `max_new_conversations` counts by.
+    client_ip: IpAddr,
     /// `None` once the connection is relayed plainly (no parser, encrypted, or
     /// the parser lost sync).
     parser: Mutex<Option<Box<dyn ProtocolSession>>>,
@@ -618,14 +638,11 @@ impl Inspector {
     /// Tell the budget what this direction holds now.
     fn account(&self, dir: Direction, pending: &Pending) {
         let side = usize::from(dir == Direction::Incoming);
-        let released = self
-            .share
+        // The connections it releases count themselves once they notice.
+        self.share
             .lock()
             .expect("share lock poisoned")
             .set(side, pending.buf.len());
-        if released > 0 {
-            Counters::add(&COUNTERS.over_budget, released as u64);
-        }
     }
 
     /// Once the budget released this connection: the held bytes of this
@@ -641,6 +658,7 @@ impl Inspector {
             .take()
             .is_some()
         {
+            crate::metrics::over_budget(self.kind.log_name());
             log::warn!(
                 "{}: {}: the connections hold more than max_buffered_bytes ({} bytes) in partial messages, this one among the most; relaying the rest of it untouched",
                 self.client,
@@ -719,7 +737,6 @@ impl Inspector {
             );
             return false;
         };
-        Counters::count(&COUNTERS.uninspectable);
         let close = self.shared.config.uninspectable == Uninspectable::Close;
         let outcome = if close {
             "the connection is closed"
@@ -748,6 +765,51 @@ impl Inspector {
             });
         }
         close
+    }
+
+    /// `max_new_conversations`: true when `event` would start a conversation
+    /// that its client may not start now (said at most once a minute).
+    fn refused(&self, event: &ChatEvent) -> bool {
+        let protocol = self.kind.log_name();
+        let (local_id, remote_id) = (
+            event.local_id.to_lowercase(),
+            event.remote_id.to_lowercase(),
+        );
+        let conversation = Conversation {
+            protocol,
+            local_id: &local_id,
+            remote_id: &remote_id,
+        };
+        let admission = self.shared.new_conversations.admit(
+            self.client_ip,
+            &conversation,
+            std::time::Instant::now(),
+        );
+        let Admission::Refused { warn } = admission else {
+            return false;
+        };
+        crate::metrics::new_conversation_refused(protocol);
+        if let Some(refused) = warn {
+            log::warn!(
+                "{}: {protocol}: {} started more than max_new_conversations ({} a minute); {refused} messages of new conversations were neither delivered nor logged since the last warning",
+                self.client,
+                self.client_ip,
+                self.shared.config.max_new_conversations
+            );
+        }
+        true
+    }
+
+    /// What a refused event comes to: blocked, and the local user told why.
+    fn refusal(&self, event: &ChatEvent) -> FilterEvent {
+        let mut fe = filter_event(self.kind.log_name().into(), event, true);
+        if event.direction == Direction::Outgoing {
+            fe.notices.push(format!(
+                "IMSpector: more than {} new conversations a minute from this computer (max_new_conversations); this message was not sent",
+                self.shared.config.max_new_conversations
+            ));
+        }
+        fe
     }
 
     /// Run a PDU's events through the filters, log them, and decide what to send.
@@ -785,7 +847,22 @@ impl Inspector {
         };
         // log_failure=block: nothing can store the events, so chat stops.
         let unlogged = config.block_unlogged && !self.shared.logger.storing();
-        let mut judged: Vec<_> = pdu.events.iter().map(|e| judge(e, unlogged)).collect();
+        // max_new_conversations: a refused event is neither judged nor logged,
+        // and the PDU goes to none of its targets.
+        let refused: Vec<bool> = pdu.events.iter().map(|e| self.refused(e)).collect();
+        let any_refused = refused.contains(&true);
+        let mut judged: Vec<_> = pdu
+            .events
+            .iter()
+            .zip(&refused)
+            .map(|(event, &refused)| {
+                if refused {
+                    (self.refusal(event), None)
+                } else {
+                    judge(event, unlogged || any_refused)
+                }
+            })
+            .collect();
         let blocked = judged.iter().any(|(fe, _)| fe.blocked);
         let new_text = pdu
             .events
@@ -877,19 +954,7 @@ fn judge_event_from(
     now: i64,
     blocked: bool,
 ) -> (FilterEvent, Option<LogEvent>) {
-    let mut fe = FilterEvent {
-        protocol,
-        direction: event.direction,
-        kind: event.kind,
-        local_id: event.local_id.to_lowercase(),
-        remote_id: event.remote_id.to_lowercase(),
-        group: event.group,
-        encrypted: event.encrypted,
-        text: event.text.clone(),
-        blocked,
-        categories: String::new(),
-        notices: Vec::new(),
-    };
+    let mut fe = filter_event(protocol, event, blocked);
     filters.apply(&mut fe);
     if event.kind == EventType::Typing && !config.log_typing_events {
         return (fe, None);
@@ -911,6 +976,23 @@ fn judge_event_from(
         },
     };
     (fe, Some(record))
+}
+
+/// `event` as the filters see it, before they ran.
+fn filter_event(protocol: Cow<'static, str>, event: &ChatEvent, blocked: bool) -> FilterEvent {
+    FilterEvent {
+        protocol,
+        direction: event.direction,
+        kind: event.kind,
+        local_id: event.local_id.to_lowercase(),
+        remote_id: event.remote_id.to_lowercase(),
+        group: event.group,
+        encrypted: event.encrypted,
+        text: event.text.clone(),
+        blocked,
+        categories: String::new(),
+        notices: Vec::new(),
+    }
 }
 
 pub fn unix_now() -> i64 {

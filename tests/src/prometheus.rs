@@ -33,6 +33,23 @@ impl Exposition {
     }
 }
 
+/// `GET /metrics` from the daemon's `metrics_listen` at `addr` in `ns`, parsed.
+pub fn scrape(ns: &crate::Netns, addr: std::net::SocketAddr) -> anyhow::Result<Exposition> {
+    use std::io::{Read, Write};
+    let response = ns.run(move || -> std::io::Result<String> {
+        let mut conn = std::net::TcpStream::connect(addr)?;
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: imspector\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response)?;
+        Ok(response)
+    })??;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no end of head in {response:?}"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    parse(body)
+}
+
 pub fn parse(text: &str) -> anyhow::Result<Exposition> {
     let mut out = Exposition::default();
     let mut ended = false;

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use imspector_e2e::imspector::LogLine;
 use imspector_e2e::irc::{Ii, Inspircd, Ngircd};
-use imspector_e2e::{wait, Imspector, Rig};
+use imspector_e2e::{prometheus, wait, Imspector, Rig};
 
 /// A raw IRC connection through the gateway, registered as `nick`.
 struct Raw {
@@ -57,6 +57,7 @@ impl Raw {
 }
 
 const CONFIG: &str = "irc_protocol=on\n";
+const METRICS: &str = "127.0.0.1:9168";
 
 fn attacks_are_logged_and_judged(
     start_server: impl Fn(&Rig) -> anyhow::Result<Box<dyn std::any::Any>>,
@@ -93,12 +94,15 @@ fn attacks_are_logged_and_judged(
     // That line cannot be rewritten: it is blocked, and mallory is told.
     let notice = mallory.read_until("NOTICE #ok :")?;
     assert!(notice.contains("was blocked (****)"), "{notice:?}");
+    // Bytes that are not UTF-8 cannot carry the censored text: blocked too
+    // (the notice was given for #ok within filtered_mins already).
+    mallory.send(b"PRIVMSG #ok :darn caf\xe9\r\n")?;
     mallory.send(b"PRIVMSG #ok :after the attacks\r\n")?;
     victim.wait_received("#ok", "mallory", "after the attacks")?;
 
     for chat in ["mallory", "#ok", "#forbidden"] {
         let window = victim.window(chat);
-        for leaked in ["secret", "hi", "da"] {
+        for leaked in ["secret", "hi", "da", "darn caf"] {
             assert!(
                 !window
                     .lines()
@@ -120,12 +124,13 @@ fn attacks_are_logged_and_judged(
     );
     // Each reading of a line is logged; a line goes to all its targets or to none.
     assert_eq!(
-        rest(ims.wait_log("IRC", "mallory", "#ok", 5)?),
+        rest(ims.wait_log("IRC", "mallory", "#ok", 6)?),
         [
             "1,1,1,,hiPRIVMSG #forbidden :secret two",
             "1,1,1,,hi",
             "1,1,1,1 badwords;,darn",
             "1,1,1,,da",
+            "1,1,1,1 badwords;,darn café",
             "1,1,0,,after the attacks",
         ]
     );
@@ -156,7 +161,8 @@ fn bare_cr_attacks_through_inspircd() -> anyhow::Result<()> {
 fn a_line_too_long_to_inspect_is_logged_in_its_conversation() -> anyhow::Result<()> {
     let rig = Rig::new()?;
     rig.redirect(&[6667], 16667)?;
-    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, CONFIG)?;
+    let config = format!("{CONFIG}metrics_listen={METRICS}\n");
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
     let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
     let oversized = |to: &str| {
         let mut line = format!("PRIVMSG {to} :").into_bytes();
@@ -172,6 +178,11 @@ fn a_line_too_long_to_inspect_is_logged_in_its_conversation() -> anyhow::Result<
         format!("1,1,0,uninspectable;,[IMSpector: inspection stopped: {stopped}; the rest of the connection is relayed without inspection or logging]")
     );
     ims.wait_output(&format!("{stopped}; the rest of the connection is relayed"))?;
+    let stops = prometheus::scrape(&rig.gateway, METRICS.parse()?)?.value(
+        "imspector_parser_stops_total",
+        &[("protocol", "IRC"), ("reason", "too_large")],
+    );
+    assert_eq!(stops, Some(1.0));
 
     // A site that wants no unlogged chat closes such connections instead.
     drop(ims);

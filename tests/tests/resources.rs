@@ -1,14 +1,17 @@
 //! Bounded resources under abuse: many connections that each announce a large
 //! MSN payload and send most of it cannot take the daemon past
-//! `max_buffered_bytes`, and the memory comes back when they close.
+//! `max_buffered_bytes`, and the memory comes back when they close; a client
+//! that names a new party in every message cannot make a log file for each.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 
-use imspector_e2e::{wait, Imspector, Rig};
+use imspector_e2e::{prometheus, wait, Imspector, Rig};
 
 const CONNECTIONS: usize = 48;
 const SENT: usize = 900_000;
+const METRICS: &str = "127.0.0.1:9168";
 
 /// The daemon's resident memory in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -21,8 +24,8 @@ fn rss_kib(pid: u32) -> u64 {
 fn partial_messages_stay_within_max_buffered_bytes_and_memory_comes_back() -> anyhow::Result<()> {
     let rig = Rig::new()?;
     rig.redirect(&[1863], 16667)?;
-    let config = "msn_protocol=on\nmax_buffered_bytes=4000000\n";
-    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, config)?;
+    let config = format!("msn_protocol=on\nmax_buffered_bytes=4000000\nmetrics_listen={METRICS}\n");
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
     let pid = ims.process.child.id();
     // A server that takes whatever comes.
     let listener = rig.server.run(|| TcpListener::bind("0.0.0.0:1863"))??;
@@ -57,6 +60,18 @@ fn partial_messages_stay_within_max_buffered_bytes_and_memory_comes_back() -> an
     })
     .map_err(|e| anyhow::anyhow!("{e}; {} released", released()))?;
     let peak = rss_kib(pid);
+    // Each release is counted (before its log line: more may come meanwhile).
+    let logged = released();
+    let counted = prometheus::scrape(&rig.gateway, METRICS.parse()?)?
+        .value(
+            "imspector_over_budget_releases_total",
+            &[("protocol", "MSN")],
+        )
+        .unwrap_or_default() as usize;
+    assert!(
+        (logged..=released()).contains(&counted),
+        "{counted} counted, {logged} logged"
+    );
     drop(conns);
     let after = wait::until("the memory to come back", || {
         let now = rss_kib(pid);
@@ -68,5 +83,124 @@ fn partial_messages_stay_within_max_buffered_bytes_and_memory_comes_back() -> an
     );
     // Without the budget they hold some 45 MB (measured: 14 MB -> 58 MB).
     assert!(peak < before + 24 * 1024, "{before} -> {peak} KiB");
+    Ok(())
+}
+
+/// An MSN message to a Yahoo user, `UUM` on the notification server.
+fn uum(trid: usize, to: &str, text: &str) -> Vec<u8> {
+    let payload =
+        format!("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{text}");
+    format!("UUM {trid} {to} 32 1 {}\r\n{payload}", payload.len()).into_bytes()
+}
+
+/// An MSN server on port 1863 (IPv4 and IPv6) that keeps what it received.
+fn recording_msn_server(rig: &Rig) -> anyhow::Result<Arc<Mutex<Vec<u8>>>> {
+    let listener = rig
+        .server
+        .run(|| TcpListener::bind((Ipv6Addr::UNSPECIFIED, 1863)))??;
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let all = received.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let all = all.clone();
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 65536];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    all.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    Ok(received)
+}
+
+#[test]
+fn a_client_naming_a_new_party_per_message_is_held_to_max_new_conversations() -> anyhow::Result<()>
+{
+    const LIMIT: usize = 20;
+    const NAMED: usize = 300;
+    let rig = Rig::new()?;
+    rig.redirect(&[1863], 16667)?;
+    let config =
+        format!("msn_protocol=on\nmax_new_conversations={LIMIT}\nmetrics_listen={METRICS}\n");
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
+    let received = recording_msn_server(&rig)?;
+    let server = SocketAddr::from((rig.server_ip, 1863));
+    let mut mallory = rig.client.run(move || TcpStream::connect(server))??;
+    // Logged in, then one burst naming a new party per message, then more to
+    // the first party, whose conversation is under way.
+    let mut burst = b"USR 1 TWN I mallory@example.com\r\n".to_vec();
+    for i in 0..NAMED {
+        burst.extend(uum(
+            i + 2,
+            &format!("bob{i}@yahoo.com"),
+            &format!("hello {i}"),
+        ));
+    }
+    burst.extend(uum(NAMED + 2, "bob0@yahoo.com", "still talking"));
+    mallory.write_all(&burst)?;
+    // Another computer (the client's IPv6 address) starts its conversation.
+    let server6 = SocketAddr::from((rig.server_ip6, 1863));
+    let mut alice = rig.client.run(move || TcpStream::connect(server6))??;
+    alice.write_all(b"USR 1 TWN I alice@example.com\r\n")?;
+    alice.write_all(&uum(2, "carol@yahoo.com", "hi carol"))?;
+
+    let got = || String::from_utf8_lossy(&received.lock().unwrap()).into_owned();
+    wait::until("both last messages at the server", || {
+        let got = got();
+        (got.contains("still talking") && got.contains("hi carol")).then_some(())
+    })?;
+    // The server got the first LIMIT conversations and the one under way, no more.
+    let got = got();
+    // (A payload has no line end: the next command follows on its line.)
+    let mut delivered: Vec<&str> = got
+        .split("UUM ")
+        .skip(1)
+        .filter_map(|l| l.split(' ').nth(1))
+        .collect();
+    let mut expected: Vec<String> = (0..LIMIT).map(|i| format!("bob{i}@yahoo.com")).collect();
+    expected.push("bob0@yahoo.com".into());
+    expected.push("carol@yahoo.com".into());
+    delivered.sort();
+    expected.sort();
+    assert_eq!(delivered, expected, "{got}");
+
+    // One log file per admitted conversation, none for the refused.
+    let first = ims.wait_log("MSN", "mallory@example.com", "bob0@yahoo.com", 2)?;
+    let rest: Vec<&str> = first.iter().map(|l| l.rest.as_str()).collect();
+    assert_eq!(rest, ["1,1,0,,hello 0", "1,1,0,,still talking"]);
+    ims.wait_log("MSN", "alice@example.com", "carol@yahoo.com", 1)?;
+    let conversations = ims.log_file("MSN", "mallory@example.com", "bob0@yahoo.com");
+    let mallorys = conversations.parent().and_then(|p| p.parent()).unwrap();
+    assert_eq!(std::fs::read_dir(mallorys)?.count(), LIMIT);
+    assert!(!ims
+        .log_file(
+            "MSN",
+            "mallory@example.com",
+            &format!("bob{LIMIT}@yahoo.com")
+        )
+        .exists());
+
+    // Said once for the minute, and counted.
+    let warning = format!(
+        "MSN: {} started more than max_new_conversations ({LIMIT} a minute); 1 messages of new conversations were neither delivered nor logged",
+        rig.client_ip
+    );
+    ims.wait_output(&warning)?;
+    assert_eq!(
+        ims.process
+            .output()
+            .matches("max_new_conversations (")
+            .count(),
+        1,
+        "{}",
+        ims.process.output()
+    );
+    let refused = prometheus::scrape(&rig.gateway, METRICS.parse()?)?.value(
+        "imspector_new_conversations_refused_total",
+        &[("protocol", "MSN")],
+    );
+    assert_eq!(refused, Some((NAMED - LIMIT) as f64));
     Ok(())
 }

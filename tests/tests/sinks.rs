@@ -332,7 +332,7 @@ fn hide_eventdata_keeps_the_text_out_of_the_database() {
 
 /// Client -> REDIRECT -> one proxy session -> server; returns what the server got.
 fn relay_one_irc_message(config: Config) -> String {
-    use std::sync::{Arc, RwLock};
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -342,26 +342,11 @@ fn relay_one_irc_message(config: Config) -> String {
         .unwrap();
     let (forwarded, writer) = rt.block_on(async move {
         let (logger, writer) = log::spawn_writer(imspector::build_sinks(&config).unwrap(), false);
-        let shared = Arc::new(imspector::session::Shared {
-            upstream: imspector::net::Upstream {
-                interface: None,
-                // The proxy's own connection to the server is not redirected.
-                mark: Some(1),
-                timeout: config.connect_timeout,
-            },
-            filters: RwLock::new(Arc::new(
-                imspector::filter::build(&config.settings).unwrap(),
-            )),
-            logger,
-            config,
-            ids: Arc::new(imspector_protocols::HandoffTable::new(
-                imspector::session::LOGIN_COOKIES,
-            )),
-            tls: None,
-            budget: Arc::new(imspector::budget::Budget::new(
-                imspector::budget::DEFAULT_MAX_BUFFERED,
-            )),
-        });
+        let filters = imspector::filter::build(&config.settings).unwrap();
+        let mut shared = imspector::session::Shared::new(config, filters, logger, None);
+        // The proxy's own connection to the server is not redirected.
+        shared.upstream.mark = Some(1);
+        let shared = Arc::new(shared);
         let server = TcpListener::bind("127.0.0.1:6667").await.unwrap();
         let proxy = TcpListener::bind("127.0.0.1:16667").await.unwrap();
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
