@@ -1,6 +1,7 @@
 //! The journal and what the daemon stores, through the real binary: one
-//! daemon per spool directory, the modes of everything it creates, and what
-//! its last line says about events still waiting.
+//! daemon per spool directory, the modes of everything it creates, what its
+//! last line says about events still waiting, full disks, crashes and
+//! SIGTERM, and `log_failure=block`.
 
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
@@ -71,6 +72,22 @@ fn a_second_daemon_on_the_same_spool_dir_refuses_to_start_until_the_first_is_gon
     Ok(())
 }
 
+/// A rig whose IRC traffic to port 6667 goes through imspector, to ngircd.
+fn irc_rig() -> anyhow::Result<(Rig, Ngircd)> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], 16667)?;
+    let server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    Ok((rig, server))
+}
+
+/// IRC clients: alice behind imspector, bob outside.
+fn alice_and_bob(rig: &Rig) -> anyhow::Result<(Ii, Ii)> {
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::remote(rig, &clients, "bob")?;
+    let alice = Ii::local(rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    Ok((alice, bob))
+}
+
 /// Every file under `root` (and `root` itself), with its mode, owner and group.
 fn modes(root: &Path) -> Vec<(PathBuf, u32, u32, u32)> {
     let mut found = Vec::new();
@@ -96,9 +113,7 @@ fn everything_the_daemon_stores_is_0640_in_0750_directories_of_its_user_and_log_
         .expect("the group adm (Debian base-passwd)")
         .gid
         .as_raw();
-    let rig = Rig::new()?;
-    rig.redirect(&[6667], 16667)?;
-    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let (rig, _server) = irc_rig()?;
     let dir = rig.subdir("ims")?;
     let db_dir = rig.subdir("db")?;
     let (logs, spool) = (dir.join("logs/imspector"), dir.join("spool"));
@@ -141,9 +156,7 @@ fn everything_the_daemon_stores_is_0640_in_0750_directories_of_its_user_and_log_
     wait::until("imspector to listen", || {
         ims.output().contains("listening on").then_some(())
     })?;
-    let clients = rig.subdir("clients")?;
-    let bob = Ii::remote(&rig, &clients, "bob")?;
-    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    let (alice, bob) = alice_and_bob(&rig)?;
     alice.msg("bob", "the plan")?;
     bob.wait_received("alice", "alice", "the ****")?;
     ims.signal(Signal::SIGTERM)?;
@@ -195,9 +208,7 @@ fn everything_the_daemon_stores_is_0640_in_0750_directories_of_its_user_and_log_
 fn the_last_line_says_how_many_events_wait_and_where() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let spool = dir.path().join("spool");
-    let rig = Rig::new()?;
-    rig.redirect(&[6667], 16667)?;
-    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let (rig, _server) = irc_rig()?;
     // A database that cannot be opened: its directory does not exist.
     let config = format!(
         "irc_protocol=on\nsqlite_file={}\nspool_dir={}\n",
@@ -205,9 +216,7 @@ fn the_last_line_says_how_many_events_wait_and_where() -> anyhow::Result<()> {
         spool.display()
     );
     let mut ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
-    let clients = rig.subdir("clients")?;
-    let bob = Ii::remote(&rig, &clients, "bob")?;
-    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    let (alice, bob) = alice_and_bob(&rig)?;
     for n in 0..3 {
         alice.msg("bob", &format!("message {n}"))?;
         bob.wait_received("alice", "alice", &format!("message {n}"))?;
@@ -280,9 +289,7 @@ impl Drop for Tmpfs {
 /// log directory deleted while running is made again.
 #[test]
 fn a_full_disk_blocks_chat_with_log_failure_block_and_loses_no_line() -> anyhow::Result<()> {
-    let rig = Rig::new()?;
-    rig.redirect(&[6667], 16667)?;
-    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let (rig, _server) = irc_rig()?;
     let dir = rig.subdir("ims")?;
     // The file log's directory is the small disk (Imspector::log_dir).
     let disk = Tmpfs::mount(&dir.join("logs"), "1m");
@@ -294,9 +301,7 @@ fn a_full_disk_blocks_chat_with_log_failure_block_and_loses_no_line() -> anyhow:
         dir.join("responder.db").display()
     );
     let ims = Imspector::start(&rig.gateway, &dir, &config)?;
-    let clients = rig.subdir("clients")?;
-    let bob = Ii::remote(&rig, &clients, "bob")?;
-    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    let (alice, bob) = alice_and_bob(&rig)?;
     alice.msg("bob", "before")?;
     bob.wait_received("alice", "alice", "before")?;
     ims.wait_log("IRC", "alice", "bob", 1)?;
@@ -550,5 +555,55 @@ fn sigterm_loses_no_event_of_bytes_already_forwarded() -> anyhow::Result<()> {
     for (n, text) in forwarded.iter().enumerate() {
         assert_eq!(logged[n], format!("1,1,0,,{text}"));
     }
+    Ok(())
+}
+
+/// `log_failure=block`: a message's bytes go out only once its event is with
+/// the sinks. Here a sink is held up (the categories file is a FIFO no one
+/// reads yet): the censored message stays in the proxy until a reader opens
+/// the FIFO, then it is delivered and its line is in the file.
+#[test]
+fn with_log_failure_block_a_message_waits_until_its_event_is_written() -> anyhow::Result<()> {
+    use std::io::Read;
+    let (rig, _server) = irc_rig()?;
+    let dir = rig.subdir("ims")?;
+    let (cats, badwords) = (dir.join("cats.log"), dir.join("badwords.txt"));
+    std::fs::write(&badwords, "plan\n")?;
+    let config = format!(
+        "irc_protocol=on\nlog_failure=block\nbadwords_filename={}\ncats_logging_filename={}\n",
+        badwords.display(),
+        cats.display()
+    );
+    let ims = Imspector::start(&rig.gateway, &dir, &config)?;
+    let (alice, bob) = alice_and_bob(&rig)?;
+    alice.msg("bob", "before")?;
+    bob.wait_received("alice", "alice", "before")?;
+
+    // Opening a FIFO for writing waits for a reader: the writer thread waits.
+    std::fs::remove_file(&cats)?;
+    nix::unistd::mkfifo(&cats, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+    alice.msg("bob", "the plan")?;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        !bob.window("alice").contains("the ****"),
+        "delivered before its event was written: {}",
+        bob.window("alice")
+    );
+    let reader = std::thread::spawn(move || {
+        let mut fifo = std::fs::File::open(&cats)?;
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\n") && fifo.read(&mut byte)? == 1 {
+            line.push(byte[0]);
+        }
+        std::io::Result::Ok(String::from_utf8_lossy(&line).into_owned())
+    });
+    bob.wait_received("alice", "alice", "the ****")?;
+    let line = reader.join().expect("the FIFO reader")?;
+    assert!(
+        line.starts_with("IRC,alice,bob,") && line.ends_with(",0,1 badwords;,the plan\n"),
+        "{line:?}"
+    );
+    assert!(ims.log_file("IRC", "alice", "bob").exists());
     Ok(())
 }

@@ -31,7 +31,8 @@ use crate::event::LogEvent;
 
 /// How many events may wait for the writer.
 const CHANNEL_CAPACITY: usize = 4096;
-/// Most events written in one batch (one transaction for SQL sinks).
+/// Most events handed to the sinks at once (for a database sink: one append
+/// to its journal; its own thread then writes up to 8,192 per transaction).
 pub const MAX_BATCH: usize = 512;
 /// How often sinks get a [`Sink::tick`] while no event comes (the journals'
 /// group commit needs it this often).
