@@ -7,6 +7,14 @@
 //! remote="#chan" filtered=0 categories="" data="hello"`. Text values are
 //! quoted; `"`, `\` and control characters in them are escaped (`\"`, `\\`,
 //! `\n`, `\r`, `\t`, `\xNN`). Over TCP lines end with LF (RFC 6587).
+//!
+//! The line and its transport are our own, not the `syslog` crate's (which
+//! carries the daemon's diagnostics, `diag.rs`): its RFC 3164 formatter (7.0)
+//! stamps the time of sending in UTC with a zero-padded day (`Dec 02`), where
+//! this line carries the event's own local time (`Dec  2`); and its TCP
+//! backend ends no line, so two events sent to a TCP receiver arrive as one
+//! line (tried with two messages). Reconnecting after a failure and counting
+//! what was not sent are ours either way.
 
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
