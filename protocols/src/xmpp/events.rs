@@ -110,6 +110,26 @@ pub fn message(ctx: &Context<'_>, dir: Direction, stanza: &Element) -> Vec<ChatE
     }
 }
 
+/// An event with no text in the conversation `message` (a start tag alone)
+/// belongs to.
+pub fn conversation_event(
+    ctx: &Context<'_>,
+    dir: Direction,
+    message: &Element,
+) -> Option<ChatEvent> {
+    let conversation = conversation(ctx, dir, message)?;
+    Some(ChatEvent {
+        direction: dir,
+        kind: EventType::Message,
+        local_id: ctx.local.to_string(),
+        remote_id: conversation.remote,
+        group: conversation.group,
+        prefix: String::new(),
+        text: String::new(),
+        encrypted: false,
+    })
+}
+
 /// The party a message is exchanged with, as logged.
 struct Conversation {
     remote: String,

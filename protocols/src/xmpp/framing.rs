@@ -58,12 +58,21 @@ pub enum Cut {
     Element(Kind, usize),
 }
 
+/// Why a scan stopped following the stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanStop {
+    /// The bytes are not an XMPP stream we can follow, and why.
+    NotXmpp(String),
+    /// An element or tag over [`MAX_STANZA`]; `held` is the kind of the held
+    /// element the buffer starts with (its start tag), if it is one.
+    TooLong { why: String, held: Option<Kind> },
+}
+
 /// What one scan found.
 #[derive(Debug, Default)]
 pub struct Scan {
     pub cuts: Vec<Cut>,
-    /// The bytes are not an XMPP stream we can follow, and why.
-    pub stop: Option<String>,
+    pub stop: Option<ScanStop>,
     /// The `to` of a top-level element, when asked for (the local JID of a
     /// stream whose resource binding we did not see).
     pub to: Option<String>,
@@ -107,13 +116,13 @@ impl Framer {
                 Ok(Event::Eof) => break,
                 Ok(event) => event,
                 Err(e) => {
-                    scan.stop = malformed(&e, &buf[at..]);
+                    scan.stop = malformed(&e, &buf[at..]).map(ScanStop::NotXmpp);
                     break;
                 }
             };
             scanned = reader.buffer_position() as usize;
             if let Event::DocType(_) = event {
-                scan.stop = Some(DTD.into());
+                scan.stop = Some(ScanStop::NotXmpp(DTD.into()));
                 break;
             }
             match self.open {
@@ -165,7 +174,9 @@ impl Framer {
             Event::Start(tag) | Event::Empty(tag) => tag,
             Event::Text(text) if is_space(&text) => return,
             Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
-                scan.stop = Some("text outside any XMPP stanza: not an XMPP stream".into());
+                scan.stop = Some(ScanStop::NotXmpp(
+                    "text outside any XMPP stanza: not an XMPP stream".into(),
+                ));
                 return;
             }
             Event::End(_) => {
@@ -237,6 +248,12 @@ impl Framer {
                 self.depth -= 1;
                 if self.depth == 1 {
                     if let Some(Mode::Hold(kind)) = self.open {
+                        // The same bound whether the element came in one
+                        // read or in many.
+                        if end - *cut_from > MAX_STANZA {
+                            scan.stop = Some(too_long(self.open));
+                            return;
+                        }
                         scan.cuts.push(Cut::Element(kind, end - *cut_from));
                         *cut_from = end;
                     }
@@ -248,16 +265,19 @@ impl Framer {
     }
 }
 
-fn too_long(open: Option<Mode>) -> String {
-    let what = match open {
-        Some(Mode::Hold(kind)) => format!("a <{}> stanza", kind.tag()),
-        Some(Mode::AwaitFirstChild) => "an <iq> stanza".into(),
-        _ => "an XML tag".into(),
+fn too_long(open: Option<Mode>) -> ScanStop {
+    let (what, held) = match open {
+        Some(Mode::Hold(kind)) => (format!("a <{}> stanza", kind.tag()), Some(kind)),
+        Some(Mode::AwaitFirstChild) => ("an <iq> stanza".into(), Some(Kind::Iq)),
+        _ => ("an XML tag".into(), None),
     };
-    format!(
-        "{what} longer than {} KiB: more than XMPP servers accept; not inspected",
-        MAX_STANZA / 1024
-    )
+    ScanStop::TooLong {
+        why: format!(
+            "{what} longer than {} KiB (more than XMPP servers accept)",
+            MAX_STANZA / 1024
+        ),
+        held,
+    }
 }
 
 const DTD: &str =

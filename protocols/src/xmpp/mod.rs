@@ -23,10 +23,10 @@ use bytes::{Bytes, BytesMut};
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use crate::event::{Direction, EventType};
+use crate::event::{ChatEvent, Direction, EventType};
 use crate::session::{Feed, Frame, Pdu, ProtocolSession, Rewrite, Stop};
 use events::{Context, Rooms};
-use framing::{Cut, Framer, Kind};
+use framing::{Cut, Framer, Kind, ScanStop};
 
 pub use framing::MAX_STANZA;
 
@@ -135,6 +135,28 @@ impl XmppSession {
     }
 }
 
+impl XmppSession {
+    /// A message event of the conversation of the `<message>` that `held`
+    /// starts with, read from its start tag alone (the stanza is too large
+    /// to hold), for the log line saying that inspection stopped.
+    fn conversation_of(&self, dir: Direction, held: &[u8]) -> Option<ChatEvent> {
+        let mut reader = Reader::from_reader(held);
+        let Ok(Event::Start(_)) = reader.read_event() else {
+            return None;
+        };
+        let tag_end = reader.buffer_position() as usize;
+        let mut tag = held[..tag_end - 1].to_vec();
+        tag.extend_from_slice(b"/>");
+        let message = tree::parse(self.header(dir), &tag).ok()?;
+        let local = self.local_bare();
+        let ctx = Context {
+            local: &local,
+            rooms: &self.rooms,
+        };
+        events::conversation_event(&ctx, dir, &message)
+    }
+}
+
 /// Why the first bytes of a direction are not XML.
 fn not_xml(first: &[u8]) -> String {
     if first.first() == Some(&0x16) {
@@ -190,7 +212,16 @@ impl ProtocolSession for XmppSession {
                 }
             }
         }
-        feed.stop = scan.stop.map(Stop::NotThisProtocol);
+        feed.stop = scan.stop.map(|stop| match stop {
+            ScanStop::NotXmpp(why) => Stop::NotThisProtocol(why),
+            ScanStop::TooLong { why, held } => Stop::TooLarge {
+                conversation: (held == Some(Kind::Message))
+                    .then(|| self.conversation_of(dir, buf))
+                    .flatten()
+                    .map(Box::new),
+                why,
+            },
+        });
         feed
     }
 

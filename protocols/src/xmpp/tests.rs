@@ -402,15 +402,33 @@ fn a_stanza_over_the_bound_stops_inspection_but_big_uninteresting_ones_stream() 
             break;
         }
     }
-    match stop {
-        Some(Stop::NotThisProtocol(reason)) => {
-            assert!(
-                reason.contains("<message> stanza longer than 256 KiB"),
-                "{reason}"
-            )
-        }
-        other => panic!("{other:?}"),
-    }
+    // Whole in one read, the same.
+    let mut whole = BytesMut::from(&b"<message to='bob@example.net'><body>"[..]);
+    whole.extend_from_slice(&[b'b'; MAX_STANZA]);
+    whole.extend_from_slice(b"</body></message>");
+    let mut copy = s.clone();
+    let f = copy.feed(Outgoing, &mut whole);
+    assert!(f.frames.is_empty(), "nothing inspected");
+    assert!(
+        matches!(f.stop, Some(Stop::TooLarge { .. })),
+        "{:?}",
+        f.stop
+    );
+    let Some(Stop::TooLarge { why, conversation }) = stop else {
+        panic!("{stop:?}");
+    };
+    assert_eq!(
+        why,
+        "a <message> stanza longer than 256 KiB (more than XMPP servers accept)"
+    );
+    let conversation = conversation.expect("the message's conversation");
+    assert_eq!(
+        (
+            conversation.local_id.as_str(),
+            conversation.remote_id.as_str()
+        ),
+        ("alice@example.org", "bob@example.net")
+    );
 }
 
 #[test]

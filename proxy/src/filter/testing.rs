@@ -93,6 +93,38 @@ pub struct Outcome {
     pub logged: Logged,
 }
 
+/// How much of what the remote party and the local user received a rig has
+/// already reported, so each message's [`Outcome`] holds only its own.
+#[derive(Debug, Default)]
+pub struct Seen {
+    delivered: usize,
+    notices: usize,
+}
+
+impl Seen {
+    /// The outcome of the last message, given everything the remote party
+    /// got from the local user and every notice the local user got so far.
+    pub fn outcome(
+        &mut self,
+        delivered: &[String],
+        notices: &[String],
+        logged: Logged,
+    ) -> Result<Outcome, String> {
+        let new = delivered.get(self.delivered..).unwrap_or_default();
+        if new.len() > 1 {
+            return Err(format!("the remote party got several messages: {new:?}"));
+        }
+        let outcome = Outcome {
+            delivered: new.first().cloned(),
+            notices: notices.get(self.notices..).unwrap_or_default().to_vec(),
+            logged,
+        };
+        self.delivered = delivered.len();
+        self.notices = notices.len();
+        Ok(outcome)
+    }
+}
+
 /// A way to run the proxy and send a message through it.
 pub trait FilterRig {
     /// The local and the remote party's ids as the proxy logs them (lower case).

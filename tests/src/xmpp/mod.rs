@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use crate::netns::Netns;
 
-pub use prosody::{Encryption, Prosody, STANZA_LIMIT};
+pub use prosody::{Encryption, Prosody};
 pub use slixmpp::{Slixmpp, Transport};
 
 pub const DOMAIN: &str = "test.local";

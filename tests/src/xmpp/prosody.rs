@@ -26,7 +26,7 @@ pub enum Encryption<'a> {
 
 /// The largest stanza prosody takes from a logged-in client here: above the
 /// proxy's bound, so that a test can send one the proxy must not inspect.
-pub const STANZA_LIMIT: usize = 1 << 20;
+const STANZA_LIMIT: usize = 1 << 20;
 
 /// prosody in a namespace, with everything it writes in its directory.
 pub struct Prosody {
