@@ -2,7 +2,9 @@
 //! REDIRECT, the daemon), imspector-web reading the daemon's file logs, and
 //! Debian's headless Chromium logging in and following the conversation live.
 
-use std::net::{IpAddr, SocketAddr};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 
 use imspector_e2e::chromium::Chromium;
 use imspector_e2e::imspector::{target_dir, workspace_binary};
@@ -21,12 +23,14 @@ struct Scene {
     bob: Ii,
 }
 
-/// The daemon with metrics in the gateway, ngircd, alice (local) and bob.
-fn scene(extra_config: &str) -> anyhow::Result<Scene> {
+/// The daemon with metrics in the gateway, ngircd, alice (local) and bob;
+/// `extra_config` gets the daemon's directory.
+fn scene(extra_config: impl FnOnce(&Path) -> String) -> anyhow::Result<Scene> {
     let rig = Rig::new()?;
-    rig.redirect(&[6667], PORT)?;
+    rig.redirect(&[6667, 1863], PORT)?;
     // An SQLite sink too, for the database metrics.
     let dir = rig.subdir("ims")?;
+    let extra_config = extra_config(&dir);
     let ims = Imspector::start(
         &rig.gateway,
         &dir,
@@ -57,7 +61,7 @@ fn today() -> String {
 
 #[test]
 fn chromium_logs_in_reads_a_conversation_and_sees_a_new_line_live() -> anyhow::Result<()> {
-    let s = scene("")?;
+    let s = scene(|_| String::new())?;
     let first = "hello bob, <b>from</b> alice";
     s.alice.msg("bob", first)?;
     s.bob.wait_received("alice", "alice", first)?;
@@ -168,8 +172,14 @@ fn metrics(rig: &Rig) -> anyhow::Result<prometheus::Exposition> {
 
 #[test]
 fn metrics_count_known_irc_traffic() -> anyhow::Result<()> {
-    // The file offer below is blocked, and counted as filtered.
-    let s = scene("block_files=on\n")?;
+    // The file offer below is blocked, and counted as filtered; alice is
+    // told once that she is logged and once that the offer was blocked.
+    let s = scene(|dir| {
+        format!(
+            "block_files=on\nmsn_protocol=on\nresponder_filename={}\nnotice_days=7\nfiltered_mins=15\n",
+            dir.join("responder.db").display()
+        )
+    })?;
     for text in ["one", "two"] {
         s.alice.msg("bob", text)?;
         s.bob.wait_received("alice", "alice", text)?;
@@ -268,6 +278,42 @@ fn metrics_count_known_irc_traffic() -> anyhow::Result<()> {
             .map(String::as_str),
         Some("gauge")
     );
+
+    // Notices: as many as alice's client shows.
+    let told = |text: &str| {
+        ["bob", ""]
+            .iter()
+            .map(|w| s.alice.window(w).matches(text).count())
+            .sum::<usize>()
+    };
+    assert_eq!(told("Your activities are being logged"), 1);
+    assert_eq!(told("The message or action was blocked"), 1);
+    assert_eq!(
+        m.value("imspector_notices_sent_total", &irc_label),
+        Some(2.0)
+    );
+
+    // Bytes that are not MSN, to the MSN port: relayed plainly, one stop.
+    let listener = s.rig.server.run(|| TcpListener::bind("0.0.0.0:1863"))??;
+    let server = SocketAddr::from((s.rig.server_ip, 1863));
+    let mut not_msn = s.rig.client.run(move || TcpStream::connect(server))??;
+    const NOT_MSN: &[u8] = b"\x00\x01binary, not an MSN command";
+    not_msn.write_all(NOT_MSN)?;
+    listener.set_nonblocking(true)?;
+    let (mut relayed, _) = wait::until("the relayed connection", || listener.accept().ok())?;
+    relayed.set_nonblocking(false)?;
+    relayed.set_read_timeout(Some(wait::DEADLINE))?;
+    let mut got = vec![0u8; NOT_MSN.len()];
+    std::io::Read::read_exact(&mut relayed, &mut got)?;
+    assert_eq!(got, NOT_MSN);
+    let stop = [("protocol", "MSN"), ("reason", "not_this_protocol")];
+    let m = wait::until("the parser stop to be counted", || {
+        let m = metrics(&s.rig).ok()?;
+        m.value("imspector_parser_stops_total", &stop)
+            .is_some()
+            .then_some(m)
+    })?;
+    assert_eq!(m.value("imspector_parser_stops_total", &stop), Some(1.0));
 
     // The connection closed: open drops to 0, the total stays.
     drop(s.alice);
