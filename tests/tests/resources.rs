@@ -20,6 +20,29 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// `count` connections that each announce a 1 MB MSN payload and send
+/// `each` bytes of it.
+fn partial_messages(rig: &Rig, count: usize, each: usize) -> anyhow::Result<Vec<TcpStream>> {
+    let server = SocketAddr::from((rig.server_ip, 1863));
+    let mut conns = Vec::new();
+    for _ in 0..count {
+        let mut conn = rig.client.run(move || TcpStream::connect(server))??;
+        conn.write_all(b"MSG 1 N 1000000\r\n")?;
+        conn.write_all(&vec![b'x'; each])?;
+        conns.push(conn);
+    }
+    Ok(conns)
+}
+
+/// Wait until the daemon's memory is back within 8 MiB of `before`.
+fn memory_back(pid: u32, before: u64, peak: u64) -> anyhow::Result<u64> {
+    wait::until("the memory to come back", || {
+        let now = rss_kib(pid);
+        (now < before + 8 * 1024).then_some(now)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {before} -> {peak} -> {} KiB", rss_kib(pid)))
+}
+
 #[test]
 fn partial_messages_stay_within_max_buffered_bytes_and_memory_comes_back() -> anyhow::Result<()> {
     let rig = Rig::new()?;
@@ -27,26 +50,9 @@ fn partial_messages_stay_within_max_buffered_bytes_and_memory_comes_back() -> an
     let config = format!("msn_protocol=on\nmax_buffered_bytes=4000000\nmetrics_listen={METRICS}\n");
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
     let pid = ims.process.child.id();
-    // A server that takes whatever comes.
-    let listener = rig.server.run(|| TcpListener::bind("0.0.0.0:1863"))??;
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut conn = conn;
-                let mut sink = [0u8; 65536];
-                while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
-            });
-        }
-    });
+    recording_msn_server(&rig)?;
     let before = rss_kib(pid);
-    let server = SocketAddr::from((rig.server_ip, 1863));
-    let mut conns = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let mut conn = rig.client.run(move || TcpStream::connect(server))??;
-        conn.write_all(b"MSG 1 N 1000000\r\n")?;
-        conn.write_all(&vec![b'x'; SENT])?;
-        conns.push(conn);
-    }
+    let conns = partial_messages(&rig, CONNECTIONS, SENT)?;
     let released = || {
         ims.process
             .output()
@@ -73,11 +79,7 @@ fn partial_messages_stay_within_max_buffered_bytes_and_memory_comes_back() -> an
         "{counted} counted, {logged} logged"
     );
     drop(conns);
-    let after = wait::until("the memory to come back", || {
-        let now = rss_kib(pid);
-        (now < before + 8 * 1024).then_some(now)
-    })
-    .map_err(|e| anyhow::anyhow!("{e}: {before} -> {peak} -> {} KiB", rss_kib(pid)))?;
+    let after = memory_back(pid, before, peak)?;
     eprintln!(
         "RSS before {before} KiB, with {CONNECTIONS} connections holding {SENT} bytes each {peak} KiB, after they closed {after} KiB"
     );
@@ -113,6 +115,32 @@ fn recording_msn_server(rig: &Rig) -> anyhow::Result<Arc<Mutex<Vec<u8>>>> {
         }
     });
     Ok(received)
+}
+
+#[test]
+fn many_small_partial_messages_give_their_memory_back_when_they_close() -> anyhow::Result<()> {
+    // Each under a megabyte and all within the default budget: none is
+    // released, so only their end can give the memory back.
+    const SMALL: usize = 600;
+    const EACH: usize = 40_000;
+    let rig = Rig::new()?;
+    rig.redirect(&[1863], 16667)?;
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "msn_protocol=on\n")?;
+    let pid = ims.process.child.id();
+    recording_msn_server(&rig)?;
+    let before = rss_kib(pid);
+    let conns = partial_messages(&rig, SMALL, EACH)?;
+    // They hold 24 MB; the daemon grows by at least 16 MiB.
+    let peak = wait::until("the partial messages to be held", || {
+        let now = rss_kib(pid);
+        (now > before + 16 * 1024).then_some(now)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {before} -> {} KiB", rss_kib(pid)))?;
+    drop(conns);
+    // Measured without giving it back: 15 MB -> 81 MB -> 81 MB for 1,000 of them.
+    let after = memory_back(pid, before, peak)?;
+    eprintln!("RSS before {before} KiB, with {SMALL} connections holding {EACH} bytes each {peak} KiB, after they closed {after} KiB");
+    Ok(())
 }
 
 #[test]
