@@ -30,6 +30,16 @@ impl EventType {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// Its name in structured output (syslog, metrics, alerts).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Message => "message",
+            EventType::File => "file",
+            EventType::Typing => "typing",
+            EventType::Webcam => "webcam",
+        }
+    }
 }
 
 /// One chat event seen in a PDU.

@@ -177,6 +177,11 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("ssl_cert_dir", Support::Supported),
     ("ssl_verify_dir", Support::Supported),
     ("ssl_verify", Support::Supported),
+    // (new) keyword alerts: rules, where alerts go, minutes between two per conversation
+    ("alert_filename", Support::Supported),
+    ("alert_webhook", Support::Supported),
+    ("alert_command", Support::Supported),
+    ("alert_mins", Support::Supported),
     // (new) address of the Prometheus /metrics endpoint (off when unset)
     ("metrics_listen", Support::Supported),
     // (new) the log viewer, imspector-web (docs/web.md); the daemon ignores them
@@ -290,6 +295,11 @@ impl Settings {
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(|s| s.value.as_str())
+    }
+
+    /// The line `key` is set on.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.values.get(key).map(|s| s.line)
     }
 
     /// An error about `key` that names file and line.

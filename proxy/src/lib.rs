@@ -3,6 +3,7 @@
 //! `main.rs` parses the command line, binds, daemonizes and drops privileges;
 //! [`run`] is everything after that, so tests can drive it in process.
 
+pub mod alert;
 pub mod budget;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod new_conversations;
+pub mod reload;
 pub mod retention;
 pub mod session;
 pub mod tls;
@@ -29,7 +31,7 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, Settings};
+use crate::config::{Config, ConfigError};
 use crate::session::Shared;
 
 /// How long open connections get to reach a quiet point after SIGTERM.
@@ -39,14 +41,29 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub fn build_sinks(config: &Config) -> anyhow::Result<Vec<Box<dyn log::Sink>>> {
     let sinks = log::build::build(config)?;
     if sinks.is_empty() {
-        if config.block_unlogged {
-            anyhow::bail!(
-                "log_failure=block and no logging is configured: every chat would be blocked"
-            );
-        }
         ::log::warn!("no logging is configured: events are not stored anywhere");
     }
     Ok(sinks)
+}
+
+/// Everything a start needs of the configuration besides the core's options
+/// ([`Config::from_settings`]) and the TLS keys, checked without binding,
+/// connecting or starting anything: `--check-config` runs it, and so does a
+/// start before it binds, so that every such error is exit 2 with its line.
+pub fn check(config: &Config) -> Result<(), ConfigError> {
+    let s = &config.settings;
+    if log::build::check(config)? == 0 && config.block_unlogged {
+        return Err(s.bad(
+            "log_failure",
+            "block, and no logging is configured: every chat would be blocked",
+        ));
+    }
+    icap::check(s)?;
+    filter::build(s)?;
+    s.parsed::<std::net::SocketAddr>("metrics_listen")?;
+    retention::days(s)?;
+    alert::AlertConfig::from_settings(s)?;
+    Ok(())
 }
 
 /// Serve until SIGTERM or SIGINT, then flush every event and return.
@@ -70,11 +87,17 @@ pub async fn run(
     if let Some(tls) = &tls {
         ::log::info!("{}", tls.summary);
     }
+    let (alerter, send_alerts) =
+        alert::Alerter::new(alert::AlertConfig::from_settings(&config.settings)?);
+    tokio::spawn(send_alerts);
     let (logger, writer) = log::spawn_writer(sinks, echo);
+    let logger = logger.with_alerts(alerter.clone());
+    let retention_days = retention::days(&config.settings)?;
     let file_dir = config.file_logging_dir.as_deref();
-    if let Some(retention) = retention::Retention::new(&config.settings, file_dir)? {
-        retention.spawn().context("starting the retention thread")?;
-    }
+    let retention = match retention::Retention::new(retention_days, &config.settings, file_dir)? {
+        Some(r) => Some(r.spawn().context("starting the retention thread")?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::from_std(listener).context("listener")?;
     let http_listener = match http_listener {
         Some(l) => Some(tokio::net::TcpListener::from_std(l).context("http listener")?),
@@ -95,7 +118,12 @@ pub async fn run(
         ::log::info!("metrics on http://{}/metrics", l.local_addr()?);
         tokio::spawn(metrics::serve(l));
     }
-    let mut reloads = 0;
+    let mut live = reload::Live::new(
+        icap.as_ref().map(|(_, s)| s.clone()),
+        alerter,
+        retention,
+        retention_days,
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -152,8 +180,7 @@ pub async fn run(
                 sessions.spawn(icap::server::serve(stream, peer, service, stop_rx.clone()));
             }
             _ = hangup.recv() => {
-                reloads += 1;
-                reload(&shared, icap.as_ref().map(|(_, s)| &**s), reloads, config_path.as_deref());
+                live.reload(&shared, config_path.as_deref());
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -163,6 +190,8 @@ pub async fn run(
     drop(listener);
     drop(http_listener);
     drop(icap);
+    // It holds the ICAP service, and so a Logger.
+    drop(live);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while sessions.join_next().await.is_some() {}
@@ -238,78 +267,5 @@ async fn accept_icap(
     match icap {
         Some((l, _)) => l.accept().await,
         None => std::future::pending().await,
-    }
-}
-
-/// SIGHUP: re-read the configuration and swap in new filters (and the ICAP
-/// handlers, under a new ISTag). Open connections stay; a bad file keeps the
-/// rules in force.
-fn reload(
-    shared: &Shared,
-    icap: Option<&icap::Service>,
-    generation: u64,
-    path: Option<&std::path::Path>,
-) {
-    let reloaded = reload_filters(shared, path).and_then(|settings| match icap {
-        Some(icap) => Ok(icap.reload(&settings, generation)?),
-        None => Ok(()),
-    });
-    match reloaded {
-        Ok(()) => ::log::info!("SIGHUP: configuration reloaded"),
-        Err(e) => ::log::error!("SIGHUP: reload failed, previous rules stay in force: {e}"),
-    }
-}
-
-/// Build the filters from the file as it is now and put them in force; on an
-/// error the filters in force stay. Returns the settings read.
-fn reload_filters(shared: &Shared, path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
-    let settings = match path {
-        Some(path) => Settings::load(path)?,
-        None => Settings::embedded(),
-    };
-    let chain = filter::build(&settings)?;
-    *shared.filters.write().expect("filter lock poisoned") = Arc::new(chain);
-    Ok(settings)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::filter::testing::event_between;
-
-    fn blocked(shared: &Shared, local: &str, remote: &str) -> bool {
-        let mut e = event_between(local, remote, "hello");
-        shared.filters.read().unwrap().apply(&mut e);
-        e.blocked
-    }
-
-    #[test]
-    fn reload_with_a_bad_file_keeps_the_rules_in_force() {
-        let dir = tempfile::tempdir().unwrap();
-        let acl = dir.path().join("acl.txt");
-        let conf = dir.path().join("imspector.conf");
-        std::fs::write(&acl, "deny alice bob\n").unwrap();
-        std::fs::write(&conf, format!("acl_filename={}\n", acl.display())).unwrap();
-        let config = Config::from_settings(Settings::load(&conf).unwrap()).unwrap();
-        let filters = filter::build(&config.settings).unwrap();
-        let logger = log::spawn_writer(Vec::new(), false).0;
-        let shared = Shared::new(config, filters, logger, None);
-        assert!(blocked(&shared, "alice", "bob"));
-
-        std::fs::write(&acl, "allow alice carol\npermit alice bob\n").unwrap();
-        let e = reload_filters(&shared, Some(&conf)).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!(
-                "{}:2: a rule starts with allow or deny, not \"permit\"",
-                acl.display()
-            )
-        );
-        assert!(blocked(&shared, "alice", "bob"));
-
-        std::fs::write(&acl, "deny alice carol\n").unwrap();
-        reload_filters(&shared, Some(&conf)).unwrap();
-        assert!(!blocked(&shared, "alice", "bob"));
-        assert!(blocked(&shared, "alice", "carol"));
     }
 }

@@ -59,16 +59,10 @@ fn main() -> ExitCode {
     }
     // What a start needs from the configuration is checked before anything
     // starts, so a bad option is exit 2 with its line in either case.
-    if let Err(e) = imspector::log::build::check(&config) {
-        return fail(EXIT_CONFIG, &e);
-    }
-    if let Err(e) = imspector::icap::check(&config.settings) {
+    if let Err(e) = imspector::check(&config) {
         return fail(EXIT_CONFIG, &e);
     }
     if cli.check_config {
-        if let Err(e) = imspector::filter::build(&config.settings) {
-            return fail(EXIT_CONFIG, &e);
-        }
         println!("{}: configuration OK", config.settings.source);
         return ExitCode::SUCCESS;
     }

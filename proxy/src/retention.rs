@@ -47,14 +47,18 @@ pub fn days(s: &Settings) -> Result<Option<u32>, ConfigError> {
 }
 
 impl Retention {
-    /// `None` when `retention_days` is unset. `file_dir` is the file logs'
-    /// directory as the daemon uses it (absolute).
-    pub fn new(s: &Settings, file_dir: Option<&Path>) -> Result<Option<Self>, ConfigError> {
-        let Some(days) = days(s)? else {
+    /// Keep `days` (none: `None`) of what the sinks of `sinks` store;
+    /// `file_dir` is the file logs' directory as the daemon uses it (absolute).
+    pub fn new(
+        days: Option<u32>,
+        sinks: &Settings,
+        file_dir: Option<&Path>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let Some(days) = days else {
             return Ok(None);
         };
-        let backends = build::backends(s)?;
-        let spool_dir = build::spool_dir(s);
+        let backends = build::backends(sinks)?;
+        let spool_dir = build::spool_dir(sinks);
         Ok(Some(Retention {
             days,
             file_dir: file_dir.map(Path::to_path_buf),

@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::TimeZone;
 use imspector::config::{Config, Settings};
 use imspector::event::LogEvent;
-use imspector::retention::{Retention, BATCH};
+use imspector::retention::{days, Retention, BATCH};
 use imspector_e2e::databases::{self, Mariadb, Postgres};
 use imspector_e2e::{Imspector, Rig};
 
@@ -94,9 +94,13 @@ fn old_day_files_rows_and_dead_letters_go_and_recent_ones_stay() {
     )
     .unwrap();
 
-    let mut retention = Retention::new(&config.settings, Some(&logs))
-        .unwrap()
-        .unwrap();
+    let mut retention = Retention::new(
+        days(&config.settings).unwrap(),
+        &config.settings,
+        Some(&logs),
+    )
+    .unwrap()
+    .unwrap();
     let (_, line) = retention.pass(now);
     assert_eq!(
         line,
@@ -149,7 +153,9 @@ fn server_keeps_only_recent_rows(config: &str, sink: &str, timestamps: impl Fn()
         ),
         &history(now),
     );
-    let mut retention = Retention::new(&config.settings, None).unwrap().unwrap();
+    let mut retention = Retention::new(days(&config.settings).unwrap(), &config.settings, None)
+        .unwrap()
+        .unwrap();
     let (_, line) = retention.pass(now);
     assert_eq!(
         line,

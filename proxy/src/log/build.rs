@@ -53,16 +53,22 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Sink>>, BuildError> {
 }
 
 /// Every logging option checked as [`build`] would, without opening, creating
-/// or connecting to anything: what `--check-config` runs.
-pub fn check(config: &Config) -> Result<(), ConfigError> {
+/// or connecting to anything: what `--check-config` runs. Returns how many
+/// sinks [`build`] would make.
+pub fn check(config: &Config) -> Result<usize, ConfigError> {
     let s = &config.settings;
     log_group(s)?;
-    if s.flag("syslog_logging")?.unwrap_or(false) {
+    let syslog = s.flag("syslog_logging")?.unwrap_or(false);
+    if syslog {
         syslog_sink(s)?;
     }
     sync_mode(s)?;
-    backends(s)?;
-    Ok(())
+    let files = [
+        config.file_logging_dir.is_some(),
+        s.path("cats_logging_filename").is_some(),
+        syslog,
+    ];
+    Ok(files.iter().filter(|on| **on).count() + backends(s)?.len())
 }
 
 fn sync_mode(s: &Settings) -> Result<SyncMode, ConfigError> {

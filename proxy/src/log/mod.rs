@@ -106,11 +106,24 @@ pub struct Logger {
     tx: tokio::sync::mpsc::Sender<Command>,
     /// Whether some sink took the last batch (`log_failure=block` asks).
     storing: Arc<AtomicBool>,
+    /// Sees every event on its way in (keyword alerts).
+    alerts: Option<Arc<crate::alert::Alerter>>,
 }
 
 impl Logger {
+    /// This logger, with every event also offered to `alerts`.
+    pub fn with_alerts(self, alerts: Arc<crate::alert::Alerter>) -> Logger {
+        Logger {
+            alerts: Some(alerts),
+            ..self
+        }
+    }
+
     /// Queue an event; waits while the writer is behind.
     pub async fn log(&self, event: LogEvent) {
+        if let Some(alerts) = &self.alerts {
+            alerts.offer(&event);
+        }
         if self.tx.send(Command::Event(event)).await.is_err() {
             log::error!("event writer has stopped; event lost");
         }
@@ -159,7 +172,14 @@ pub fn spawn_writer(sinks: Vec<Box<dyn Sink>>, echo: bool) -> (Logger, JoinHandl
         .name("imspector-writer".into())
         .spawn(move || writer_loop(rx, sinks, echo, &health))
         .expect("spawning the writer thread");
-    (Logger { tx, storing }, handle)
+    (
+        Logger {
+            tx,
+            storing,
+            alerts: None,
+        },
+        handle,
+    )
 }
 
 fn writer_loop(

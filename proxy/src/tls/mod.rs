@@ -7,7 +7,7 @@ pub mod ca;
 mod handshake;
 mod leaf;
 mod records;
-mod upstream;
+pub(crate) mod upstream;
 
 use std::sync::Arc;
 
