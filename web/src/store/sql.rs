@@ -17,8 +17,21 @@ use super::{
     day_of, is_day, Bounds, Conversation, Cursor, Hit, Hits, Line, Query, Result, Store, StoreError,
 };
 
-/// Rows read at once by a search, before the user's id limits are applied.
-const PAGE: usize = 1000;
+/// How a search walks the table: in windows of ids, so that one statement
+/// reads a bounded number of rows even where no index helps (text in SQLite
+/// and MySQL) and the search's time bound holds; each window in pages.
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    /// Ids one statement covers.
+    window: i64,
+    /// Rows read at once, before the user's id limits are applied.
+    page: usize,
+}
+
+const WALK: Walk = Walk {
+    window: 100_000,
+    page: 1000,
+};
 
 /// A statement with its placeholders numbered as its arguments are added.
 struct Sql {
@@ -267,6 +280,7 @@ fn non_empty<T>(v: Vec<T>) -> Result<Vec<T>> {
 pub struct SqlStore {
     link: Link,
     layout: Layout,
+    walk: Walk,
 }
 
 impl SqlStore {
@@ -282,7 +296,11 @@ impl SqlStore {
             },
         };
         add_indexes(&link);
-        Ok(SqlStore { link, layout })
+        Ok(SqlStore {
+            link,
+            layout,
+            walk: WALK,
+        })
     }
 
     fn run(&self, sql: Sql) -> Result<Vec<Vec<Cell>>> {
@@ -319,9 +337,12 @@ impl SqlStore {
             .arg(" AND remoteid = ", Arg::Text(c.remote.clone()))
     }
 
-    /// One page of a search: rows after `last_id` that match `q`.
-    fn search_page(&self, q: &Query, last_id: i64) -> Result<Sql> {
-        let mut sql = Sql::new(self.link.dialect, &self.select()).arg("id > ", Arg::Int(last_id));
+    /// One page of a search: rows after `last_id`, up to `until`, that
+    /// match `q`.
+    fn search_page(&self, q: &Query, last_id: i64, until: i64) -> Result<Sql> {
+        let mut sql = Sql::new(self.link.dialect, &self.select())
+            .arg("id > ", Arg::Int(last_id))
+            .arg(" AND id <= ", Arg::Int(until));
         if !q.from.is_empty() {
             sql = sql.time(">=", day_bounds(&q.from)?.0);
         }
@@ -344,7 +365,7 @@ impl SqlStore {
                 .push(" AND")
                 .contains(event_text(self.link.dialect), &q.text);
         }
-        Ok(sql.push(&format!(" ORDER BY id LIMIT {PAGE}")))
+        Ok(sql.push(&format!(" ORDER BY id LIMIT {}", self.walk.page)))
     }
 }
 
@@ -433,11 +454,18 @@ impl Store for SqlStore {
 
     fn search(&self, q: &Query, allowed: &dyn Fn(&str) -> bool, bounds: Bounds) -> Result<Hits> {
         let deadline = bounds.deadline();
+        let newest = self
+            .run(Sql::new(self.link.dialect, "SELECT max(id) FROM messages"))?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .map_or(0, |c| c.int());
         let mut found = Hits::default();
         let mut last_id = 0i64;
-        loop {
-            let page = self.rows(self.search_page(q, last_id)?)?;
-            let done = page.len() < PAGE;
+        while last_id < newest {
+            let until = last_id.saturating_add(self.walk.window).min(newest);
+            let page = self.rows(self.search_page(q, last_id, until)?)?;
+            let full = page.len() == self.walk.page;
             for (id, hit) in page {
                 last_id = id;
                 if !allowed(&hit.conversation.local) {
@@ -450,10 +478,10 @@ impl Store for SqlStore {
                 }
                 found.hits.push(hit);
             }
-            if done {
-                return Ok(found);
+            if !full {
+                last_id = until;
             }
-            if Instant::now() >= deadline {
+            if last_id < newest && Instant::now() >= deadline {
                 found.incomplete = Some(format!(
                     "the search stopped after {} s; narrow it down to see everything",
                     bounds.max_time.as_secs()
@@ -461,5 +489,100 @@ impl Store for SqlStore {
                 return Ok(found);
             }
         }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Source;
+    use std::time::Duration;
+
+    /// A table of `n` rows whose text is `row i`, and a store on it that
+    /// walks in windows of 7 ids and pages of 3 rows.
+    fn table(dir: &std::path::Path, n: usize) -> SqlStore {
+        let path = dir.join("messages.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(Dialect::Sqlite.create_messages())
+            .unwrap();
+        for i in 0..n {
+            conn.execute(
+                "INSERT INTO messages (timestamp, clientaddress, protocolname, outgoing, type,
+                 localid, remoteid, filtered, categories, eventdata)
+                 VALUES (?1, '10.0.0.1:1', 'IRC', 1, 1, ?2, 'bob', 0, '', ?3)",
+                rusqlite::params![
+                    1_767_312_000 + i as i64,
+                    format!("user{}", i % 2),
+                    format!("row {i}")
+                ],
+            )
+            .unwrap();
+        }
+        let link = Link::open(&Source::Sqlite(path)).unwrap().unwrap();
+        let mut store = SqlStore::new(link).unwrap();
+        store.walk = Walk { window: 7, page: 3 };
+        store
+    }
+
+    fn texts(hits: &Hits) -> Vec<String> {
+        hits.hits.iter().map(|h| h.line.data.clone()).collect()
+    }
+
+    fn bounds(secs: u64) -> Bounds {
+        Bounds {
+            max_hits: 100,
+            max_time: Duration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn a_search_walks_every_window_and_page_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = table(dir.path(), 50);
+        let q = Query {
+            text: "ROW".into(),
+            ..Query::default()
+        };
+        // Only user1's rows: every window and page boundary is crossed.
+        let found = store
+            .search(&q, &|local| local == "user1", bounds(5))
+            .unwrap();
+        let want: Vec<String> = (0..50)
+            .filter(|i| i % 2 == 1)
+            .map(|i| format!("row {i}"))
+            .collect();
+        assert_eq!(texts(&found), want);
+        assert_eq!(found.incomplete, None);
+        let q = Query {
+            text: "row 4".into(),
+            ..Query::default()
+        };
+        let found = store.search(&q, &|_| true, bounds(5)).unwrap();
+        let want: Vec<String> = std::iter::once(4)
+            .chain(40..50)
+            .map(|i| format!("row {i}"))
+            .collect();
+        assert_eq!(texts(&found), want);
+    }
+
+    #[test]
+    fn a_search_stops_at_its_time_bound_after_one_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = table(dir.path(), 50);
+        let found = store
+            .search(&Query::default(), &|_| true, bounds(0))
+            .unwrap();
+        assert_eq!(texts(&found), ["row 0", "row 1", "row 2"]);
+        assert_eq!(
+            found.incomplete.as_deref(),
+            Some("the search stopped after 0 s; narrow it down to see everything")
+        );
+        let other = tempfile::tempdir().unwrap();
+        let empty = table(other.path(), 0);
+        let none = empty
+            .search(&Query::default(), &|_| true, bounds(0))
+            .unwrap();
+        assert!(none.hits.is_empty() && none.incomplete.is_none());
     }
 }
