@@ -5,10 +5,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use imspector_e2e::gadugadu::bitlbee::Bitlbee;
 use imspector_e2e::imspector::{assert_lines, now};
 use imspector_e2e::irc::{Ii, Inspircd, Ngircd};
 use imspector_e2e::tls::{InterceptionCa, Irssi, TestCa, TlsTunnel};
-use imspector_e2e::xmpp::{Encryption, Prosody, Slixmpp, Transport, DOMAIN};
+use imspector_e2e::xmpp::{Encryption, NamespaceEtc, Prosody, Slixmpp, Transport, DOMAIN};
 use imspector_e2e::{Imspector, Rig};
 
 const PORT: u16 = 16667;
@@ -296,16 +297,31 @@ fn irc_starttls_through_inspircd_is_intercepted_by_the_same_core() -> anyhow::Re
     Ok(())
 }
 
-#[test]
-fn xmpp_required_starttls_and_direct_tls_through_prosody_are_intercepted() -> anyhow::Result<()> {
-    let since = now();
+/// prosody with a certificate of a test CA (STARTTLS required or optional,
+/// direct TLS on 5223), the users alice, bob and carol, and imspector
+/// intercepting with a CA that `imspector ca create` made.
+struct XmppTlsScene {
+    rig: Rig,
+    server: Prosody,
+    ims: Imspector,
+    servers_ca: TestCa,
+    ours: InterceptionCa,
+    clients: std::path::PathBuf,
+}
+
+fn xmpp_scene(require_tls: bool) -> anyhow::Result<XmppTlsScene> {
     let rig = Rig::new()?;
     rig.redirect(&[5222, 5223], PORT)?;
     let servers_ca = TestCa::new(&rig.subdir("public-ca")?)?;
     let dir = rig.subdir("prosody")?;
     let server_ip = IpAddr::V4(rig.server_ip);
     let cert = servers_ca.server_cert(&dir, DOMAIN, server_ip, false)?;
-    let server = Prosody::start(&rig.server, &dir, server_ip, Encryption::Required(&cert))?;
+    let encryption = if require_tls {
+        Encryption::Required(&cert)
+    } else {
+        Encryption::Optional(&cert)
+    };
+    let server = Prosody::start(&rig.server, &dir, server_ip, encryption)?;
     for user in ["alice", "bob", "carol"] {
         server.register(user, "pw")?;
     }
@@ -316,53 +332,112 @@ fn xmpp_required_starttls_and_direct_tls_through_prosody_are_intercepted() -> an
     );
     let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, &config)?;
     let clients = rig.subdir("clients")?;
-    let start =
-        |ns, user, addr, transport| Slixmpp::start(ns, &clients, user, "pw", addr, transport);
-    // Bob, next to the server, checks the real certificate; the local users
-    // trust only our CA.
-    let servers_ca_file = servers_ca.cert_file();
-    let mut bob = start(
-        &rig.server,
-        "bob",
-        server.addr,
-        Transport::StartTls {
-            ca: &servers_ca_file,
-        },
-    )?;
-    let (alice_jid, bob_jid, carol_jid) =
-        ("alice@test.local", "bob@test.local", "carol@test.local");
-    let mut alice = start(
-        &rig.client,
-        "alice",
-        server.addr,
-        Transport::StartTls { ca: &ours.cert },
-    )?;
-    alice.chat(bob_jid, "hello over starttls")?;
-    bob.wait_received(alice_jid, "hello over starttls")?;
+    Ok(XmppTlsScene {
+        rig,
+        server,
+        ims,
+        servers_ca,
+        ours,
+        clients,
+    })
+}
+
+impl XmppTlsScene {
+    /// A slixmpp user in the client's namespace, through the proxy.
+    fn local(&self, user: &str, addr: SocketAddr, transport: Transport) -> anyhow::Result<Slixmpp> {
+        Slixmpp::start(&self.rig.client, &self.clients, user, "pw", addr, transport)
+    }
+
+    /// Bob, next to the server, with STARTTLS checking the real certificate.
+    fn bob(&self) -> anyhow::Result<Slixmpp> {
+        let ca = self.servers_ca.cert_file();
+        let transport = Transport::StartTls { ca: &ca };
+        Slixmpp::start(
+            &self.rig.server,
+            &self.clients,
+            "bob",
+            "pw",
+            self.server.addr,
+            transport,
+        )
+    }
+}
+
+const ALICE: &str = "alice@test.local";
+const BOB: &str = "bob@test.local";
+const CAROL: &str = "carol@test.local";
+
+#[test]
+fn xmpp_required_starttls_and_direct_tls_through_prosody_are_intercepted() -> anyhow::Result<()> {
+    let since = now();
+    let s = xmpp_scene(true)?;
+    let mut bob = s.bob()?;
+    // The local users trust only our CA.
+    let ca = &s.ours.cert;
+    let mut alice = s.local("alice", s.server.addr, Transport::StartTls { ca })?;
+    alice.chat(BOB, "hello over starttls")?;
+    bob.wait_received(ALICE, "hello over starttls")?;
     bob.chat(&alice.jid, "hi from bob")?;
-    alice.wait_received(bob_jid, "hi from bob")?;
-    ims.wait_output("XMPP STARTTLS; intercepting the TLS")?;
-    let mut carol = start(
-        &rig.client,
+    alice.wait_received(BOB, "hi from bob")?;
+    s.ims.wait_output("XMPP STARTTLS; intercepting the TLS")?;
+    let mut carol = s.local(
         "carol",
-        server.direct_tls_addr(),
-        Transport::DirectTls { ca: &ours.cert },
+        s.server.direct_tls_addr(),
+        Transport::DirectTls { ca },
     )?;
-    carol.chat(bob_jid, "hello over direct tls")?;
-    bob.wait_received(carol_jid, "hello over direct tls")?;
+    carol.chat(BOB, "hello over direct tls")?;
+    bob.wait_received(CAROL, "hello over direct tls")?;
     bob.chat(&carol.jid, "hi from bob")?;
-    carol.wait_received(bob_jid, "hi from bob")?;
-    let client = rig.client_ip.to_string();
+    carol.wait_received(BOB, "hi from bob")?;
+    let client = s.rig.client_ip.to_string();
     for (user, first) in [
-        (alice_jid, "hello over starttls"),
-        (carol_jid, "hello over direct tls"),
+        (ALICE, "hello over starttls"),
+        (CAROL, "hello over direct tls"),
     ] {
         assert_lines(
-            &ims.wait_log("Jabber", user, bob_jid, 2)?,
+            &s.ims.wait_log("Jabber", user, BOB, 2)?,
             &client,
             since,
             &[&format!("1,1,0,,{first}"), "0,1,0,,hi from bob"],
         );
     }
+    Ok(())
+}
+
+#[test]
+fn xmpp_optional_starttls_plain_slixmpp_and_libpurple_through_bitlbee() -> anyhow::Result<()> {
+    let since = now();
+    let s = xmpp_scene(false)?;
+    let mut bob = s.bob()?;
+    // slixmpp declining the offered STARTTLS: a plain session, read as it is.
+    let mut alice = s.local("alice", s.server.addr, Transport::Plain)?;
+    alice.chat(BOB, "plain, though TLS was offered")?;
+    bob.wait_received(ALICE, "plain, though TLS was offered")?;
+
+    // libpurple takes the STARTTLS and trusts only our CA.
+    let server_ip = IpAddr::V4(s.rig.server_ip);
+    let _etc = NamespaceEtc::install(&s.rig.client, &s.ours.cert, server_ip)?;
+    let mut carol = Bitlbee::start(&s.rig.client, &s.rig.subdir("bitlbee")?)?;
+    carol.login_xmpp("carol", "pw", BOB, "bob")?;
+    carol.msg("bob", "hello from libpurple")?;
+    bob.wait_received(CAROL, "hello from libpurple")?;
+    bob.chat(CAROL, "hi libpurple")?;
+    carol.wait_msg("bob", "hi libpurple")?;
+    s.ims.wait_output("XMPP STARTTLS; intercepting the TLS")?;
+    s.ims.wait_output("TLS intercepted for test.local")?;
+
+    let client = s.rig.client_ip.to_string();
+    assert_lines(
+        &s.ims.wait_log("Jabber", ALICE, BOB, 1)?,
+        &client,
+        since,
+        &["1,1,0,,plain, though TLS was offered"],
+    );
+    assert_lines(
+        &s.ims.wait_log("Jabber", CAROL, BOB, 2)?,
+        &client,
+        since,
+        &["1,1,0,,hello from libpurple", "0,1,0,,hi libpurple"],
+    );
     Ok(())
 }

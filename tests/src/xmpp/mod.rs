@@ -1,8 +1,9 @@
 //! Real XMPP software, the one harness of the XMPP tests: the prosody server
 //! (Debian) with a MUC service and HTTP file sharing, plain or with TLS;
 //! slixmpp clients (PyPI, the test virtualenv) driven through `client.py`;
-//! sendxmpp (Debian).
+//! sendxmpp (Debian); libpurple through bitlbee-libpurple (Debian).
 
+mod libpurple;
 mod prosody;
 mod slixmpp;
 
@@ -13,6 +14,7 @@ use anyhow::Context;
 
 use crate::netns::Netns;
 
+pub use libpurple::NamespaceEtc;
 pub use prosody::{Encryption, Prosody};
 pub use slixmpp::{Slixmpp, Transport};
 
