@@ -86,6 +86,8 @@ pub const KNOWN_OPTIONS: &[(&str, Support)] = &[
     ("user", Support::Supported),
     ("group", Support::Supported),
     ("pidfilename", Support::Supported),
+    // (new) the root directory the daemon changes to once it has read this file
+    ("chroot_dir", Support::Supported),
     ("log_typing_events", Support::Supported),
     ("hide_eventdata", Support::Supported),
     ("msn_protocol", Support::Supported),

@@ -22,6 +22,8 @@ pub enum DaemonError {
     NoGroup(String),
     #[error("cannot switch to {what}: {source}")]
     Switch { what: String, source: nix::Error },
+    #[error("chroot_dir {path}: {source}")]
+    Chroot { path: String, source: nix::Error },
 }
 
 /// The daemon's promise to tell the process that started it when it serves.
@@ -66,6 +68,20 @@ pub fn daemonize() -> Result<Ready, DaemonError> {
         }
     }
     Ok(Ready(fs::File::from(write_end)))
+}
+
+/// `chroot_dir`: make `dir` the root directory, while still root and before
+/// any file but the configuration is read, so that every other path the
+/// configuration names (logs, spool, lists, keys, the pid file, the
+/// configuration again on SIGHUP, `/dev/log`, `/etc/passwd` for `user`) is
+/// found inside it. For sites without systemd, whose units do this better.
+pub fn change_root(dir: &Path) -> Result<(), DaemonError> {
+    nix::unistd::chroot(dir)
+        .and_then(|()| nix::unistd::chdir("/"))
+        .map_err(|source| DaemonError::Chroot {
+            path: dir.display().to_string(),
+            source,
+        })
 }
 
 /// Raise the soft limit on open files to the hard limit: every relayed
@@ -190,21 +206,23 @@ pub fn drop_privileges(
 }
 
 /// Drop every capability but those in `mask` from the bounding set (while
-/// still root: that takes CAP_SETPCAP), so none can come back later.
+/// still root: that takes CAP_SETPCAP), so none can come back later. The
+/// kernel says EINVAL past the last capability it knows (read without /proc,
+/// which a chroot_dir lacks).
 fn limit_bounding_set(mask: u32) -> Result<(), DaemonError> {
-    let last: u32 = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(63);
-    for cap in 0..=last {
+    for cap in 0..64u32 {
         if cap < 32 && mask & (1 << cap) != 0 {
             continue;
         }
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) } != 0 {
+            let error = nix::Error::last();
+            if error == nix::errno::Errno::EINVAL && cap > 0 {
+                break;
+            }
             return Err(DaemonError::Switch {
                 what: "the capability bounding set".into(),
-                source: nix::Error::last(),
+                source: error,
             });
         }
     }

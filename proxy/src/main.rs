@@ -38,6 +38,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
+    if let Some(dir) = config.settings.path("chroot_dir") {
+        if let Err(e) = daemon::change_root(&dir) {
+            return fail(EXIT_STARTUP, &e);
+        }
+    }
     // Keys are read now: after privileges are dropped they may be unreadable.
     let interceptor = match tls::Interceptor::from_settings(&config.settings) {
         Ok(i) => i,
