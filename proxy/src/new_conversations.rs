@@ -5,13 +5,17 @@
 //! disk with directories and hold up everyone's logging while the writer
 //! makes them. Over the limit, messages of new conversations are neither
 //! delivered nor logged (logging them is the harm); conversations already
-//! under way go on.
+//! under way go on. The conversations a client starts and those that remote
+//! parties start with it count apart, so that a remote spammer cannot stop
+//! the local user from writing to someone new.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use imspector_protocols::Direction;
 
 /// The default `max_new_conversations`: more than a person starts, even an
 /// IRC client joining many busy channels at once.
@@ -25,11 +29,13 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// in this time.
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
-/// One conversation as logged: protocol, local id, remote id (lower case).
+/// One conversation as logged: protocol, local id, remote id (lower case),
+/// and the direction of the event that may start it.
 pub struct Conversation<'a> {
     pub protocol: &'a str,
     pub local_id: &'a str,
     pub remote_id: &'a str,
+    pub direction: Direction,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -61,8 +67,9 @@ struct State {
 struct Client {
     /// Conversations seen, with when they were last seen.
     known: HashMap<u64, Instant>,
-    /// When each conversation of the last minute started, oldest first.
-    started: VecDeque<Instant>,
+    /// When each conversation of the last minute started, oldest first: by
+    /// the local user, and by remote parties.
+    started: [VecDeque<Instant>; 2],
     /// Refused since the last warning.
     refused: u64,
     warned: Option<Instant>,
@@ -94,15 +101,16 @@ impl NewConversations {
             *seen = now;
             return Admission::Admitted;
         }
-        while client
-            .started
+        let started =
+            &mut client.started[usize::from(conversation.direction == Direction::Incoming)];
+        while started
             .front()
             .is_some_and(|t| now.duration_since(*t) >= WINDOW)
         {
-            client.started.pop_front();
+            started.pop_front();
         }
-        if client.started.len() < limit {
-            client.started.push_back(now);
+        if started.len() < limit {
+            started.push_back(now);
             client.known.insert(key, now);
             return Admission::Admitted;
         }
@@ -145,6 +153,7 @@ mod tests {
             protocol: "MSN",
             local_id: "mallory@example.com",
             remote_id,
+            direction: Direction::Outgoing,
         }
     }
 
@@ -178,6 +187,21 @@ mod tests {
             limit.admit(MALLORY, &irc, start),
             Admission::Refused { .. }
         ));
+        // Remote parties starting conversations have a quota of their own,
+        // and a conversation either side started is known to both.
+        let from = |remote_id| Conversation {
+            direction: Direction::Incoming,
+            ..with(remote_id)
+        };
+        for id in ["x", "y", "z"] {
+            assert_eq!(limit.admit(MALLORY, &from(id), start), Admission::Admitted);
+        }
+        assert!(matches!(
+            limit.admit(MALLORY, &from("w"), start),
+            Admission::Refused { .. }
+        ));
+        assert_eq!(limit.admit(MALLORY, &with("x"), start), Admission::Admitted);
+        assert_eq!(limit.admit(MALLORY, &from("a"), start), Admission::Admitted);
 
         // A minute on there is room again, and the refusals are told.
         let later = start + WINDOW;
@@ -187,7 +211,7 @@ mod tests {
         }
         assert_eq!(
             limit.admit(MALLORY, &with("g"), later),
-            Admission::Refused { warn: Some(3) }
+            Admission::Refused { warn: Some(4) }
         );
     }
 

@@ -779,6 +779,7 @@ impl Inspector {
             protocol,
             local_id: &local_id,
             remote_id: &remote_id,
+            direction: event.direction,
         };
         let admission = self.shared.new_conversations.admit(
             self.client_ip,
@@ -791,7 +792,7 @@ impl Inspector {
         crate::metrics::new_conversation_refused(protocol);
         if let Some(refused) = warn {
             log::warn!(
-                "{}: {protocol}: {} started more than max_new_conversations ({} a minute); {refused} messages of new conversations were neither delivered nor logged since the last warning",
+                "{}: {protocol}: {} is in more new conversations than max_new_conversations ({} a minute each way); {refused} messages of new conversations were neither delivered nor logged since the last warning",
                 self.client,
                 self.client_ip,
                 self.shared.config.max_new_conversations

@@ -212,7 +212,7 @@ fn a_client_naming_a_new_party_per_message_is_held_to_max_new_conversations() ->
 
     // Said once for the minute, and counted.
     let warning = format!(
-        "MSN: {} started more than max_new_conversations ({LIMIT} a minute); 1 messages of new conversations were neither delivered nor logged",
+        "MSN: {} is in more new conversations than max_new_conversations ({LIMIT} a minute each way); 1 messages of new conversations were neither delivered nor logged",
         rig.client_ip
     );
     ims.wait_output(&warning)?;
