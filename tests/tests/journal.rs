@@ -286,7 +286,9 @@ impl Drop for Tmpfs {
 /// message that finds the disk full is kept in memory; chat then stops, and
 /// the sender is told, until the disk has room; every event reaches the file,
 /// whole lines in order; one line says it failed, one that it recovered. A
-/// log directory deleted while running is made again.
+/// line the disk fills up in the middle of is taken back, never torn (without
+/// that, the line glued to its retry fails this). A log directory deleted
+/// while running is made again.
 #[test]
 fn a_full_disk_blocks_chat_with_log_failure_block_and_loses_no_line() -> anyhow::Result<()> {
     let (rig, _server) = irc_rig()?;
@@ -340,6 +342,37 @@ fn a_full_disk_blocks_chat_with_log_failure_block_and_loses_no_line() -> anyhow:
         1,
         "{output}"
     );
+
+    // A line that meets the full disk part way (the last page of bob's file
+    // fills up) is taken back, not torn: the disk full again, long lines to
+    // bob until one does not fit.
+    let filler = disk.fill();
+    let long: Vec<String> = (0..16)
+        .map(|k| format!("long {k:02} {}", "x".repeat(400)))
+        .collect();
+    for text in &long {
+        alice.msg("bob", text)?;
+    }
+    let said = |text: &str, times: usize| {
+        wait::until(
+            &format!("imspector to print {text:?} {times} times"),
+            || (ims.process.output().matches(text).count() >= times).then_some(()),
+        )
+    };
+    said("file sink: cannot write", 2)?;
+    std::fs::remove_file(filler)?;
+    said("writable again", 2)?;
+    let lines = ims.wait_log("IRC", "alice", "bob", 3 + long.len())?;
+    // Whole and in order (delivered, or blocked as filtered once the failure
+    // was known: the proxy may have read the lines at once).
+    for (line, text) in lines[3..].iter().zip(&long) {
+        let (flags, rest) = line.rest.split_at(6);
+        assert!(
+            ["1,1,0,", "1,1,1,"].contains(&flags) && rest == format!(",{text}"),
+            "a line torn or out of order: {:?}",
+            line.rest
+        );
+    }
 
     // The log directory deleted while running is made again.
     std::fs::remove_dir_all(logs.join("IRC"))?;
