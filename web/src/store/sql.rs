@@ -82,6 +82,17 @@ impl Sql {
         }
     }
 
+    /// `AND` the days of `q`, when it has any.
+    fn days(mut self, q: &Query) -> Result<Sql> {
+        if !q.from.is_empty() {
+            self = self.time(">=", day_bounds(&q.from)?.0);
+        }
+        if !q.to.is_empty() {
+            self = self.time("<", day_bounds(&q.to)?.1);
+        }
+        Ok(self)
+    }
+
     /// `AND column LIKE %text%`, without regard to case.
     fn contains(self, column: &str, text: &str) -> Sql {
         let like = if self.d == Dialect::Postgres {
@@ -343,12 +354,7 @@ impl SqlStore {
         let mut sql = Sql::new(self.link.dialect, &self.select())
             .arg("id > ", Arg::Int(last_id))
             .arg(" AND id <= ", Arg::Int(until));
-        if !q.from.is_empty() {
-            sql = sql.time(">=", day_bounds(&q.from)?.0);
-        }
-        if !q.to.is_empty() {
-            sql = sql.time("<", day_bounds(&q.to)?.1);
-        }
+        sql = sql.days(q)?;
         if !q.protocol.is_empty() {
             sql = sql.arg(" AND protocolname = ", Arg::Text(q.protocol.clone()));
         }
@@ -454,14 +460,24 @@ impl Store for SqlStore {
 
     fn search(&self, q: &Query, allowed: &dyn Fn(&str) -> bool, bounds: Bounds) -> Result<Hits> {
         let deadline = bounds.deadline();
-        let newest = self
-            .run(Sql::new(self.link.dialect, "SELECT max(id) FROM messages"))?
+        // The ids of the days searched (through the index on time): a search
+        // of a few days walks only their windows.
+        let span = Sql::new(
+            self.link.dialect,
+            "SELECT min(id), max(id) FROM messages WHERE 1 = 1",
+        );
+        let span = self
+            .run(span.days(q)?)?
             .into_iter()
             .next()
-            .and_then(|r| r.into_iter().next())
-            .map_or(0, |c| c.int());
+            .unwrap_or_default();
+        let (oldest, newest) = match &span[..] {
+            [Cell::Null, ..] | [] => return Ok(Hits::default()),
+            [first, last, ..] => (first.int(), last.int()),
+            [_] => unreachable!("two columns"),
+        };
         let mut found = Hits::default();
-        let mut last_id = 0i64;
+        let mut last_id = oldest - 1;
         while last_id < newest {
             let until = last_id.saturating_add(self.walk.window).min(newest);
             let page = self.rows(self.search_page(q, last_id, until)?)?;
@@ -499,8 +515,10 @@ mod tests {
     use crate::config::Source;
     use std::time::Duration;
 
-    /// A table of `n` rows whose text is `row i`, and a store on it that
-    /// walks in windows of 7 ids and pages of 3 rows.
+    const FIRST_DAY: i64 = 1_767_312_000;
+
+    /// A table of `n` rows whose text is `row i`, 25 a day, and a store on it
+    /// that walks in windows of 7 ids and pages of 3 rows.
     fn table(dir: &std::path::Path, n: usize) -> SqlStore {
         let path = dir.join("messages.db");
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -512,7 +530,7 @@ mod tests {
                  localid, remoteid, filtered, categories, eventdata)
                  VALUES (?1, '10.0.0.1:1', 'IRC', 1, 1, ?2, 'bob', 0, '', ?3)",
                 rusqlite::params![
-                    1_767_312_000 + i as i64,
+                    FIRST_DAY + (i as i64 / 25) * 86_400,
                     format!("user{}", i % 2),
                     format!("row {i}")
                 ],
@@ -578,6 +596,15 @@ mod tests {
             found.incomplete.as_deref(),
             Some("the search stopped after 0 s; narrow it down to see everything")
         );
+        // A search of one day starts at that day's first id.
+        let second = day_of(FIRST_DAY + 86_400);
+        let q = Query {
+            from: second.clone(),
+            to: second,
+            ..Query::default()
+        };
+        let found = store.search(&q, &|_| true, bounds(0)).unwrap();
+        assert_eq!(texts(&found), ["row 25", "row 26", "row 27"]);
         let other = tempfile::tempdir().unwrap();
         let empty = table(other.path(), 0);
         let none = empty
