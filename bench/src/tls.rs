@@ -1,10 +1,11 @@
-//! The TLS workloads: IRC over TLS on port 6697 to a rustls server (the sink
-//! for TLS), through imspector intercepting (`ssl=on`, a leaf per name signed
-//! by a CA made with `imspector ca create`), through imspector relaying TLS
-//! untouched (`ssl` off), and direct, in one run:
-//! - handshakes/s: each connection does a full handshake, sends one line and
-//!   closes;
-//! - messages/s: IRC PRIVMSG lines over one TLS session per connection; with
+//! The TLS workloads: IRC over TLS on port 6697 and XMPP with direct TLS
+//! (XEP-0368) on port 5223, to a rustls server (the sink for TLS), through
+//! imspector intercepting (`ssl=on`, a leaf per name signed by a CA made with
+//! `imspector ca create`), through imspector relaying TLS untouched (`ssl`
+//! off), and direct, in one run:
+//! - handshakes/s: each connection does a full handshake, sends one message
+//!   and closes;
+//! - messages/s: chat messages over one TLS session per connection; with
 //!   interception each one is decrypted, parsed, logged and re-encrypted.
 
 use std::io::{Read, Write};
@@ -19,14 +20,121 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::lab::{PLAIN_CLIENT_IP, REDIRECTED_CLIENT_IP, SINK_IP};
-use crate::load::{connect, EventCount};
+use crate::load::{connect, EventCount, EventStore};
 use crate::measure::summarize;
 use crate::targets::{Kind, LogTo, Target};
 
-/// IRC over TLS, as clients use it.
-const TLS_PORT: u16 = 6697;
-/// The name the server's certificate is for, and the client's SNI.
-const SERVER_NAME: &str = "irc.bench";
+/// What runs inside the TLS sessions.
+#[derive(Clone, Copy)]
+enum App {
+    /// IRC over TLS, as clients use it.
+    Irc,
+    /// XMPP with TLS from the first byte, as on 5223.
+    Xmpp,
+}
+
+const APPS: [App; 2] = [App::Irc, App::Xmpp];
+
+/// The stream header a client sends first, and the server's answer: its
+/// header and the resource binding result a real client asks for, so that
+/// the proxy knows the local user before the first message.
+const XMPP_CLIENT_HEADER: &str = "<?xml version='1.0'?><stream:stream to='xmpp.bench' \
+    xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+const XMPP_GREETING: &str = "<?xml version='1.0'?><stream:stream from='xmpp.bench' id='b' \
+    xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>\
+    <iq type='result' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+    <jid>alice@xmpp.bench/bench</jid></bind></iq>";
+
+impl App {
+    fn port(self) -> u16 {
+        match self {
+            App::Irc => 6697,
+            App::Xmpp => 5223,
+        }
+    }
+
+    /// The name the server's certificate is for, and the client's SNI.
+    fn server_name(self) -> &'static str {
+        match self {
+            App::Irc => "irc.bench",
+            App::Xmpp => "xmpp.bench",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            App::Irc => "IRC over TLS on port 6697",
+            App::Xmpp => "XMPP with direct TLS (XEP-0368) on port 5223",
+        }
+    }
+
+    /// What the server sends once the session is up; the client reads it
+    /// before it sends anything.
+    fn greeting(self) -> &'static [u8] {
+        match self {
+            App::Irc => b"",
+            App::Xmpp => XMPP_GREETING.as_bytes(),
+        }
+    }
+
+    /// A session's bytes from the client: what opens it, then `messages`.
+    fn session_data(self, messages: &[u8]) -> Vec<u8> {
+        let opening = match self {
+            App::Irc => "",
+            App::Xmpp => XMPP_CLIENT_HEADER,
+        };
+        [opening.as_bytes(), messages].concat()
+    }
+
+    /// About 1 MiB of chat messages to bob, and how many.
+    fn chat_block(self) -> (Vec<u8>, u64) {
+        let irc = synthetic::irc(IrcTraffic::Chat, 1 << 20, 9);
+        let lines = irc.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        match self {
+            App::Irc => {
+                let count = lines.count() as u64;
+                (irc, count)
+            }
+            // The same texts, as XMPP chat messages.
+            App::Xmpp => {
+                let mut block = Vec::with_capacity(irc.len() * 2);
+                let mut count = 0;
+                for line in lines {
+                    let line = String::from_utf8_lossy(line);
+                    let text = line.split_once(" :").map_or("", |(_, t)| t.trim_end());
+                    block.extend_from_slice(xmpp_message(count, text).as_bytes());
+                    count += 1;
+                }
+                (block, count)
+            }
+        }
+    }
+
+    fn one_message(self) -> Vec<u8> {
+        match self {
+            App::Irc => b"PRIVMSG bob :one line\r\n".to_vec(),
+            App::Xmpp => xmpp_message(0, "one message").into_bytes(),
+        }
+    }
+
+    /// What the server answers when the client closes: the count of
+    /// plaintext bytes it got, inside an element for XMPP (text outside any
+    /// element would end the proxy's inspection of the stream).
+    fn answer(self, count: usize) -> String {
+        match self {
+            App::Irc => format!("{count}\n"),
+            App::Xmpp => format!("<received>{count}</received>"),
+        }
+    }
+}
+
+fn xmpp_message(id: u64, text: &str) -> String {
+    let body = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!("<message to='bob@xmpp.bench' type='chat' id='m{id}'><body>{body}</body></message>")
+}
 
 /// The ways a TLS connection goes in this workload.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,21 +164,31 @@ pub struct TlsPlan {
     pub chat_repeats: usize,
 }
 
+/// Medians and ranges of one app on one way, per run.
+#[derive(Default, Clone)]
+struct Figures {
+    handshakes: Vec<f64>,
+    messages: Vec<f64>,
+}
+
 pub fn run(imspector: &Path, plan: &TlsPlan) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("imspector-bench-tls")
         .tempdir()?;
     let pki = Pki::make(dir.path(), imspector)?;
-    let _server = start_server(&pki)?;
+    let _servers = start_servers(&pki)?;
     let client = Arc::new(pki.client_config()?);
     let ways = [Way::Direct, Way::Untouched, Way::Intercepted];
-    let mut handshakes: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
-    let mut messages: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
-    let block = Arc::new(synthetic::irc(IrcTraffic::Chat, 1 << 20, 9));
-    let lines_per_block = block.iter().filter(|&&b| b == b'\n').count() as u64;
-    let per_run = lines_per_block * (plan.chat_repeats * plan.connections) as u64;
+    let mut figures = vec![vec![Figures::default(); ways.len()]; APPS.len()];
+    let blocks: Vec<_> = APPS
+        .iter()
+        .map(|app| {
+            let (block, count) = app.chat_block();
+            (Arc::new(block), count)
+        })
+        .collect();
     for _ in 0..plan.runs {
-        for (i, &way) in ways.iter().enumerate() {
+        for (w, &way) in ways.iter().enumerate() {
             let target = match way {
                 Way::Direct => None,
                 Way::Untouched => Some(Target::start_with(
@@ -91,70 +209,115 @@ pub fn run(imspector: &Path, plan: &TlsPlan) -> anyhow::Result<()> {
             } else {
                 REDIRECTED_CLIENT_IP
             };
-            // Warm up: the first connection makes the leaf for the name.
-            session(&client, source, b"PING :warm\r\n")?;
-            let start = Instant::now();
-            let threads: Vec<_> = (0..plan.connections)
-                .map(|_| {
-                    let client = client.clone();
-                    let n = plan.handshakes;
-                    std::thread::spawn(move || -> anyhow::Result<()> {
-                        for _ in 0..n {
-                            session(&client, source, b"PRIVMSG bob :one line\r\n")?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            for t in threads {
-                t.join().expect("handshake thread")?;
-            }
-            let total = (plan.connections * plan.handshakes) as f64;
-            handshakes[i].push(total / start.elapsed().as_secs_f64());
-
-            let mut logged = EventCount::default();
             let store = target.as_ref().and_then(|t| t.events.as_ref());
-            if let Some(store) = store {
-                logged.update(store)?;
+            for (a, &app) in APPS.iter().enumerate() {
+                let run = Run {
+                    client: &client,
+                    source,
+                    app,
+                    plan,
+                };
+                // Warm up: the first connection makes the leaf for the name.
+                session(&client, source, app, &app.session_data(&app.one_message()))?;
+                figures[a][w].handshakes.push(run.handshakes()?);
+                let (block, per_block) = &blocks[a];
+                let logged = (way == Way::Intercepted).then_some(store).flatten();
+                figures[a][w]
+                    .messages
+                    .push(run.messages(block, *per_block, logged)?);
             }
-            let before = logged.events;
-            let start = Instant::now();
-            let threads: Vec<_> = (0..plan.connections)
-                .map(|_| {
-                    let (client, block) = (client.clone(), block.clone());
-                    let repeat = plan.chat_repeats;
-                    std::thread::spawn(move || -> anyhow::Result<()> {
-                        let mut data = Vec::with_capacity(block.len() * repeat);
-                        for _ in 0..repeat {
-                            data.extend_from_slice(&block);
-                        }
-                        session(&client, source, &data)
-                    })
-                })
-                .collect();
-            for t in threads {
-                t.join().expect("chat thread")?;
-            }
-            if let (Way::Intercepted, Some(store)) = (way, store) {
-                // Done once every message is in the log.
-                logged.wait_for(store, before + per_run)?;
-            }
-            messages[i].push(per_run as f64 / start.elapsed().as_secs_f64());
         }
     }
-    println!("## TLS: IRC over TLS on port {TLS_PORT}, intercepted and not\n");
+    for (a, app) in APPS.iter().enumerate() {
+        print_table(*app, plan, &ways, &figures[a], blocks[a].1);
+    }
+    Ok(())
+}
+
+/// One app's measurements through one way.
+struct Run<'a> {
+    client: &'a Arc<rustls::ClientConfig>,
+    source: std::net::Ipv4Addr,
+    app: App,
+    plan: &'a TlsPlan,
+}
+
+impl Run<'_> {
+    /// Full handshakes per second, each session one message.
+    fn handshakes(&self) -> anyhow::Result<f64> {
+        let data = Arc::new(self.app.session_data(&self.app.one_message()));
+        let start = Instant::now();
+        let threads: Vec<_> = (0..self.plan.connections)
+            .map(|_| {
+                let (client, data) = (self.client.clone(), data.clone());
+                let (source, app, n) = (self.source, self.app, self.plan.handshakes);
+                std::thread::spawn(move || -> anyhow::Result<()> {
+                    for _ in 0..n {
+                        session(&client, source, app, &data)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("handshake thread")?;
+        }
+        let total = (self.plan.connections * self.plan.handshakes) as f64;
+        Ok(total / start.elapsed().as_secs_f64())
+    }
+
+    /// Chat messages per second, `block` repeated over one session per
+    /// connection; with a `logged` store, until every message is logged.
+    fn messages(
+        &self,
+        block: &Arc<Vec<u8>>,
+        per_block: u64,
+        logged: Option<&EventStore>,
+    ) -> anyhow::Result<f64> {
+        let per_run = per_block * (self.plan.chat_repeats * self.plan.connections) as u64;
+        let mut count = EventCount::default();
+        if let Some(store) = logged {
+            count.update(store)?;
+        }
+        let before = count.events;
+        let start = Instant::now();
+        let threads: Vec<_> = (0..self.plan.connections)
+            .map(|_| {
+                let (client, block) = (self.client.clone(), block.clone());
+                let (source, app, repeat) = (self.source, self.app, self.plan.chat_repeats);
+                std::thread::spawn(move || -> anyhow::Result<()> {
+                    let data = app.session_data(&block.repeat(repeat));
+                    session(&client, source, app, &data)
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("chat thread")?;
+        }
+        if let Some(store) = logged {
+            // Done once every message is in the log.
+            count.wait_for(store, before + per_run)?;
+        }
+        Ok(per_run as f64 / start.elapsed().as_secs_f64())
+    }
+}
+
+fn print_table(app: App, plan: &TlsPlan, ways: &[Way], figures: &[Figures], per_block: u64) {
+    let per_run = per_block * (plan.chat_repeats * plan.connections) as u64;
+    println!("## TLS: {}, intercepted and not\n", app.title());
     println!(
         "{} connections, {} runs. Handshakes: {} per connection per run, each a full TLS 1.3 \
-         handshake (ECDSA P-256, no resumption), one IRC line and a close. Messages: {per_run} \
-         IRC PRIVMSG lines per run over one TLS session per connection. Intercepted: two \
+         handshake (ECDSA P-256, no resumption), one chat message and a close. Messages: \
+         {per_run} chat messages per run over one TLS session per connection. Intercepted: two \
          handshakes per connection (client side with a leaf from the CA, server side verified), \
-         every line decrypted, parsed, logged to files and encrypted again.\n",
+         every message decrypted, parsed, logged to files and encrypted again.\n",
         plan.connections, plan.runs, plan.handshakes
     );
     println!("| way | handshakes/s (median) | range | messages/s (median) | range |");
     println!("|---|---|---|---|---|");
-    for (i, way) in ways.iter().enumerate() {
-        let (Some(h), Some(m)) = (summarize(&handshakes[i]), summarize(&messages[i])) else {
+    for (way, figures) in ways.iter().zip(figures) {
+        let (Some(h), Some(m)) = (summarize(&figures.handshakes), summarize(&figures.messages))
+        else {
             continue;
         };
         println!(
@@ -169,22 +332,30 @@ pub fn run(imspector: &Path, plan: &TlsPlan) -> anyhow::Result<()> {
         );
     }
     println!();
-    Ok(())
 }
 
-/// One TLS session to the server from `source`: send `data`, close, and
-/// check that the server counted every byte.
+/// One TLS session to the server from `source`: read the app's greeting,
+/// send `data`, close, and check that the server counted every byte.
 fn session(
     config: &Arc<rustls::ClientConfig>,
     source: std::net::Ipv4Addr,
+    app: App,
     data: &[u8],
 ) -> anyhow::Result<()> {
-    let to = SocketAddr::new(IpAddr::V4(SINK_IP), TLS_PORT);
+    let to = SocketAddr::new(IpAddr::V4(SINK_IP), app.port());
     let sock = connect(source, to)?;
     sock.set_nodelay(true)?;
-    let name = ServerName::try_from(SERVER_NAME)?;
+    let name = ServerName::try_from(app.server_name())?;
     let conn = rustls::ClientConnection::new(config.clone(), name)?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut greeting = vec![0; app.greeting().len()];
+    tls.read_exact(&mut greeting)?;
+    if greeting != app.greeting() {
+        bail!(
+            "the TLS server greeted with {:?}",
+            String::from_utf8_lossy(&greeting)
+        );
+    }
     for chunk in data.chunks(64 * 1024) {
         tls.write_all(chunk)?;
     }
@@ -202,7 +373,7 @@ fn session(
         Err(e) => return Err(e.into()),
     }
     let got: usize = answer
-        .trim()
+        .trim_matches(|c: char| !c.is_ascii_digit())
         .parse()
         .with_context(|| format!("TLS server answered {answer:?}"))?;
     if got != data.len() {
@@ -233,7 +404,8 @@ impl Pki {
             .push(rcgen::DnType::CommonName, "bench public CA");
         let ca = params.self_signed(&ca_key)?;
         let key = rcgen::KeyPair::generate()?;
-        let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?
+        let names = APPS.iter().map(|app| app.server_name().to_string());
+        let cert = rcgen::CertificateParams::new(names.collect::<Vec<_>>())?
             .signed_by(&key, &ca, &ca_key)?;
         let public_dir = dir.join("public");
         std::fs::create_dir_all(&public_dir)?;
@@ -286,9 +458,10 @@ impl Pki {
     }
 }
 
-/// The TLS server: counts the plaintext of each session and answers the
-/// count when the client closes. A thread per connection.
-fn start_server(pki: &Pki) -> anyhow::Result<std::thread::JoinHandle<()>> {
+/// The TLS servers, one per app: each greets as its app does, counts the
+/// plaintext of each session and answers the count when the client closes.
+/// A thread per connection.
+fn start_servers(pki: &Pki) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = Arc::new(
         rustls::ServerConfig::builder_with_provider(provider)
@@ -296,21 +469,28 @@ fn start_server(pki: &Pki) -> anyhow::Result<std::thread::JoinHandle<()>> {
             .with_no_client_auth()
             .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())?,
     );
-    let listener = TcpListener::bind((SINK_IP, TLS_PORT))?;
-    Ok(std::thread::spawn(move || {
-        for sock in listener.incoming().flatten() {
+    APPS.iter()
+        .map(|&app| {
+            let listener = TcpListener::bind((SINK_IP, app.port()))?;
             let config = config.clone();
-            std::thread::spawn(move || {
-                let _ = serve_one(config, sock);
-            });
-        }
-    }))
+            Ok(std::thread::spawn(move || {
+                for sock in listener.incoming().flatten() {
+                    let config = config.clone();
+                    std::thread::spawn(move || {
+                        let _ = serve_one(config, sock, app);
+                    });
+                }
+            }))
+        })
+        .collect()
 }
 
-fn serve_one(config: Arc<rustls::ServerConfig>, sock: TcpStream) -> anyhow::Result<()> {
+fn serve_one(config: Arc<rustls::ServerConfig>, sock: TcpStream, app: App) -> anyhow::Result<()> {
     sock.set_nodelay(true)?;
     let conn = rustls::ServerConnection::new(config)?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(app.greeting())?;
+    tls.flush()?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut count = 0usize;
     loop {
@@ -321,7 +501,7 @@ fn serve_one(config: Arc<rustls::ServerConfig>, sock: TcpStream) -> anyhow::Resu
             Err(e) => return Err(e.into()),
         }
     }
-    tls.write_all(format!("{count}\n").as_bytes())?;
+    tls.write_all(app.answer(count).as_bytes())?;
     tls.conn.send_close_notify();
     tls.flush()?;
     let _ = tls.sock.shutdown(Shutdown::Write);
