@@ -607,6 +607,7 @@ impl App {
             protocol: field("protocol"),
             from: field("from"),
             to: field("to"),
+            locals: s.user.limits().to_vec(),
         };
         let asked = !(q.text.is_empty()
             && q.user.is_empty()

@@ -27,6 +27,15 @@ impl User {
         self.ids.iter().any(|p| glob(p.as_bytes(), id.as_bytes()))
     }
 
+    /// The local id patterns the user is limited to; none for every id.
+    pub fn limits(&self) -> &[String] {
+        if self.ids.iter().any(|p| p == "*") {
+            &[]
+        } else {
+            &self.ids
+        }
+    }
+
     pub fn verify(&self, password: &str) -> bool {
         PasswordHash::new(&self.hash)
             .map(|h| {

@@ -54,6 +54,10 @@ pub struct Query {
     /// Days `YYYY-MM-DD`, inclusive.
     pub from: String,
     pub to: String,
+    /// The user's local id patterns (`*`, `?`), lower-cased; empty for every
+    /// id. A store may narrow what it reads with them; the `allowed` of
+    /// [`Store::search`] still decides.
+    pub locals: Vec<String>,
 }
 
 impl Query {

@@ -93,25 +93,45 @@ impl Sql {
         Ok(self)
     }
 
-    /// `AND column LIKE %text%`, without regard to case.
-    fn contains(self, column: &str, text: &str) -> Sql {
+    /// ` column LIKE pattern` (escaped by `!`), without regard to case.
+    fn like(self, column: &str, pattern: String) -> Sql {
         let like = if self.d == Dialect::Postgres {
             "ILIKE"
         } else {
             "LIKE"
         };
-        self.arg(&format!(" {column} {like} "), Arg::Text(pattern(text)))
+        self.arg(&format!(" {column} {like} "), Arg::Text(pattern))
             .push(" ESCAPE '!'")
+    }
+
+    /// ` column LIKE %text%`.
+    fn contains(self, column: &str, text: &str) -> Sql {
+        self.like(column, format!("%{}%", escape_like(text)))
+    }
+
+    /// `AND` a local id that one of `patterns` may match.
+    fn locals(self, patterns: &[String]) -> Sql {
+        if patterns.is_empty() {
+            return self;
+        }
+        let mut sql = self.push(" AND (");
+        for (i, p) in patterns.iter().enumerate() {
+            if i > 0 {
+                sql = sql.push(" OR");
+            }
+            // `?` is one byte of the id, which SQL cannot say: any run.
+            let like = escape_like(p).replace(['*', '?'], "%");
+            sql = sql.like("localid", like);
+        }
+        sql.push(")")
     }
 }
 
-/// `%text%` with the wildcards in `text` escaped by `!`.
-fn pattern(text: &str) -> String {
-    let escaped = text
-        .replace('!', "!!")
+/// `text` with the wildcards of LIKE escaped by `!`.
+fn escape_like(text: &str) -> String {
+    text.replace('!', "!!")
         .replace('%', "!%")
-        .replace('_', "!_");
-    format!("%{escaped}%")
+        .replace('_', "!_")
 }
 
 /// `timestamp` is a keyword in some dialects.
@@ -354,7 +374,7 @@ impl SqlStore {
         let mut sql = Sql::new(self.link.dialect, &self.select())
             .arg("id > ", Arg::Int(last_id))
             .arg(" AND id <= ", Arg::Int(until));
-        sql = sql.days(q)?;
+        sql = sql.days(q)?.locals(&q.locals);
         if !q.protocol.is_empty() {
             sql = sql.arg(" AND protocolname = ", Arg::Text(q.protocol.clone()));
         }
@@ -582,6 +602,27 @@ mod tests {
             .map(|i| format!("row {i}"))
             .collect();
         assert_eq!(texts(&found), want);
+    }
+
+    #[test]
+    fn a_search_reads_only_the_local_ids_of_the_users_patterns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = table(dir.path(), 10);
+        let search = |locals: &[&str]| {
+            let q = Query {
+                locals: locals.iter().map(|p| p.to_string()).collect(),
+                ..Query::default()
+            };
+            texts(&store.search(&q, &|_| true, bounds(5)).unwrap())
+        };
+        assert_eq!(
+            search(&["us*1"]),
+            ["row 1", "row 3", "row 5", "row 7", "row 9"]
+        );
+        assert_eq!(search(&["nobody", "user?"]).len(), 10);
+        // LIKE's wildcards in a pattern are plain characters.
+        assert!(search(&["user_"]).is_empty());
+        assert!(search(&["%"]).is_empty());
     }
 
     #[test]
