@@ -57,14 +57,34 @@ impl User {
     }
 }
 
-/// `*` and `?` wildcards.
+/// `*` and `?` wildcards, in at most (pattern length × id length) steps: a
+/// mismatch goes back only to the last `*` (an id from the network must not
+/// make a pattern with many stars take exponential time).
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
-        Some((b'?', rest)) => !text.is_empty() && glob(rest, &text[1..]),
-        Some((c, rest)) => text.first() == Some(c) && glob(rest, &text[1..]),
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and the text position it matched up to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(c) if *c == b'?' || *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    star = Some((sp, st + 1));
+                    p = sp + 1;
+                    t = st + 1;
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(|c| *c == b'*')
 }
 
 /// A user name may not hold the file's separators.
@@ -196,6 +216,18 @@ mod tests {
         assert!(!glob(b"class7-*", b"class8-bob"));
         assert!(glob(b"b?b", b"bob"));
         assert!(!glob(b"bob", b"bobby"));
+        assert!(!glob(b"bobby", b"bob"));
+        assert!(glob(b"*a*b", b"xxaxxab"));
+        assert!(!glob(b"*a*b", b"xxaxxa"));
+        assert!(glob(b"?*?", b"ab") && !glob(b"?*?", b"a"));
+        assert!(glob(b"a**", b"a") && glob(b"", b"") && !glob(b"", b"a"));
+        // Many stars against a long id that almost matches: answered at
+        // once (the recursive matcher took exponential time here).
+        let id = "a".repeat(4000);
+        assert!(!glob(
+            format!("{}b", "*a".repeat(30)).as_bytes(),
+            id.as_bytes()
+        ));
     }
 
     #[test]
