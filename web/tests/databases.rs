@@ -68,6 +68,7 @@ fn browse_search_follow_and_audit(dir: &Path, db: &Database<'_>) -> Web {
             event("alice", "bob", true, "alice's private words"),
             event("alice", "bob", false, "<script>alert(1)</script>"),
             event("class7-ann", "#class", true, "homework, page 4"),
+            event("alice", "../x/<b>", true, "an odd remote id"),
         ],
     );
     let users = dir.join("users");
@@ -96,6 +97,17 @@ fn browse_search_follow_and_audit(dir: &Path, db: &Database<'_>) -> Web {
     assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(!page.body.contains("<script>alert"));
     assert_eq!(admin.get("/p/IRC/alice/carol").unwrap().status, 404);
+    // An id with `/`, `..` and markup is a plain id, shown and linked as one.
+    let remotes = admin.get("/p/IRC/alice").unwrap().body;
+    assert!(
+        remotes.contains(r#"<a href="/p/IRC/alice/..%2Fx%2F%3Cb%3E">../x/&lt;b&gt;</a>"#),
+        "{remotes}"
+    );
+    let odd = admin
+        .get(&format!("/p/IRC/alice/..%2Fx%2F%3Cb%3E/{day}"))
+        .unwrap();
+    assert!(odd.body.contains("an odd remote id"), "{}", odd.body);
+    assert!(!odd.body.contains("private words"), "{}", odd.body);
     assert_eq!(
         admin.get("/p/IRC/alice/bob/1999-01-01").unwrap().status,
         404
