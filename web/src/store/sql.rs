@@ -469,7 +469,8 @@ impl Store for SqlStore {
         let sql = self
             .of(c, &self.select())
             .arg(" AND id > ", Arg::Int(from))
-            .push(" ORDER BY id");
+            // A cursor far behind catches up a page a poll.
+            .push(&format!(" ORDER BY id LIMIT {}", self.walk.page));
         let rows = self.rows(sql)?;
         let last = rows.iter().map(|(id, _)| *id).max().unwrap_or(from);
         Ok((
@@ -623,6 +624,28 @@ mod tests {
         // LIKE's wildcards in a pattern are plain characters.
         assert!(search(&["user_"]).is_empty());
         assert!(search(&["%"]).is_empty());
+    }
+
+    #[test]
+    fn the_live_view_catches_up_a_page_a_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = table(dir.path(), 10);
+        let c = Conversation {
+            protocol: "IRC".into(),
+            local: "user1".into(),
+            remote: "bob".into(),
+        };
+        let (first, at) = store.after(&c, &Cursor("0".into())).unwrap();
+        let (second, at) = store.after(&c, &at).unwrap();
+        let (third, end) = store.after(&c, &at).unwrap();
+        let data = |lines: &[Line]| lines.iter().map(|l| l.data.clone()).collect::<Vec<_>>();
+        assert_eq!(data(&first), ["row 1", "row 3", "row 5"]);
+        assert_eq!(data(&second), ["row 7", "row 9"]);
+        assert!(third.is_empty());
+        assert_eq!(
+            (at.clone(), end),
+            (Cursor("10".into()), store.end(&c).unwrap())
+        );
     }
 
     #[test]
