@@ -57,11 +57,16 @@ impl Source {
                 Err(unset("mysql_server or mysql_socket"))
             }
             "mysql" => Ok(Source::Mysql(mysql_target(s)?)),
-            "pgsql" => s
-                .get("pgsql_connect")
-                .filter(|v| !v.is_empty())
-                .map(|v| Source::Postgres(v.to_string()))
-                .ok_or_else(|| unset("pgsql_connect")),
+            "pgsql" => {
+                let connect = s
+                    .get("pgsql_connect")
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| unset("pgsql_connect"))?;
+                connect
+                    .parse::<postgres::Config>()
+                    .map_err(|e| s.bad("pgsql_connect", e))?;
+                Ok(Source::Postgres(connect.to_string()))
+            }
             other => Err(s.bad(
                 "web_source",
                 format!("{other:?} is none of files, sqlite, mysql or pgsql"),
@@ -127,5 +132,67 @@ impl WebConfig {
                 .unwrap_or_else(|| DEFAULT_AUDIT.into()),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<WebConfig, String> {
+        let settings = Settings::parse("imspector.conf", text).map_err(|e| e.to_string())?;
+        WebConfig::from_settings(&settings).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn web_source_picks_the_first_logs_configured_or_the_one_named() {
+        let mysql = "mysql_socket=/run/mysqld/mysqld.sock\nmysql_database=ims\nmysql_username=u\n";
+        let pgsql = "pgsql_connect=host=/run/postgresql dbname=ims\n";
+        let source = |text: &str| config(text).map(|c| c.source);
+        assert_eq!(
+            source(&format!("sqlite_file=/var/lib/ims.db\n{mysql}")),
+            Ok(Source::Sqlite("/var/lib/ims.db".into()))
+        );
+        let Ok(Source::Mysql(target)) = source(&format!("{mysql}{pgsql}")) else {
+            panic!("{:?}", source(&format!("{mysql}{pgsql}")));
+        };
+        assert_eq!(
+            (target.socket.as_deref(), target.database.as_str()),
+            (Some("/run/mysqld/mysqld.sock"), "ims")
+        );
+        assert_eq!(
+            source(&format!("{mysql}{pgsql}web_source=pgsql\n")),
+            Ok(Source::Postgres("host=/run/postgresql dbname=ims".into()))
+        );
+    }
+
+    #[test]
+    fn web_source_errors_name_the_file_the_line_and_the_option() {
+        assert_eq!(
+            config("file_logging_dir=/var/log/imspector\nweb_source=mysql\n").err(),
+            Some(
+                "imspector.conf:2: web_source: mysql, but mysql_server or mysql_socket is not set"
+                    .into()
+            )
+        );
+        assert_eq!(
+            config("mysql_server=db.example\nmysql_username=u\n").err(),
+            Some("imspector.conf:1: mysql_server: MySQL logging needs mysql_database too".into())
+        );
+        let bad = config("\npgsql_connect=host='unclosed\n").unwrap_err();
+        assert!(
+            bad.starts_with("imspector.conf:2: pgsql_connect: "),
+            "{bad}"
+        );
+        assert_eq!(
+            config("sqlite_file=/x.db\nweb_source=oracle\n").err(),
+            Some(
+                "imspector.conf:2: web_source: \"oracle\" is none of files, sqlite, mysql or pgsql"
+                    .into()
+            )
+        );
+        assert!(config("web_listen=127.0.0.1:8080\n")
+            .unwrap_err()
+            .contains("there are no logs to show"));
     }
 }

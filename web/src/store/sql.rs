@@ -642,10 +642,8 @@ mod tests {
         assert_eq!(data(&first), ["row 1", "row 3", "row 5"]);
         assert_eq!(data(&second), ["row 7", "row 9"]);
         assert!(third.is_empty());
-        assert_eq!(
-            (at.clone(), end),
-            (Cursor("10".into()), store.end(&c).unwrap())
-        );
+        assert_eq!(at, Cursor("10".into()));
+        assert_eq!(end, store.end(&c).unwrap());
     }
 
     #[test]
