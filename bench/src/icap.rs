@@ -206,6 +206,55 @@ pub struct IcapPlan {
     pub latency_samples: usize,
 }
 
+/// One server's figures for one request, a value per run.
+#[derive(Default)]
+struct Measured {
+    rates: Vec<f64>,
+    cpu: Vec<f64>,
+    /// Latency percentiles in µs.
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    /// The ICAP status of the last answer.
+    status: u16,
+}
+
+impl Measured {
+    /// One run against the server at `addr` (process `pid`): the parallel
+    /// connections for the rate and CPU, then one connection for the latency.
+    fn run(
+        &mut self,
+        addr: SocketAddr,
+        pid: i32,
+        request: &[u8],
+        plan: &IcapPlan,
+    ) -> anyhow::Result<()> {
+        let cpu_before = tree_cpu_seconds(pid);
+        let start = Instant::now();
+        let threads: Vec<_> = (0..plan.connections)
+            .map(|_| {
+                let request = request.to_vec();
+                let count = plan.per_connection;
+                std::thread::spawn(move || transactions(addr, &request, count))
+            })
+            .collect();
+        for t in threads {
+            let (_, status) = t
+                .join()
+                .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+            self.status = status;
+        }
+        let total = (plan.connections * plan.per_connection) as f64;
+        self.rates.push(total / start.elapsed().as_secs_f64());
+        self.cpu
+            .push((tree_cpu_seconds(pid) - cpu_before) * 1e6 / total);
+        let (mut times, _) = transactions(addr, request, plan.latency_samples)?;
+        times.sort_unstable();
+        self.p50.push(percentile(&times, 50.0) as f64 / 1000.0);
+        self.p99.push(percentile(&times, 99.0) as f64 / 1000.0);
+        Ok(())
+    }
+}
+
 pub fn run(imspector: &Path, plan: &IcapPlan) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("imspector-bench-icap")
@@ -229,49 +278,41 @@ pub fn run(imspector: &Path, plan: &IcapPlan) -> anyhow::Result<()> {
         ),
     ];
     println!(
-        "## ICAP: {} connections x {} transactions, {} runs; latency over {} sequential transactions\n",
+        "## ICAP: {} connections x {} transactions, {} runs; latency over {} sequential transactions per run\n",
         plan.connections, plan.per_connection, plan.runs, plan.latency_samples
     );
-    println!("| request | server | answer | transactions/s (median, range) | CPU µs per transaction | latency p50 / p99 (µs) |");
-    println!("|---|---|---|---|---|---|");
+    println!("Runs alternate between the servers, so both see the same load. Medians over runs, ranges in brackets; the ratio is imspector's median over c-icap's.\n");
+    println!("| request | server | answer | transactions/s | ratio to c-icap | CPU µs per transaction | latency p50 µs | latency p99 µs |");
+    println!("|---|---|---|---|---|---|---|---|");
     for index in 0..requests("/").len() {
-        for (name, addr, service, pid) in &servers {
-            let (label, request) = requests(service).swap_remove(index);
-            let mut rates = Vec::new();
-            let mut cpu = Vec::new();
-            let mut status = 0;
-            for _ in 0..plan.runs {
-                let cpu_before = tree_cpu_seconds(*pid);
-                let start = Instant::now();
-                let threads: Vec<_> = (0..plan.connections)
-                    .map(|_| {
-                        let request = request.clone();
-                        let (addr, count) = (*addr, plan.per_connection);
-                        std::thread::spawn(move || transactions(addr, &request, count))
-                    })
-                    .collect();
-                for t in threads {
-                    let (_, s) = t
-                        .join()
-                        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
-                    status = s;
-                }
-                let total = (plan.connections * plan.per_connection) as f64;
-                rates.push(total / start.elapsed().as_secs_f64());
-                cpu.push((tree_cpu_seconds(*pid) - cpu_before) * 1e6 / total);
+        let mut results: Vec<Measured> = servers.iter().map(|_| Measured::default()).collect();
+        for _ in 0..plan.runs {
+            for (server, measured) in servers.iter().zip(&mut results) {
+                let (_, request) = requests(server.2).swap_remove(index);
+                measured.run(server.1, server.3, &request, plan)?;
             }
-            let (mut times, _) = transactions(*addr, &request, plan.latency_samples)?;
-            times.sort_unstable();
-            let rate = summarize(&rates).context("no runs")?;
-            let cpu = summarize(&cpu).context("no runs")?;
+        }
+        let label = requests("/")[index].0;
+        let baseline = summarize(&results[0].rates).context("no runs")?.median;
+        for ((name, ..), measured) in servers.iter().zip(&results) {
+            let rate = summarize(&measured.rates).context("no runs")?;
+            let cpu = summarize(&measured.cpu).context("no runs")?;
+            let p50 = summarize(&measured.p50).context("no runs")?;
+            let p99 = summarize(&measured.p99).context("no runs")?;
             println!(
-                "| {label} | {name} | {status} | {:.0} ({:.0}–{:.0}) | {:.1} | {:.0} / {:.0} |",
+                "| {label} | {name} | {} | {:.0} ({:.0}–{:.0}) | {:.2} | {:.1} | {:.0} ({:.0}–{:.0}) | {:.0} ({:.0}–{:.0}) |",
+                measured.status,
                 rate.median,
                 rate.min,
                 rate.max,
+                rate.median / baseline,
                 cpu.median,
-                percentile(&times, 50.0) as f64 / 1000.0,
-                percentile(&times, 99.0) as f64 / 1000.0,
+                p50.median,
+                p50.min,
+                p50.max,
+                p99.median,
+                p99.min,
+                p99.max,
             );
         }
     }
