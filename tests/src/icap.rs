@@ -75,16 +75,65 @@ pub fn send_raw(
     })
 }
 
-/// A REQMOD for `PUT url` with `body` in one chunk (`preview` announced when given).
+/// A REQMOD for `PUT url` with `body` in one chunk (`preview` announced when
+/// given, however long the body is).
 pub fn reqmod(url: &str, body: &str, preview: Option<usize>) -> Vec<u8> {
-    let http = format!("PUT {url} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    let mut out = reqmod_head(url, body.len(), preview);
+    out.extend_from_slice(&chunk(body.as_bytes()));
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// A REQMOD for `PUT url` with a preview of `preview` bytes of `body`, as a
+/// client sends it: the head and the preview, then (once the server asked
+/// with `100 Continue`) the rest.
+pub fn reqmod_with_preview(url: &str, body: &str, preview: usize) -> (Vec<u8>, Vec<u8>) {
+    let (first, rest) = body.as_bytes().split_at(preview.min(body.len()));
+    let mut head = reqmod_head(url, body.len(), Some(preview));
+    head.extend_from_slice(&chunk(first));
+    let mut tail = Vec::new();
+    if rest.is_empty() {
+        head.extend_from_slice(b"0; ieof\r\n\r\n");
+    } else {
+        head.extend_from_slice(b"0\r\n\r\n");
+        tail.extend_from_slice(&chunk(rest));
+        tail.extend_from_slice(b"0\r\n\r\n");
+    }
+    (head, tail)
+}
+
+fn reqmod_head(url: &str, body_len: usize, preview: Option<usize>) -> Vec<u8> {
+    let http = format!("PUT {url} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\n\r\n");
     let preview = preview.map_or(String::new(), |n| format!("Preview: {n}\r\n"));
     format!(
-        "REQMOD icap://127.0.0.1/reqmod ICAP/1.0\r\nHost: 127.0.0.1\r\nAllow: 204\r\n{preview}Encapsulated: req-hdr=0, req-body={}\r\n\r\n{http}{:x}\r\n{body}\r\n0\r\n\r\n",
-        http.len(),
-        body.len()
+        "REQMOD icap://127.0.0.1/reqmod ICAP/1.0\r\nHost: 127.0.0.1\r\nAllow: 204\r\n{preview}Encapsulated: req-hdr=0, req-body={}\r\n\r\n{http}",
+        http.len()
     )
     .into_bytes()
+}
+
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Read ICAP answers from `stream` until `count` heads (each up to its empty
+/// line) have arrived; their heads. For answers without a body (100, 204, errors).
+pub fn read_heads(stream: &mut TcpStream, count: usize) -> anyhow::Result<Vec<String>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.windows(4).filter(|w| w == b"\r\n\r\n").count() < count {
+        let n = stream.read(&mut buf)?;
+        anyhow::ensure!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(got)?;
+    Ok(text
+        .split_terminator("\r\n\r\n")
+        .map(str::to_string)
+        .collect())
 }
 
 /// A plain HTTP server (Python's standard library) in `ns` on `addr` that

@@ -3,10 +3,13 @@
 //! imspector; c-icap's own client talks to the service; and malformed ICAP
 //! gets an answer or a close, in bounded memory.
 
-use std::net::SocketAddr;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use imspector_e2e::icap::{c_icap_client, reqmod, send_raw};
+use imspector_e2e::icap::{
+    c_icap_client, read_heads, reqmod, reqmod_with_preview, send_raw, Reply,
+};
 use imspector_e2e::imspector::{assert_lines, now};
 use imspector_e2e::scripted::msn::{incoming_text, ALICE, BOB};
 use imspector_e2e::scripted::msn_gateway::{GatewayServer, GatewaySession, GATEWAY_HOST};
@@ -174,6 +177,9 @@ fn c_icap_client_options_reqmod_and_respmod() -> anyhow::Result<()> {
             "Preview: 4096".into(),
             "Max-Connections: 1000".into(),
             "Options-TTL: 300".into(),
+            "Transfer-Preview: *".into(),
+            "Transfer-Ignore: js, css, png, jpg, jpeg, gif, svg, ico, webp, woff, woff2, ttf, map"
+                .into(),
         ] {
             assert!(options.contains(&line), "{line} in\n{options}");
         }
@@ -392,8 +398,17 @@ fn web_chat_rules_log_rewrite_and_block_through_squid() -> anyhow::Result<()> {
     let conf = rig.subdir("conf")?;
     std::fs::write(conf.join("badwords.txt"), "darn\n")?;
     std::fs::write(conf.join("regex.txt"), "(?i)\\bbrb\\b => be right back\n")?;
-    let rules =
+    // The shipped rules, and one for a notes API under /notes/.
+    let shipped =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webchat-rules.txt");
+    let rules = conf.join("webchat-rules.txt");
+    std::fs::write(
+        &rules,
+        format!(
+            "{}\n[Notes]\nmethod = POST\nhost = *\npath = /notes/*\ntext = /text\nroom = /room\nlocal = header:X-User-Id\n",
+            std::fs::read_to_string(shipped)?
+        ),
+    )?;
     let ims = Imspector::start(
         &rig.gateway,
         &rig.subdir("ims")?,
@@ -419,8 +434,7 @@ fn web_chat_rules_log_rewrite_and_block_through_squid() -> anyhow::Result<()> {
         &["icap.conf"],
     )?;
     let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
-    let post = |text: &str| -> anyhow::Result<String> {
-        let body = json!({"message": {"rid": "GENERAL", "msg": text}}).to_string();
+    let post_to = |path: &str, body: &str| -> anyhow::Result<String> {
         rig.client.exec(
             "curl",
             &[
@@ -436,10 +450,14 @@ fn web_chat_rules_log_rewrite_and_block_through_squid() -> anyhow::Result<()> {
                 "-H",
                 "X-User-Id: Alice01",
                 "--data-binary",
-                &body,
-                &format!("http://{chat}/api/v1/chat.sendMessage"),
+                body,
+                &format!("http://{chat}{path}"),
             ],
         )
+    };
+    let post = |text: &str| {
+        let body = json!({"message": {"rid": "GENERAL", "msg": text}}).to_string();
+        post_to("/api/v1/chat.sendMessage", &body)
     };
     assert!(post("hello all")?.ends_with("\n200"));
     assert!(post("brb")?.ends_with("\n200"));
@@ -469,6 +487,15 @@ fn web_chat_rules_log_rewrite_and_block_through_squid() -> anyhow::Result<()> {
         ]
     );
     assert_eq!(lines[0].client_ip(), rig.client_ip.to_string());
+
+    // Squid sends no URL ending in a Transfer-Ignore extension to the service.
+    let note = |text: &str| json!({"room": "desk", "text": text}).to_string();
+    assert!(post_to("/notes/style.css", &note("never seen"))?.ends_with("\n200"));
+    assert!(post_to("/notes/today.txt", &note("seen"))?.ends_with("\n200"));
+    let lines = ims.wait_log("Notes", "alice01", "desk", 1)?;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].rest, "1,1,0,,seen");
+    assert_eq!(server.requests().len(), 4, "{:?}", server.requests());
     Ok(())
 }
 
@@ -579,8 +606,9 @@ fn msn_gateway_through_squid_is_logged_rewritten_and_blocked() -> anyhow::Result
     let ims = icap_only(
         &rig,
         &format!(
-            "badwords_filename={}\nbadwords_block_count=1\n",
-            conf.join("badwords.txt").display()
+            "badwords_filename={}\nbadwords_block_count=1\nresponder_filename={}\nnotice_days=1\nfiltered_mins=1\n",
+            conf.join("badwords.txt").display(),
+            conf.join("responder.db").display()
         ),
     )?;
     let server = GatewayServer::start(&rig.server, rig.server_ip)?;
@@ -604,10 +632,16 @@ fn msn_gateway_through_squid_is_logged_rewritten_and_blocked() -> anyhow::Result
     // The open and the call: the login reaches each end unchanged.
     let mut session = GatewaySession::open(&rig.client, proxy, server)?;
 
+    // The first message of the conversation: the answer tells alice it is logged.
     let hello = session.msn.message("hello bob");
     let round = session.round(&hello, b"")?;
     assert_eq!(items(&round.at_server), ["hello bob"]);
-    assert!(round.at_client.is_empty(), "{round:?}");
+    assert_eq!(
+        items(&round.at_client),
+        [format!(
+            "{BOB}: Message from IMSpector: -=Your activities are being logged=-"
+        )]
+    );
     // A poll fetches what bob sent.
     let round = session.poll(&incoming_text(BOB, "Bob", "hi alice"))?;
     assert!(round.at_server.is_empty(), "{round:?}");
@@ -616,12 +650,21 @@ fn msn_gateway_through_squid_is_logged_rewritten_and_blocked() -> anyhow::Result
     // strict decoder reads each body to its end).
     let darn_it = session.msn.message("darn it");
     assert_eq!(items(&session.round(&darn_it, b"")?.at_server), ["**** it"]);
-    // Blocked: left out of the body; the nudge after it still goes, its ACK comes back.
+    // Blocked: left out of the body; the nudge after it still goes, and the
+    // answer brings the blocked notice, then the nudge's ACK.
     let blocked = session.msn.message("darn darn");
     let nudge = session.msn.marker();
     let round = session.round(&[blocked, nudge].concat(), b"ACK 6\r\n")?;
     assert_eq!(items(&round.at_server), ["marker 6"]);
-    assert_eq!(items(&round.at_client), ["marker 6"]);
+    assert_eq!(
+        items(&round.at_client),
+        [
+            format!(
+                "{BOB}: Message from IMSpector: -=The message or action was blocked (**** ****)=-"
+            ),
+            "marker 6".into()
+        ]
+    );
     // An incoming blocked message is taken out of the poll's answer, the rest stays.
     let answer = [
         incoming_text(BOB, "Bob", "darn darn, alice"),
@@ -659,5 +702,129 @@ fn msn_gateway_through_squid_is_logged_rewritten_and_blocked() -> anyhow::Result
         (counted(&squid.access_log()) == (1, 6)).then_some(())
     })
     .map_err(|e| anyhow::anyhow!("{e}:\n{}", squid.access_log()))?;
+    Ok(())
+}
+
+/// The answer to an OPTIONS on a new connection.
+fn options(rig: &Rig) -> anyhow::Result<Reply> {
+    let options = b"OPTIONS icap://127.0.0.1/reqmod ICAP/1.0\r\nHost: x\r\n\r\n";
+    rig.gateway.run(move || {
+        send_raw(
+            icap_addr(),
+            &[options],
+            Duration::ZERO,
+            Duration::from_secs(2),
+        )
+    })?
+}
+
+fn istag(rig: &Rig) -> anyhow::Result<String> {
+    let reply = options(rig)?;
+    reply
+        .text
+        .lines()
+        .find(|l| l.starts_with("ISTag: "))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no ISTag in {reply:?}"))
+}
+
+#[test]
+fn istag_continue_many_at_once_and_max_connections() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let ims = icap_only(&rig, "")?;
+    // A reload changes the ISTag, so Squid drops what it cached from us.
+    let before = istag(&rig)?;
+    ims.reload("icap_port=on\n")?;
+    let after = istag(&rig)?;
+    assert_ne!(before, after);
+
+    // A chat message longer than its preview: 100 Continue, then the rest is read.
+    let url = "http://m/_matrix/client/v3/rooms/!many:test.local/send/m.room.message/t0";
+    let long = json!({"msgtype": "m.text", "body": "a long line ".repeat(20)}).to_string();
+    let (preview, rest) = reqmod_with_preview(url, &long, 64);
+    let heads = rig.gateway.run(move || -> anyhow::Result<Vec<String>> {
+        let mut stream = TcpStream::connect(icap_addr())?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(&preview)?;
+        let mut heads = read_heads(&mut stream, 1)?;
+        stream.write_all(&rest)?;
+        heads.extend(read_heads(&mut stream, 1)?);
+        Ok(heads)
+    })??;
+    assert_eq!(heads[0], "ICAP/1.0 100 Continue");
+    assert!(
+        heads[1].starts_with("ICAP/1.0 204 No Content\r\n"),
+        "{heads:?}"
+    );
+
+    // Many transactions at once: 40 connections, 25 pipelined requests each.
+    let (connections, each) = (40, 25);
+    let clients: Vec<_> = (0..connections)
+        .map(|c| {
+            rig.gateway.run(move || {
+                std::thread::spawn(move || -> anyhow::Result<Vec<String>> {
+                    let mut stream = TcpStream::connect(icap_addr())?;
+                    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+                    let requests: Vec<u8> = (0..each)
+                        .flat_map(|n| {
+                            let body = json!({"msgtype": "m.text", "body": format!("c{c} n{n}")});
+                            let url = format!("http://m/_matrix/client/v3/rooms/!many:test.local/send/m.room.message/c{c}n{n}");
+                            reqmod(&url, &body.to_string(), None)
+                        })
+                        .collect();
+                    stream.write_all(&requests)?;
+                    read_heads(&mut stream, each)
+                })
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for client in clients {
+        let heads = client.join().expect("client thread")?;
+        assert!(
+            heads
+                .iter()
+                .all(|h| h.starts_with("ICAP/1.0 204 No Content\r\n")),
+            "{heads:?}"
+        );
+    }
+    let lines = ims.wait_log(
+        "Matrix",
+        "unknown",
+        "!many:test.local",
+        1 + connections * each,
+    )?;
+    let mut logged: Vec<String> = lines.iter().map(|l| l.rest.clone()).collect();
+    logged.sort();
+    let mut expected: Vec<String> = (0..connections)
+        .flat_map(|c| (0..each).map(move |n| format!("1,1,0,,c{c} n{n}")))
+        .chain([format!("1,1,0,,{}", "a long line ".repeat(20))])
+        .collect();
+    expected.sort();
+    assert_eq!(logged, expected);
+
+    // Max-Connections: with 1000 open, the next is refused; one closed makes room.
+    let mut open = rig.gateway.run(|| -> anyhow::Result<Vec<TcpStream>> {
+        (0..imspector::icap::MAX_CONNECTIONS)
+            .map(|_| {
+                let mut stream = TcpStream::connect(icap_addr())?;
+                stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                stream.write_all(b"OPTIONS icap://127.0.0.1/reqmod ICAP/1.0\r\n\r\n")?;
+                read_heads(&mut stream, 1)?;
+                Ok(stream)
+            })
+            .collect()
+    })??;
+    let refused = options(&rig)?;
+    assert_eq!(
+        refused.status_lines(),
+        ["ICAP/1.0 503 too many connections"],
+        "{refused:?}"
+    );
+    assert!(refused.closed, "{refused:?}");
+    open.pop();
+    wait::until("a free connection slot", || {
+        (options(&rig).ok()?.status_lines() == ["ICAP/1.0 200 OK"]).then_some(())
+    })?;
+    drop(open);
     Ok(())
 }

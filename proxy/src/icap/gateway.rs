@@ -10,6 +10,11 @@
 //! request bodies are its outgoing bytes, response bodies its incoming ones, so
 //! ids, events and rewrites are those of the relay. `Session=close` ends it.
 //! A blocked command is left out of the body, as on port 1863.
+//!
+//! Notices (the filters' "logged" and "blocked" texts) go to the client as the
+//! MSN core writes them for port 1863, in a response body of the session: those
+//! for an incoming message just before it, those for what the client sent in
+//! the answer to that request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +29,8 @@ const PATH: &str = "/gateway/gateway.dll";
 const CONTENT_TYPE: &str = "application/x-msn-messenger";
 /// Sessions followed at once; the least recently used goes beyond this.
 const MAX_SESSIONS: usize = 10_000;
+/// Notice bytes a session holds for the client's next answer; more are dropped.
+const MAX_PENDING_NOTICES: usize = 16 * 1024;
 
 #[derive(Default)]
 pub struct Gateway {
@@ -32,32 +39,50 @@ pub struct Gateway {
 
 #[derive(Default)]
 struct Sessions {
-    by_key: HashMap<String, (Box<dyn ProtocolSession>, u64)>,
+    by_key: HashMap<String, Followed>,
     uses: u64,
 }
 
+/// One session's MSN core, when it was last used, and the notices that wait
+/// for the next response to the client.
+struct Followed {
+    core: Box<dyn ProtocolSession>,
+    used: u64,
+    notices: Vec<u8>,
+}
+
 impl Sessions {
-    fn take(&mut self, key: &str) -> Box<dyn ProtocolSession> {
-        self.by_key
-            .remove(key)
-            .map(|(core, _)| core)
-            .or_else(|| new_session(ProtocolKind::Msn))
-            .expect("the MSN core exists")
+    fn take(&mut self, key: &str) -> (Box<dyn ProtocolSession>, Vec<u8>) {
+        match self.by_key.remove(key) {
+            Some(followed) => (followed.core, followed.notices),
+            None => (
+                new_session(ProtocolKind::Msn).expect("the MSN core exists"),
+                Vec::new(),
+            ),
+        }
     }
 
-    fn put(&mut self, key: String, core: Box<dyn ProtocolSession>) {
+    fn put(&mut self, key: String, core: Box<dyn ProtocolSession>, notices: Vec<u8>) {
         if self.by_key.len() >= MAX_SESSIONS {
             let oldest = self
                 .by_key
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, followed)| followed.used)
                 .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
                 self.by_key.remove(&oldest);
             }
         }
         self.uses += 1;
-        self.by_key.insert(key, (core, self.uses));
+        let used = self.uses;
+        self.by_key.insert(
+            key,
+            Followed {
+                core,
+                used,
+                notices,
+            },
+        );
     }
 }
 
@@ -91,22 +116,33 @@ fn next_session(header: &str) -> (Option<String>, bool) {
     (id, closed)
 }
 
+/// What a body became: the commands to send on, and the notices for the client.
+struct Inspected {
+    body: Vec<u8>,
+    changed: bool,
+    notices: Vec<u8>,
+}
+
 impl Gateway {
-    /// Run `body` through `core` in `dir`; the body to send on, if it changed.
+    /// Run `body` through `core` in `dir`. Incoming, the notices an event
+    /// raises go just before its command; outgoing, they are returned.
     fn inspect_body(
         core: &mut dyn ProtocolSession,
         dir: Direction,
         body: &[u8],
         judge: &mut Judge<'_>,
-    ) -> Option<Vec<u8>> {
+    ) -> Inspected {
         core.set_now(judge.now);
         let mut buf = BytesMut::from(body);
         let feed = core.feed(dir, &mut buf);
-        let mut out = Vec::with_capacity(body.len());
-        let mut changed = false;
+        let mut out = Inspected {
+            body: Vec::with_capacity(body.len()),
+            changed: false,
+            notices: Vec::new(),
+        };
         for frame in feed.frames {
             match frame {
-                Frame::Opaque(bytes) => out.extend_from_slice(&bytes),
+                Frame::Opaque(bytes) => out.body.extend_from_slice(&bytes),
                 Frame::Pdu(pdu) => {
                     let mut blocked = false;
                     let mut new_text = None;
@@ -116,19 +152,28 @@ impl Gateway {
                         if decided.text != event.text {
                             new_text = Some(decided.text);
                         }
+                        for notice in &decided.notices {
+                            if let Some(bytes) = core.notice_to_client(&event.remote_id, notice) {
+                                out.notices.extend_from_slice(&bytes);
+                            }
+                        }
+                    }
+                    if dir == Direction::Incoming && !out.notices.is_empty() {
+                        out.body.append(&mut out.notices);
+                        out.changed = true;
                     }
                     match (blocked, new_text) {
-                        (true, _) => changed = true,
+                        (true, _) => out.changed = true,
                         (false, Some(text)) => {
                             match core.rewrite(dir, &pdu, Rewrite::Text(&text)) {
                                 Some(bytes) => {
-                                    out.extend_from_slice(&bytes);
-                                    changed = true;
+                                    out.body.extend_from_slice(&bytes);
+                                    out.changed = true;
                                 }
-                                None => out.extend_from_slice(&pdu.bytes),
+                                None => out.body.extend_from_slice(&pdu.bytes),
                             }
                         }
-                        (false, None) => out.extend_from_slice(&pdu.bytes),
+                        (false, None) => out.body.extend_from_slice(&pdu.bytes),
                     }
                 }
             }
@@ -140,8 +185,8 @@ impl Gateway {
             );
         }
         // A command cut at the end of a body goes on as it is.
-        out.extend_from_slice(&buf);
-        changed.then_some(out)
+        out.body.extend_from_slice(&buf);
+        out
     }
 }
 
@@ -170,7 +215,7 @@ impl Handler for Gateway {
             return Verdict::Unchanged;
         };
         let key = session_key(request, &judge.client);
-        let mut core = self
+        let (mut core, mut notices) = self
             .sessions
             .lock()
             .expect("gateway lock poisoned")
@@ -191,16 +236,30 @@ impl Handler for Gateway {
             }
             _ => (Direction::Outgoing, Some(key)),
         };
-        let changed = Self::inspect_body(core.as_mut(), dir, body, judge);
+        let mut inspected = Self::inspect_body(core.as_mut(), dir, body, judge);
+        if dir == Direction::Incoming && !notices.is_empty() {
+            // What the client sent raised them: they answer it first.
+            inspected.body.splice(0..0, notices.drain(..));
+            inspected.changed = true;
+        }
+        if notices.len() + inspected.notices.len() > MAX_PENDING_NOTICES {
+            log::info!(
+                "{}: MSN gateway: notices waiting for the client's next answer are over {MAX_PENDING_NOTICES} bytes; dropped",
+                judge.client
+            );
+        } else {
+            notices.append(&mut inspected.notices);
+        }
         if let Some(next_key) = next_key {
             self.sessions
                 .lock()
                 .expect("gateway lock poisoned")
-                .put(next_key, core);
+                .put(next_key, core, notices);
         }
-        match changed {
-            Some(body) => Verdict::Body(body),
-            None => Verdict::Unchanged,
+        if inspected.changed {
+            Verdict::Body(inspected.body)
+        } else {
+            Verdict::Unchanged
         }
     }
 }

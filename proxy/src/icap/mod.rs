@@ -42,6 +42,11 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const PREVIEW: usize = 4096;
 /// How long Squid may keep our OPTIONS answer.
 pub const OPTIONS_TTL_SECS: u32 = 300;
+/// URL endings Squid need not send us (`Transfer-Ignore`): the static files a
+/// chat web app loads from its chat host, never a chat API call.
+pub const TRANSFER_IGNORE: &[&str] = &[
+    "js", "css", "png", "jpg", "jpeg", "gif", "svg", "ico", "webp", "woff", "woff2", "ttf", "map",
+];
 /// Connections served at once (advertised as Max-Connections).
 pub const MAX_CONNECTIONS: usize = 1000;
 

@@ -26,8 +26,14 @@ pub fn options(o: &Options<'_>) -> Vec<u8> {
     format!(
         "ICAP/1.0 200 OK\r\nMethods: {}\r\nService: IMSpector chat inspection\r\n\
          ISTag: \"{}\"\r\nMax-Connections: {}\r\nOptions-TTL: {}\r\nAllow: 204\r\n\
-         Preview: {}\r\nTransfer-Preview: *\r\nEncapsulated: null-body=0\r\n\r\n",
-        o.method, o.istag, o.max_connections, o.ttl_secs, o.preview
+         Preview: {}\r\nTransfer-Preview: *\r\nTransfer-Ignore: {}\r\n\
+         Encapsulated: null-body=0\r\n\r\n",
+        o.method,
+        o.istag,
+        o.max_connections,
+        o.ttl_secs,
+        o.preview,
+        super::TRANSFER_IGNORE.join(", ")
     )
     .into_bytes()
 }
