@@ -166,19 +166,21 @@ fn sqlite_columns(path: &Path) -> Vec<String> {
     names
 }
 
+/// The lines for an SQLite sink at `db` with its journal in `spool`.
+fn sqlite_config(db: &Path, spool: &Path) -> String {
+    format!(
+        "sqlite_file={}\nspool_dir={}\n",
+        db.display(),
+        spool.display()
+    )
+}
+
 #[test]
 fn sqlite_stores_every_field_in_the_original_table() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("imspector.db");
     let events = tricky_events();
-    log_through_config(
-        &format!(
-            "sqlite_file={}\nspool_dir={}\n",
-            db.display(),
-            dir.path().join("spool").display()
-        ),
-        &events,
-    );
+    log_through_config(&sqlite_config(&db, &dir.path().join("spool")), &events);
     assert_eq!(sqlite_columns(&db), ORIGINAL_COLUMNS);
     let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
     assert_eq!(sqlite_rows(&db), want);
@@ -199,14 +201,7 @@ fn sqlite_reuses_a_table_of_imspector_0_5() {
         )
         .unwrap();
     let events: Vec<LogEvent> = (0..5).map(event).collect();
-    log_through_config(
-        &format!(
-            "sqlite_file={}\nspool_dir={}\n",
-            db.display(),
-            dir.path().join("spool").display()
-        ),
-        &events,
-    );
+    log_through_config(&sqlite_config(&db, &dir.path().join("spool")), &events);
     let rows = sqlite_rows(&db);
     assert_eq!(rows.len(), 6);
     assert_eq!(rows[0].data, "from the original");
@@ -408,11 +403,7 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
     let db_dir = dir.path().join("db");
     std::fs::create_dir(&db_dir).unwrap();
     let db = db_dir.join("imspector.db");
-    let config = format!(
-        "sqlite_file={}\nspool_dir={}\n",
-        db.display(),
-        dir.path().join("spool").display()
-    );
+    let config = sqlite_config(&db, &dir.path().join("spool"));
     let events: Vec<LogEvent> = (0..300).map(event).collect();
     let settings = Settings::parse("test.conf", &config).unwrap();
     let config = Config::from_settings(settings).unwrap();
@@ -470,11 +461,7 @@ fn sqlite_a_replaced_file_gets_only_what_no_database_had() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("imspector.db");
     let spool = dir.path().join("spool");
-    let config = format!(
-        "sqlite_file={}\nspool_dir={}\n",
-        db.display(),
-        spool.display()
-    );
+    let config = sqlite_config(&db, &spool);
     let first: Vec<LogEvent> = (0..316).map(event).collect();
     let second: Vec<LogEvent> = (316..632).map(event).collect();
     log_through_config(&config, &first);
@@ -542,25 +529,35 @@ fn sqlite_an_event_of_a_mebibyte_is_stored_and_the_sink_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("imspector.db");
     let events = near_the_payload_bound();
-    log_through_config(
-        &format!(
-            "sqlite_file={}\nspool_dir={}\n",
-            db.display(),
-            dir.path().join("spool").display()
-        ),
-        &events,
-    );
+    log_through_config(&sqlite_config(&db, &dir.path().join("spool")), &events);
     let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
     assert_eq!(sqlite_rows(&db), want);
 }
 
-/// The dead-letter file of a sink's journal: one line per refused event.
-fn dead_letters(spool: &Path, sink: &str) -> Vec<String> {
-    std::fs::read_to_string(spool.join(sink).join("dead-letters"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+/// Event `seq`, the poison of [`with_poison`], was refused: it is the one
+/// line of the sink's dead-letter file (0640), and the line that says so
+/// has the database's own `message`.
+fn assert_dead_letter(spool: &Path, sink: &str, seq: u64, message: &str) {
+    let path = spool.join(sink).join("dead-letters");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let dead: Vec<&str> = text.lines().collect();
+    assert!(
+        dead.len() == 1
+            && dead[0].starts_with(&format!("{seq}\t"))
+            && dead[0].ends_with("\tpoison"),
+        "{dead:?}"
+    );
+    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&path).unwrap());
+    assert_eq!(mode & 0o7777, 0o640, "{} is {mode:o}", path.display());
+    let told = databases::log_lines(&format!(
+        "ERROR {sink} sink: the database refused event {seq} ("
+    ));
+    assert!(
+        told.iter()
+            .any(|l| l.contains(message)
+                && l.ends_with(&format!("{} (1 events there)", path.display()))),
+        "{told:?}"
+    );
 }
 
 /// Five events, the third of which a CHECK constraint refuses.
@@ -568,6 +565,36 @@ fn with_poison() -> Vec<LogEvent> {
     let mut events: Vec<LogEvent> = (200..205).map(event).collect();
     events[2].data = "poison".into();
     events
+}
+
+/// A row SQLite refuses (a CHECK constraint) goes to the dead-letter file
+/// with SQLite's own message, and the events after it are stored.
+#[test]
+fn sqlite_a_refused_row_goes_to_dead_letters_and_the_sink_goes_on() {
+    databases::capture_log();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("imspector.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE messages (id integer PRIMARY KEY AUTOINCREMENT,
+             timestamp integer NOT NULL, clientaddress text NOT NULL,
+             protocolname text NOT NULL, outgoing integer NOT NULL, type integer NOT NULL,
+             localid text NOT NULL, remoteid text NOT NULL, filtered integer NOT NULL,
+             categories text NOT NULL,
+             eventdata blob NOT NULL CONSTRAINT no_poison CHECK (CAST(eventdata AS text) <> 'poison'));",
+        )
+        .unwrap();
+    let spool = dir.path().join("spool");
+    let events = with_poison();
+    log_through_config(&sqlite_config(&db, &spool), &events);
+    let want: Vec<Row> = events
+        .iter()
+        .filter(|e| e.data != "poison")
+        .map(|e| expected(e, true))
+        .collect();
+    assert_eq!(sqlite_rows(&db), want);
+    assert_dead_letter(&spool, "sqlite", 3, "CHECK constraint failed: no_poison");
 }
 
 // ---------------------------------------------------------------- MariaDB
@@ -653,23 +680,7 @@ mod mariadb {
                 .map(|e| expected(e, true)),
         );
         assert_eq!(db.rows(), want);
-        let dead = dead_letters(spool.path(), "mysql");
-        assert_eq!(dead.len(), 1, "{dead:?}");
-        let mode = std::os::unix::fs::MetadataExt::mode(
-            &std::fs::metadata(spool.path().join("mysql/dead-letters")).unwrap(),
-        );
-        assert_eq!(mode & 0o7777, 0o640, "dead-letters is {mode:o}");
-        assert!(
-            dead[0].starts_with("6\t") && dead[0].ends_with("\tpoison"),
-            "{dead:?}"
-        );
-        let told = databases::log_lines("ERROR mysql sink: the database refused event 6 (");
-        assert!(
-            told.iter()
-                .any(|l| l.contains("CONSTRAINT `no_poison` failed")
-                    && l.ends_with("dead-letters (1 events there)")),
-            "{told:?}"
-        );
+        assert_dead_letter(spool.path(), "mysql", 6, "CONSTRAINT `no_poison` failed");
     }
 
     /// The original's MyISAM table: said at start, text longer than its blob
@@ -949,13 +960,11 @@ mod postgresql {
                 .map(|e| expected(e, true)),
         );
         assert_eq!(db.rows(), want);
-        let dead = dead_letters(spool.path(), "postgres");
-        assert_eq!(dead.len(), 1, "{dead:?}");
-        let told = databases::log_lines("ERROR postgres sink: the database refused event 6 (");
-        assert!(
-            told.iter()
-                .any(|l| l.contains("violates check constraint \"no_poison\"")),
-            "{told:?}"
+        assert_dead_letter(
+            spool.path(),
+            "postgres",
+            6,
+            "violates check constraint \"no_poison\"",
         );
     }
 
