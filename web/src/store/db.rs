@@ -95,7 +95,9 @@ impl Link {
             shown,
             db: Mutex::new(None),
         };
-        let db = link.connect()?;
+        let db = link
+            .connect()
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", link.shown))?;
         *link.db.lock().expect("database lock") = Some(db);
         Ok(Some(link))
     }
