@@ -89,7 +89,7 @@ impl TlsScene {
 }
 
 #[test]
-fn irc_over_tls_is_intercepted_and_logged() -> anyhow::Result<()> {
+fn irc_over_tls_through_ngircd_with_irssi_is_intercepted_and_logged() -> anyhow::Result<()> {
     let since = now();
     let s = scene("irc_protocol=on\n", true, false)?;
     assert!(
@@ -97,17 +97,28 @@ fn irc_over_tls_is_intercepted_and_logged() -> anyhow::Result<()> {
         "{}",
         s.ours.printed
     );
-    let bob = Ii::remote(&s.rig, &s.rig.subdir("clients")?, "bob")?;
-    let (_tunnel, alice) = s.local_over_tls("alice", &s.ours.cert, Some("irc.test"), "irc.test")?;
-
-    alice.msg("bob", "hello over tls, ünïcödé")?;
+    let clients = s.rig.subdir("clients")?;
+    let bob = Ii::remote(&s.rig, &clients, "bob")?;
+    // irssi connects with TLS to irc.test:6697 and verifies it against our CA only.
+    let server_ip = IpAddr::V4(s.rig.server_ip);
+    let alice = Irssi::start(&s.rig.client, &clients, "alice", "irc.test", server_ip)?;
+    // Private messages in the window the test reads.
+    alice.type_line("/set -clear autocreate_query_level")?;
+    alice.wait_screen("autocreate_query_level")?;
+    alice.type_line(&format!(
+        "/connect -tls -tls_verify -tls_cafile {} irc.test 6697",
+        s.ours.cert.display()
+    ))?;
+    alice.wait_screen("welcome to the test")?;
+    alice.type_line("/msg bob hello over tls, ünïcödé")?;
     bob.wait_received("alice", "alice", "hello over tls, ünïcödé")?;
     bob.msg("alice", "hi alice")?;
-    alice.wait_received("bob", "bob", "hi alice")?;
-    alice.join("#tls")?;
+    alice.wait_screen("hi alice")?;
+    alice.type_line("/join #tls")?;
+    alice.wait_screen("has joined #tls")?;
     bob.join("#tls")?;
     bob.say("#tls", "in the channel")?;
-    alice.wait_received("#tls", "bob", "in the channel")?;
+    alice.wait_screen("in the channel")?;
 
     let client = s.rig.client_ip.to_string();
     assert_lines(
