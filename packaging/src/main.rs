@@ -57,8 +57,14 @@ fn write_man_pages(command: &clap::Command, dir: &Path) -> std::io::Result<()> {
         .render(&mut page)?;
     std::fs::write(dir.join(format!("{}.8", command.get_name())), page)?;
     for sub in command.get_subcommands() {
+        // The page is imspector-rules-generate(8); its synopsis the command typed.
         let name = format!("{}-{}", command.get_name(), sub.get_name());
-        let sub = sub.clone().name(name.clone()).bin_name(name);
+        let typed = format!(
+            "{} {}",
+            command.get_bin_name().unwrap_or(command.get_name()),
+            sub.get_name()
+        );
+        let sub = sub.clone().name(name).bin_name(typed);
         write_man_pages(&sub, dir)?;
     }
     Ok(())

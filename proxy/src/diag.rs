@@ -13,8 +13,8 @@ const DEV_LOG: &str = "/dev/log";
 
 enum Output {
     Stderr,
-    /// The connection to /dev/log and the pid it names.
-    Syslog(Mutex<Option<(u32, Syslog)>>),
+    /// The connection to /dev/log, once made.
+    Syslog(Mutex<Option<Syslog>>),
 }
 
 struct Diagnostics {
@@ -46,24 +46,24 @@ impl Log for Diagnostics {
     fn flush(&self) {}
 }
 
-/// Send one line, connecting when first needed, after a failure (syslogd may
-/// start after us or restart) and after the fork (the line names our pid).
-fn send(slot: &mut Option<(u32, Syslog)>, socket: &str, level: Level, text: String) {
+/// Send one line, connecting when first needed and after a failure (syslogd
+/// may start after us or restart). After the fork the connection stays and
+/// the tag names the daemon's pid.
+fn send(slot: &mut Option<Syslog>, socket: &str, level: Level, text: String) {
     let pid = std::process::id();
-    if slot.as_ref().is_none_or(|(named, _)| *named != pid) {
+    if slot.is_none() {
         let formatter = Formatter3164 {
             facility: Facility::LOG_DAEMON,
             hostname: None,
             process: "imspector".into(),
             pid,
         };
-        *slot = syslog::unix_custom(formatter, socket)
-            .ok()
-            .map(|logger| (pid, logger));
+        *slot = syslog::unix_custom(formatter, socket).ok();
     }
-    let Some((_, logger)) = slot.as_mut() else {
+    let Some(logger) = slot.as_mut() else {
         return;
     };
+    logger.formatter.pid = pid;
     // A NUL would end the line early on a stream socket.
     let text = text.replace('\0', " ");
     let sent = match level {
