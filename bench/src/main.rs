@@ -51,6 +51,14 @@ struct Cli {
     /// costs a relay two descriptors: 9990 is the most a 20,000 limit allows.
     #[arg(long)]
     idle_connections: Option<usize>,
+    /// Chat MiB of one run, spread over the connections [default: 24 per
+    /// connection, with --quick 4].
+    #[arg(long)]
+    chat_mib: Option<usize>,
+    /// Pin each relay, all its threads, to these CPUs (as `taskset -c` takes
+    /// them: `0`, `0,1`); the load generator and the sink stay unpinned.
+    #[arg(long)]
+    relay_cpus: Option<String>,
     /// Where imspector logs the chat workload's events.
     #[arg(long, value_enum, default_value = "files")]
     log_to: LogTo,
@@ -94,6 +102,9 @@ struct Plan {
     bulk_per_conn: usize,
     /// Repeats of the 1 MiB chat block per connection.
     chat_repeats: usize,
+    /// Chat bytes per connection when less than 1 MiB (`--chat-mib` over
+    /// many connections): one block of this size instead.
+    chat_bytes: Option<usize>,
     latency_seconds: u32,
     idle: usize,
 }
@@ -110,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             runs: cli.runs.unwrap_or(2),
             bulk_per_conn: 64 * MIB,
             chat_repeats: 4,
+            chat_bytes: None,
             latency_seconds: 2,
             idle: cli.idle_connections.unwrap_or(1000),
         }
@@ -118,10 +130,17 @@ fn main() -> anyhow::Result<()> {
             runs: cli.runs.unwrap_or(5),
             bulk_per_conn: 256 * MIB,
             chat_repeats: 24,
+            chat_bytes: None,
             latency_seconds: 10,
             idle: cli.idle_connections.unwrap_or(9990),
         }
     };
+    let mut plan = plan;
+    if let Some(total) = cli.chat_mib {
+        let per_conn = total * MIB / cli.connections.max(1);
+        plan.chat_repeats = (per_conn / MIB).max(1);
+        plan.chat_bytes = (per_conn < MIB).then_some(per_conn);
+    }
     let imspector = match &cli.imspector {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -140,10 +159,7 @@ fn main() -> anyhow::Result<()> {
     println!("# imspector-bench\n");
     machine();
     let _sink = start_sink()?;
-    let mut running = Vec::new();
-    for &kind in &cli.targets {
-        running.push(Target::start(kind, &imspector, cli.log_to)?);
-    }
+    let mut running = start_targets(&cli, &imspector)?;
     for &workload in &cli.workloads {
         match workload {
             Workload::Plain | Workload::Irc | Workload::Chat => {
@@ -172,9 +188,7 @@ fn main() -> anyhow::Result<()> {
                         chat_repeats: plan.chat_repeats.min(8),
                     },
                 )?;
-                for &kind in &cli.targets {
-                    running.push(Target::start(kind, &imspector, cli.log_to)?);
-                }
+                running = start_targets(&cli, &imspector)?;
             }
             Workload::Idle => {
                 // A fresh relay, so that earlier runs' heap is not counted.
@@ -185,6 +199,19 @@ fn main() -> anyhow::Result<()> {
     }
     println!("load average at the end: {}", load_average());
     Ok(())
+}
+
+/// Every target of `--targets`, relays pinned to `--relay-cpus`.
+fn start_targets(cli: &Cli, imspector: &std::path::Path) -> anyhow::Result<Vec<Target>> {
+    let mut running = Vec::new();
+    for &kind in &cli.targets {
+        let target = Target::start(kind, imspector, cli.log_to)?;
+        if let Some(cpus) = &cli.relay_cpus {
+            target.pin(cpus)?;
+        }
+        running.push(target);
+    }
+    Ok(running)
 }
 
 fn machine() {
@@ -276,7 +303,7 @@ fn bulk(workload: Workload, targets: &[Target], cli: &Cli, plan: &Plan) -> anyho
         ),
         _ => (
             SinkPort::Irc,
-            synthetic::irc(IrcTraffic::Chat, MIB, 9),
+            synthetic::irc(IrcTraffic::Chat, plan.chat_bytes.unwrap_or(MIB), 9),
             plan.chat_repeats,
             match cli.log_to {
                 LogTo::Files => {

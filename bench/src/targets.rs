@@ -145,7 +145,7 @@ impl Target {
             Kind::Haproxy => {
                 let config = path.join("haproxy.cfg");
                 let mut text = String::from(
-                    "global\n  maxconn 9990\n  nbthread 2\n  tune.bufsize 65536\n\
+                    "global\n  maxconn 9990\n  fd-hard-limit 20000\n  nbthread 2\n  tune.bufsize 65536\n\
                      defaults\n  mode tcp\n  maxconn 9990\n  timeout connect 5s\n\
                      timeout client 1h\n  timeout server 1h\n",
                 );
@@ -194,6 +194,21 @@ impl Target {
             }
         }
         Ok(target)
+    }
+
+    /// Pin every thread of the relay's processes to `cpus` (`taskset -c`).
+    pub fn pin(&self, cpus: &str) -> anyhow::Result<()> {
+        for pid in &self.pids {
+            let status = Command::new("taskset")
+                .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .context("taskset (util-linux)")?;
+            if !status.success() {
+                bail!("taskset -a -p -c {cpus} {pid}: {status}");
+            }
+        }
+        Ok(())
     }
 
     fn add(&mut self, child: Child) {

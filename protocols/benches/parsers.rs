@@ -3,6 +3,8 @@
 //! Each parser is fed the real captures in ../shared/captures (chunk by chunk,
 //! as they crossed the wire) and synthetic traffic (64 KiB reads, as the relay
 //! does). Every figure is the median of several timed rounds, with the range.
+//! The ceiling beside each: a memchr search for every line end of the same
+//! chunks, measured in the same rounds, and the parser's share of it.
 //! Set `BENCH_QUICK=1` for one short round per case.
 
 #[allow(dead_code)]
@@ -189,8 +191,8 @@ fn main() {
         (7, Duration::from_millis(400))
     };
     println!(
-        "{:<48} {:>10} {:>22} {:>12}",
-        "case", "MB/s", "range", "events/s"
+        "{:<48} {:>10} {:>22} {:>12} {:>12} {:>8}",
+        "case", "MB/s", "range", "events/s", "scan MB/s", "of scan"
     );
     for parser in PARSERS {
         let name = parser.kind.log_name();
@@ -225,6 +227,8 @@ fn main() {
 struct Measured {
     /// MB/s of each round.
     rates: Vec<f64>,
+    /// MB/s of the line-end scan in each round.
+    scan_rates: Vec<f64>,
     events_per_pass: usize,
     bytes_per_pass: usize,
 }
@@ -238,21 +242,40 @@ fn measure(
 ) -> Measured {
     let bytes_per_pass: usize = chunks.iter().map(|(_, c)| c.len()).sum();
     let mut events_per_pass = 0;
-    let mut rates = Vec::new();
+    let (mut rates, mut scan_rates) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let start = Instant::now();
-        let mut bytes = 0usize;
-        while start.elapsed() < round_time {
+        rates.push(rate(round_time, bytes_per_pass, || {
             events_per_pass = pass(kind, chunks);
-            bytes += bytes_per_pass;
-        }
-        rates.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e6);
+        }));
+        scan_rates.push(rate(round_time, bytes_per_pass, || {
+            black_box(scan_lines(chunks));
+        }));
     }
     Measured {
         rates,
+        scan_rates,
         events_per_pass,
         bytes_per_pass,
     }
+}
+
+/// MB/s of running `pass` (over `bytes_per_pass` bytes) for `round_time`.
+fn rate(round_time: Duration, bytes_per_pass: usize, mut pass: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    while start.elapsed() < round_time {
+        pass();
+        bytes += bytes_per_pass;
+    }
+    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// The ceiling: every line end of the chunks found with memchr.
+fn scan_lines(chunks: &[(Direction, Vec<u8>)]) -> usize {
+    chunks
+        .iter()
+        .map(|(_, data)| memchr::memchr_iter(b'\n', data).count())
+        .sum()
 }
 
 /// One playback; returns the number of events found.
@@ -272,11 +295,18 @@ fn pass(kind: ProtocolKind, chunks: &[(Direction, Vec<u8>)]) -> usize {
     black_box(events)
 }
 
-fn report(case: &str, m: Measured) {
-    let mut rates = m.rates;
+fn median_and_range(mut rates: Vec<f64>) -> (f64, String) {
     rates.sort_by(f64::total_cmp);
-    let median = rates[rates.len() / 2];
     let range = format!("{:.0} .. {:.0}", rates[0], rates[rates.len() - 1]);
+    (rates[rates.len() / 2], range)
+}
+
+fn report(case: &str, m: Measured) {
+    let (median, range) = median_and_range(m.rates);
+    let (scan, _) = median_and_range(m.scan_rates);
     let events_per_s = median * 1e6 / m.bytes_per_pass as f64 * m.events_per_pass as f64;
-    println!("{case:<48} {median:>10.1} {range:>22} {events_per_s:>12.0}");
+    let share = 100.0 * median / scan;
+    println!(
+        "{case:<48} {median:>10.1} {range:>22} {events_per_s:>12.0} {scan:>12.0} {share:>7.0}%"
+    );
 }

@@ -99,11 +99,36 @@ fn is_ambiguous(line: &[u8]) -> bool {
 }
 
 /// Whether a complete line changes our state or carries events, in any of
-/// its readings. Most lines do not, and skip the full parse.
-fn line_matters(dir: Direction, line: &[u8]) -> bool {
-    readings(line).iter().any(|reading| {
+/// its readings (`one_reading`: it has a single one). Most lines do not, and
+/// skip the full parse.
+fn line_matters(dir: Direction, line: &[u8], one_reading: bool) -> bool {
+    let command_matters = |reading: &[u8]| {
         partial_command_word(reading).is_some_and(|(word, _)| is_interesting(dir, word))
-    })
+    };
+    if one_reading {
+        return command_matters(line);
+    }
+    readings(line)
+        .iter()
+        .any(|reading| command_matters(reading))
+}
+
+/// The end (one past its LF) of the first line end at or after `from`, and
+/// whether a bare CR or a NUL came before it from `from` on: one pass over
+/// each read finds both.
+fn line_end(buf: &[u8], mut from: usize) -> Option<(usize, bool)> {
+    let mut odd = false;
+    loop {
+        let at = from + memchr::memchr3(b'\n', b'\r', 0, &buf[from..])?;
+        match buf[at] {
+            b'\n' => return Some((at + 1, odd)),
+            b'\r' if buf.get(at + 1) == Some(&b'\n') => return Some((at + 2, odd)),
+            _ => {
+                odd = true;
+                from = at + 1;
+            }
+        }
+    }
 }
 
 /// Whether a line whose end has not arrived yet may matter to us: in one of
@@ -240,6 +265,17 @@ fn decode(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `command` upper-cased in `space`, without an allocation per line; a
+/// command longer than any we act on is empty.
+fn upper_command<'a>(command: &str, space: &'a mut [u8; 8]) -> &'a str {
+    let Some(upper) = space.get_mut(..command.len()) else {
+        return "";
+    };
+    upper.copy_from_slice(command.as_bytes());
+    upper.make_ascii_uppercase();
+    std::str::from_utf8(upper).unwrap_or("")
+}
+
 fn is_channel(target: &str) -> bool {
     // A STATUSMSG target such as `@#chan` is a channel too.
     let t = target.trim_start_matches(['@', '+', '%']);
@@ -310,8 +346,8 @@ impl IrcSession {
 
     /// Update state from a line and return its chat events.
     fn inspect(&mut self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
-        let cmd = line.command;
-        match (dir, cmd.to_ascii_uppercase().as_str()) {
+        let mut space = [0; 8];
+        match (dir, upper_command(line.command, &mut space)) {
             (Direction::Outgoing, "NICK") => {
                 // Before registration the requested nick is the best we know.
                 if self.nick.is_none() {
@@ -543,26 +579,39 @@ impl ProtocolSession for IrcSession {
         // The front of the held partial line has no line end: search on.
         let held_before = self.scanned[d].min(buf.len());
         let mut from = held_before;
-        while let Some(nl) = memchr::memchr(b'\n', &buf[from..]) {
-            let end = from + nl + 1;
+        while let Some((end, odd)) = line_end(buf, from) {
+            // A held line's front was searched before: look at all of it.
+            let one_reading = !odd && (plain_len == from || !is_ambiguous(&buf[plain_len..end]));
             from = end;
             self.holding[d] = Partial::Forward;
             let line_bytes = &buf[plain_len..end];
-            if !line_matters(dir, line_bytes) {
+            if !line_matters(dir, line_bytes, one_reading) {
                 plain_len = end;
                 continue;
             }
             let mut events: Vec<ChatEvent> = Vec::new();
             let mut starttls = false;
-            for reading in readings(line_bytes) {
-                let text = decode(&reading);
+            let mut judge = |reading: &[u8], events: &mut Vec<ChatEvent>| {
+                let text = decode(reading);
                 if let Some(line) = parse_line(&text) {
                     starttls |= dir == Direction::Incoming && line.command == "670";
-                    for event in self.inspect(dir, &line) {
-                        if !events.contains(&event) {
-                            events.push(event);
+                    let found = self.inspect(dir, &line);
+                    if events.is_empty() {
+                        *events = found;
+                    } else {
+                        for event in found {
+                            if !events.contains(&event) {
+                                events.push(event);
+                            }
                         }
                     }
+                }
+            };
+            if one_reading {
+                judge(line_bytes, &mut events);
+            } else {
+                for reading in readings(line_bytes) {
+                    judge(&reading, &mut events);
                 }
             }
             if events.is_empty() {
@@ -686,14 +735,20 @@ mod tests {
             for dir in [Direction::Outgoing, Direction::Incoming] {
                 let parsed =
                     parse_line(line).is_some_and(|l| is_interesting(dir, l.command.as_bytes()));
-                assert_eq!(line_matters(dir, line.as_bytes()), parsed, "{line:?}");
+                for one_reading in [true, false] {
+                    let matters = line_matters(dir, line.as_bytes(), one_reading);
+                    assert_eq!(matters, parsed, "{line:?}");
+                }
             }
         }
     }
 
     fn run(s: &mut IrcSession, dir: Direction, data: &str) -> Vec<ChatEvent> {
         let mut buf = BytesMut::from(data.as_bytes());
-        let feed = s.feed(dir, &mut buf);
+        events_of(s.feed(dir, &mut buf))
+    }
+
+    fn events_of(feed: Feed) -> Vec<ChatEvent> {
         feed.frames
             .into_iter()
             .flat_map(|f| match f {
@@ -1118,6 +1173,27 @@ mod tests {
         // A CR inside the command word: InspIRCd reads PRIVMSG.
         let ev = run(&mut s, Direction::Outgoing, "PRIV\rMSG bob :x\r\n");
         assert_eq!(texts(&ev), pairs(&[("bob", "x")]));
+    }
+
+    #[test]
+    fn a_bare_cr_in_the_held_front_of_a_line_is_judged_once_it_ends() {
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&b"PRIVMSG #ok :hi\rPRIVMSG #forbidden :te"[..]);
+        let held = s.feed(Direction::Outgoing, &mut buf);
+        assert!(held.frames.is_empty(), "a PRIVMSG waits for its end");
+        buf.extend_from_slice(b"xt\r\nPRIVMSG #ok :next\r\n");
+        let ev = events_of(s.feed(Direction::Outgoing, &mut buf));
+        let expected = [
+            ("#ok", "hiPRIVMSG #forbidden :text"),
+            ("#ok", "hi"),
+            ("#forbidden", "text"),
+            ("#ok", "next"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(texts(&ev), expected);
     }
 
     #[test]

@@ -518,12 +518,6 @@ async fn pump(
     }
 }
 
-async fn log_all(logger: &Logger, events: Vec<LogEvent>) {
-    for event in events {
-        logger.log(event).await;
-    }
-}
-
 /// Queue the events of one read, then send its bytes on. Boxed: the task of
 /// every connection, idle ones too, is as large as its largest await point.
 /// The events are queued first so that a session aborted at shutdown while
@@ -533,7 +527,7 @@ async fn log_all(logger: &Logger, events: Vec<LogEvent>) {
 async fn deliver(processed: Processed, writers: &Links, inspector: &Inspector) -> io::Result<bool> {
     if !processed.events.is_empty() {
         let logger = &inspector.shared.logger;
-        Box::pin(log_all(logger, processed.events)).await;
+        Box::pin(logger.log_all(processed.events)).await;
         if inspector.shared.config.block_unlogged {
             Box::pin(logger.written()).await;
         }

@@ -3,12 +3,13 @@
 //! event: `client,timestamp,outgoing,type,filtered,categories,eventdata`
 //! (the 0.9 layout; eventdata is the rest of the line, newlines written as `\n`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use ahash::AHashMap as HashMap;
 use chrono::TimeZone;
 
 use super::{private, Sink, SinkError};
@@ -21,7 +22,7 @@ const MAX_OPEN_FILES: usize = 1024;
 const MAX_WAITING: usize = 200_000;
 
 /// An open log file: which inode it is (to notice it was deleted or moved),
-/// its length (to take back a line cut short), when it was last used.
+/// its length (to take back lines cut short), when it was last used.
 struct Open {
     file: File,
     inode: (u64, u64),
@@ -37,9 +38,24 @@ pub struct FileSink {
     /// The local date of the last timestamp seen: most events share a second.
     date: (i64, String),
     /// Events not written yet because the directory could not be written, oldest first.
-    waiting: VecDeque<LogEvent>,
+    waiting: Vec<LogEvent>,
     /// Events dropped because `waiting` was full, since the failure began.
     dropped: usize,
+    /// The lines of one file in one batch, formatted here before one write.
+    lines: String,
+}
+
+/// The events of a batch that go to one file, in order.
+struct FileBatch {
+    /// Index into the batch's dates.
+    date: usize,
+    events: Vec<usize>,
+}
+
+/// Which events of a batch are not written, in order, and why.
+struct Unwritten {
+    left: Vec<usize>,
+    error: SinkError,
 }
 
 impl FileSink {
@@ -49,26 +65,67 @@ impl FileSink {
             open: HashMap::new(),
             writes: 0,
             date: (i64::MIN, String::new()),
-            waiting: VecDeque::new(),
+            waiting: Vec::new(),
             dropped: 0,
+            lines: String::new(),
         }
     }
 
-    fn path_for(&mut self, e: &LogEvent) -> PathBuf {
-        if self.date.0 != e.timestamp {
+    /// The local date of `timestamp`, as the file name has it.
+    fn date_of(&mut self, timestamp: i64) -> &str {
+        if self.date.0 != timestamp {
             let date = chrono::Local
-                .timestamp_opt(e.timestamp, 0)
+                .timestamp_opt(timestamp, 0)
                 .single()
                 .map(|t| t.format("%Y-%m-%d").to_string())
                 .unwrap_or_else(|| "1970-01-01".to_string());
-            self.date = (e.timestamp, date);
+            self.date = (timestamp, date);
         }
-        let date = &self.date.1;
+        &self.date.1
+    }
+
+    fn path_for(&self, e: &LogEvent, date: &str) -> PathBuf {
         self.dir
             .join(&*e.protocol)
             .join(safe_component(&e.local_id))
             .join(safe_component(&e.remote_id))
             .join(date)
+    }
+
+    /// The events of a batch grouped by the file they go to (conversation
+    /// and date), files in the order of their first event; and the dates.
+    fn by_file(&mut self, events: &[LogEvent]) -> (Vec<String>, Vec<FileBatch>) {
+        let mut dates: Vec<String> = Vec::new();
+        let mut last_second = None;
+        let mut files: Vec<FileBatch> = Vec::new();
+        let mut index: HashMap<(&str, &str, &str, usize), usize> = HashMap::new();
+        for (n, e) in events.iter().enumerate() {
+            let date = match last_second {
+                Some((second, date)) if second == e.timestamp => date,
+                _ => {
+                    let name = self.date_of(e.timestamp);
+                    let date = match dates.iter().position(|d| d == name) {
+                        Some(at) => at,
+                        None => {
+                            dates.push(name.to_string());
+                            dates.len() - 1
+                        }
+                    };
+                    last_second = Some((e.timestamp, date));
+                    date
+                }
+            };
+            let key = (&*e.protocol, &*e.local_id, &*e.remote_id, date);
+            let at = *index.entry(key).or_insert_with(|| {
+                files.push(FileBatch {
+                    date,
+                    events: Vec::new(),
+                });
+                files.len() - 1
+            });
+            files[at].events.push(n);
+        }
+        (dates, files)
     }
 
     fn file(&mut self, path: &Path) -> std::io::Result<&mut Open> {
@@ -113,12 +170,19 @@ impl FileSink {
         }
     }
 
-    /// Append one line whole, or nothing of it.
-    fn append(&mut self, path: &Path, line: &[u8]) -> std::io::Result<()> {
+    /// Append the formatted lines whole, or nothing of them.
+    fn append_lines(&mut self, path: &Path) -> std::io::Result<()> {
+        let lines = std::mem::take(&mut self.lines);
+        let result = self.append(path, lines.as_bytes());
+        self.lines = lines;
+        result
+    }
+
+    fn append(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let open = self.file(path)?;
-        match open.file.write_all(line) {
+        match open.file.write_all(bytes) {
             Ok(()) => {
-                open.len += line.len() as u64;
+                open.len += bytes.len() as u64;
                 Ok(())
             }
             Err(e) => {
@@ -130,64 +194,53 @@ impl FileSink {
         }
     }
 
-    /// Write the waiting events, oldest first, until one fails.
-    fn write_waiting(&mut self) -> Result<(), SinkError> {
-        // Each file is checked once per call, not once per line.
-        let mut checked = HashSet::new();
-        while let Some(e) = self.waiting.pop_front() {
-            let path = self.path_for(&e);
-            if checked.insert(path.clone()) {
-                self.forget_if_moved(&path);
+    /// Write `events`, each file's lines with one write (each file is
+    /// checked once for having moved). On the first file that fails, that
+    /// file's events and those of the files after it are left.
+    fn write_events(&mut self, events: &[LogEvent]) -> Result<(), Unwritten> {
+        let (dates, files) = self.by_file(events);
+        for (n, batch) in files.iter().enumerate() {
+            let path = self.path_for(&events[batch.events[0]], &dates[batch.date]);
+            self.forget_if_moved(&path);
+            self.lines.clear();
+            for &i in &batch.events {
+                write_line(&mut self.lines, &events[i]);
             }
-            if let Err(source) = self.append(&path, format_line(&e).as_bytes()) {
-                self.waiting.push_front(e);
-                return Err(SinkError::Io {
+            if let Err(source) = self.append_lines(&path) {
+                let mut left: Vec<usize> = files[n..]
+                    .iter()
+                    .flat_map(|f| f.events.iter().copied())
+                    .collect();
+                left.sort_unstable();
+                let error = SinkError::Io {
                     path: path.display().to_string(),
                     source,
-                });
+                };
+                return Err(Unwritten { left, error });
             }
         }
         Ok(())
     }
 
-    /// Try the waiting events; say once when writing starts failing and once
-    /// when it works again.
-    fn flush(&mut self, waited_before: usize) -> Result<(), SinkError> {
-        let failing = waited_before > 0;
-        match self.write_waiting() {
-            Ok(()) => {
-                if failing {
-                    log::info!(
-                        "file sink: {} writable again; {waited_before} waiting events written{}",
-                        self.dir.display(),
-                        match std::mem::take(&mut self.dropped) {
-                            0 => String::new(),
-                            n => format!(", {n} LOST (more than {MAX_WAITING} waited)"),
-                        }
-                    );
-                }
-                Ok(())
+    /// Write the waiting events; keep those that could not be written.
+    fn write_waiting(&mut self) -> Result<(), SinkError> {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        let result = self.write_events(&waiting);
+        if let Err(unwritten) = result {
+            let mut keep = vec![false; waiting.len()];
+            for i in unwritten.left {
+                keep[i] = true;
             }
-            Err(e) => {
-                if !failing {
-                    log::error!(
-                        "file sink: cannot write: {e}; events wait in memory (up to {MAX_WAITING}) until it can"
-                    );
-                }
-                Ok(())
-            }
+            let mut keep = keep.into_iter();
+            waiting.retain(|_| keep.next() == Some(true));
+            self.waiting = waiting;
+            return Err(unwritten.error);
         }
-    }
-}
-
-impl Sink for FileSink {
-    fn name(&self) -> &str {
-        "file"
+        Ok(())
     }
 
-    fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError> {
-        let waited_before = self.waiting.len();
-        self.waiting.extend(events.iter().cloned());
+    /// Drop the oldest waiting events past [`MAX_WAITING`], counted.
+    fn bound_waiting(&mut self) {
         let over = self.waiting.len().saturating_sub(MAX_WAITING);
         if over > 0 {
             self.waiting.drain(..over);
@@ -199,14 +252,58 @@ impl Sink for FileSink {
             }
             self.dropped += over;
         }
-        self.flush(waited_before)
+    }
+
+    /// Say once when writing starts failing and once when it works again.
+    fn report(&mut self, waited_before: usize, result: Result<(), SinkError>) {
+        let failing = waited_before > 0;
+        match result {
+            Ok(()) if failing => log::info!(
+                "file sink: {} writable again; {waited_before} waiting events written{}",
+                self.dir.display(),
+                match std::mem::take(&mut self.dropped) {
+                    0 => String::new(),
+                    n => format!(", {n} LOST (more than {MAX_WAITING} waited)"),
+                }
+            ),
+            Err(e) if !failing => log::error!(
+                "file sink: cannot write: {e}; events wait in memory (up to {MAX_WAITING}) until it can"
+            ),
+            _ => {}
+        }
+    }
+}
+
+impl Sink for FileSink {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError> {
+        let waited_before = self.waiting.len();
+        let result = if waited_before == 0 {
+            // The usual case: straight from the batch, nothing copied.
+            self.write_events(events).map_err(|unwritten| {
+                let left = unwritten.left.iter().map(|&i| events[i].clone());
+                self.waiting.extend(left);
+                unwritten.error
+            })
+        } else {
+            self.waiting.extend(events.iter().cloned());
+            self.write_waiting()
+        };
+        self.bound_waiting();
+        self.report(waited_before, result);
+        Ok(())
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {
-        match self.waiting.len() {
-            0 => Ok(()),
-            waited => self.flush(waited),
+        let waited_before = self.waiting.len();
+        if waited_before > 0 {
+            let result = self.write_waiting();
+            self.report(waited_before, result);
         }
+        Ok(())
     }
 
     fn healthy(&self) -> bool {
@@ -216,16 +313,24 @@ impl Sink for FileSink {
 
 /// One log line, newline included.
 pub fn format_line(e: &LogEvent) -> String {
-    format!(
-        "{},{},{},{},{},{},{}\n",
-        e.client,
-        e.timestamp,
-        u8::from(e.outgoing),
-        e.kind.code(),
-        u8::from(e.filtered),
-        e.categories,
-        escape_text(&e.data)
-    )
+    let mut line = String::new();
+    write_line(&mut line, e);
+    line
+}
+
+/// Append [`format_line`]'s line to `out` (the file sink reuses one buffer).
+pub fn write_line(out: &mut String, e: &LogEvent) {
+    let mut number = itoa::Buffer::new();
+    out.push_str(&e.client);
+    out.push(',');
+    out.push_str(number.format(e.timestamp));
+    out.push_str(if e.outgoing { ",1," } else { ",0," });
+    out.push_str(number.format(e.kind.code()));
+    out.push_str(if e.filtered { ",1," } else { ",0," });
+    out.push_str(&e.categories);
+    out.push(',');
+    escape_into(out, &e.data);
+    out.push('\n');
 }
 
 /// Text as one line a terminal or viewer shows as it is: line ends as `\n`
@@ -235,19 +340,35 @@ pub fn format_line(e: &LogEvent) -> String {
 /// paragraph separators, bidirectional embeddings, overrides and isolates).
 pub fn escape_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
+/// Append [`escape_text`]'s text to `out`.
+pub fn escape_into(out: &mut String, text: &str) {
+    // Printable ASCII and tab, the common case, is copied as it is (the
+    // check has no early exit, so that it is vectorised).
+    let odd = text.bytes().fold(0u8, |odd, b| {
+        odd | u8::from((b.wrapping_sub(b' ') >= 0x7f - b' ') & (b != b'\t'))
+    });
+    if odd == 0 {
+        out.push_str(text);
+        return;
+    }
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\r' if chars.peek() == Some(&'\n') => {}
             '\r' | '\n' => out.push_str("\\n"),
             c if is_unsafe_to_show(c) && u32::from(c) < 0x100 => {
-                out.push_str(&format!("\\x{:02x}", u32::from(c)))
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
             }
-            c if is_unsafe_to_show(c) => out.push_str(&format!("\\u{{{:04x}}}", u32::from(c))),
+            c if is_unsafe_to_show(c) => {
+                let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
+            }
             c => out.push(c),
         }
     }
-    out
 }
 
 fn is_unsafe_to_show(c: char) -> bool {

@@ -1,8 +1,9 @@
-//! The event pipeline: sessions send [`LogEvent`]s into a bounded channel; one
-//! writer thread owns every sink and writes batches to each.
+//! The event pipeline: sessions send [`LogEvent`]s, all those of one read at
+//! once, into a channel; one writer thread owns every sink and writes batches
+//! to each.
 //!
-//! The channel is bounded so that a slow sink slows the chat down rather than
-//! growing memory without limit; nothing is dropped. The database sinks are
+//! At most [`CAPACITY`] events wait, so that a slow sink slows the chat down
+//! rather than growing memory without limit; nothing is dropped. The database sinks are
 //! [`spooled::Spooled`]: the writer only appends to their journals on disk, and
 //! each has its own thread that talks to its database, so one database that is
 //! slow or away never holds up the others.
@@ -29,8 +30,9 @@ use std::time::Duration;
 
 use crate::event::LogEvent;
 
-/// How many events may wait for the writer.
-const CHANNEL_CAPACITY: usize = 4096;
+/// How many events may wait for the writer (a larger batch of one read
+/// waits for all of them).
+const CAPACITY: usize = 16 * 1024;
 /// Most events handed to the sinks at once (for a database sink: one append
 /// to its journal; its own thread then writes up to 8,192 per transaction).
 pub const MAX_BATCH: usize = 512;
@@ -94,7 +96,8 @@ pub trait Sink: Send {
 }
 
 enum Command {
-    Event(LogEvent),
+    /// In order; their room in the queue is given back once written.
+    Events(Vec<LogEvent>),
     Flush(std::sync::mpsc::Sender<()>),
     /// Answered once what came before is written (in the journals).
     Written(tokio::sync::oneshot::Sender<()>),
@@ -103,7 +106,9 @@ enum Command {
 /// The sending side, cloned into every session.
 #[derive(Clone)]
 pub struct Logger {
-    tx: tokio::sync::mpsc::Sender<Command>,
+    tx: tokio::sync::mpsc::UnboundedSender<Command>,
+    /// Room for [`CAPACITY`] events: a permit per queued event.
+    room: Arc<tokio::sync::Semaphore>,
     /// Whether some sink took the last batch (`log_failure=block` asks).
     storing: Arc<AtomicBool>,
     /// Sees every event on its way in (keyword alerts).
@@ -121,11 +126,26 @@ impl Logger {
 
     /// Queue an event; waits while the writer is behind.
     pub async fn log(&self, event: LogEvent) {
-        if let Some(alerts) = &self.alerts {
-            alerts.offer(&event);
+        self.log_all(vec![event]).await;
+    }
+
+    /// Queue events in their order, with one hand-off to the writer; waits
+    /// while the writer is behind.
+    pub async fn log_all(&self, events: Vec<LogEvent>) {
+        if events.is_empty() {
+            return;
         }
-        if self.tx.send(Command::Event(event)).await.is_err() {
-            log::error!("event writer has stopped; event lost");
+        if let Some(alerts) = &self.alerts {
+            for event in &events {
+                alerts.offer(event);
+            }
+        }
+        let lost = events.len();
+        if let Ok(permits) = self.room.acquire_many(room_for(lost)).await {
+            permits.forget();
+        }
+        if self.tx.send(Command::Events(events)).is_err() {
+            log::error!("event writer has stopped; {lost} events lost");
         }
     }
 
@@ -139,7 +159,7 @@ impl Logger {
     /// journals, for database sinks).
     pub async fn written(&self) {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        if self.tx.send(Command::Written(done_tx)).await.is_ok() {
+        if self.tx.send(Command::Written(done_tx)).is_ok() {
             let _ = done_rx.await;
         }
     }
@@ -147,7 +167,7 @@ impl Logger {
     /// Wait until every event queued before this call has been written.
     pub fn flush_blocking(&self) {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        if self.tx.blocking_send(Command::Flush(done_tx)).is_ok() {
+        if self.tx.send(Command::Flush(done_tx)).is_ok() {
             let _ = done_rx.recv();
         }
     }
@@ -155,7 +175,7 @@ impl Logger {
     /// Async variant of [`Logger::flush_blocking`].
     pub async fn flush(&self) {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
-        if self.tx.send(Command::Flush(done_tx)).await.is_ok() {
+        if self.tx.send(Command::Flush(done_tx)).is_ok() {
             let _ = tokio::task::spawn_blocking(move || done_rx.recv()).await;
         }
     }
@@ -165,16 +185,19 @@ impl Logger {
 /// last [`Logger`] clone is dropped, and returns what still waits in journals
 /// (empty when every event is written).
 pub fn spawn_writer(sinks: Vec<Box<dyn Sink>>, echo: bool) -> (Logger, JoinHandle<Vec<String>>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CAPACITY);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let room = Arc::new(tokio::sync::Semaphore::new(CAPACITY));
     let storing = Arc::new(AtomicBool::new(!sinks.is_empty()));
     let health = storing.clone();
+    let freed = room.clone();
     let handle = std::thread::Builder::new()
         .name("imspector-writer".into())
-        .spawn(move || writer_loop(rx, sinks, echo, &health))
+        .spawn(move || writer_loop(rx, &freed, sinks, echo, &health))
         .expect("spawning the writer thread");
     (
         Logger {
             tx,
+            room,
             storing,
             alerts: None,
         },
@@ -182,8 +205,14 @@ pub fn spawn_writer(sinks: Vec<Box<dyn Sink>>, echo: bool) -> (Logger, JoinHandl
     )
 }
 
+/// The permits a batch of `events` takes (a batch larger than the queue takes it all).
+fn room_for(events: usize) -> u32 {
+    events.min(CAPACITY) as u32
+}
+
 fn writer_loop(
-    mut rx: tokio::sync::mpsc::Receiver<Command>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    room: &tokio::sync::Semaphore,
     mut sinks: Vec<Box<dyn Sink>>,
     echo: bool,
     storing: &AtomicBool,
@@ -199,6 +228,7 @@ fn writer_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     let mut written = Vec::new();
+    let mut permits = 0;
     loop {
         let received = clock.block_on(async { tokio::time::timeout(TICK, rx.recv()).await });
         let first = match received {
@@ -217,7 +247,10 @@ fn writer_loop(
         let mut next = Some(first);
         while let Some(command) = next {
             match command {
-                Command::Event(e) => batch.push(e),
+                Command::Events(events) => {
+                    permits += room_for(events.len()) as usize;
+                    batch.extend(events);
+                }
                 Command::Flush(done) => flushes.push(done),
                 Command::Written(done) => written.push(done),
             }
@@ -244,6 +277,7 @@ fn writer_loop(
             }
         }
         batch.clear();
+        room.add_permits(std::mem::take(&mut permits));
         update_health(&sinks);
         for done in flushes.drain(..) {
             let _ = done.send(());
