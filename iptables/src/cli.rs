@@ -298,6 +298,7 @@ impl Defaults {
         Ok(Defaults {
             port: config.port,
             services: config
+                .routes
                 .protocols
                 .iter()
                 .map(|(kind, ports)| service(*kind, ports.clone()))

@@ -389,13 +389,21 @@ pub struct Config {
     /// `log_failure=block`: while no sink can store events, chat is not
     /// delivered, and an event is journaled before its bytes go out.
     pub block_unlogged: bool,
+    /// Which destination ports select which protocol.
+    pub routes: Routes,
+    pub file_logging_dir: Option<PathBuf>,
+}
+
+/// The enabled protocols and their ports: what SIGHUP may change for the
+/// connections that come after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
     /// Enabled protocols and the destination ports that select them.
     pub protocols: BTreeMap<ProtocolKind, Vec<u16>>,
     /// Ports of enabled protocols where the connection starts with TLS.
     pub tls_ports: BTreeMap<ProtocolKind, Vec<u16>>,
     /// `https_protocol`: the CONNECT listener also tunnels port 443, untouched.
     pub https: bool,
-    pub file_logging_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -495,16 +503,20 @@ impl Config {
             } else {
                 settings.path("file_logging_dir")
             },
-            protocols,
-            tls_ports,
-            https: settings.flag("https_protocol")?.unwrap_or(false),
+            routes: Routes {
+                protocols,
+                tls_ports,
+                https: settings.flag("https_protocol")?.unwrap_or(false),
+            },
             settings,
         };
-        config.check_port_clashes()?;
+        config.routes.check_port_clashes(&config.settings)?;
         Ok(config)
     }
+}
 
-    fn check_port_clashes(&self) -> Result<(), ConfigError> {
+impl Routes {
+    fn check_port_clashes(&self, settings: &Settings) -> Result<(), ConfigError> {
         let mut seen: HashMap<u16, ProtocolKind> = HashMap::new();
         let lists = self.protocols.iter().map(|(k, p)| (k, p, "ports"));
         let tls = self.tls_ports.iter().map(|(k, p)| (k, p, "tls_ports"));
@@ -512,7 +524,7 @@ impl Config {
             for port in ports {
                 if let Some(other) = seen.insert(*port, *kind).filter(|other| other != kind) {
                     let key = format!("{}_{option}", kind.config_prefix());
-                    return Err(self.settings.bad(
+                    return Err(settings.bad(
                         &key,
                         format!("port {port} is already used by {}", other.log_name()),
                     ));
@@ -605,16 +617,19 @@ mod tests {
     fn original_syntax_and_defaults() {
         let c = config("# comment\nport=16668\nirc_protocol=on\nmsn_protocol = off\n").unwrap();
         assert_eq!(c.port, 16668);
-        assert_eq!(c.protocols.len(), 1);
-        assert_eq!(c.protocol_for_port(6667), Some(ProtocolKind::Irc));
-        assert_eq!(c.protocol_for_port(1863), None);
+        assert_eq!(c.routes.protocols.len(), 1);
+        assert_eq!(c.routes.protocol_for_port(6667), Some(ProtocolKind::Irc));
+        assert_eq!(c.routes.protocol_for_port(1863), None);
         assert_eq!(c.file_logging_dir, None);
     }
 
     #[test]
     fn ports_per_protocol() {
         let c = config("irc_protocol=on\nirc_ports=6667,6697, 7000\n").unwrap();
-        assert_eq!(c.protocols[&ProtocolKind::Irc], vec![6667, 6697, 7000]);
+        assert_eq!(
+            c.routes.protocols[&ProtocolKind::Irc],
+            vec![6667, 6697, 7000]
+        );
         let e = config("irc_protocol=on\nirc_ports=6667,x\n").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -657,7 +672,7 @@ mod tests {
     fn embedded_default_enables_everything_and_logs_to_files() {
         let c = Config::from_settings(Settings::embedded()).unwrap();
         assert_eq!(c.port, 16667);
-        assert_eq!(c.protocols.len(), ProtocolKind::ALL.len());
+        assert_eq!(c.routes.protocols.len(), ProtocolKind::ALL.len());
         assert_eq!(c.file_logging_dir, Some(PathBuf::from(EMBEDDED_LOG_DIR)));
     }
 

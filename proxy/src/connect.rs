@@ -193,9 +193,10 @@ async fn handshake(
     .map_err(|_| Refusal::new("408 Request Timeout", "no complete request in time"))??;
     let head = buf.split_to(head_len);
     let (host, port) = parse_connect(&head)?;
-    let kind = match config.protocol_for_port(port) {
+    let routes = shared.routes();
+    let kind = match routes.protocol_for_port(port) {
         Some(kind) => Some(kind),
-        None if port == HTTPS_PORT && config.https => None,
+        None if port == HTTPS_PORT && routes.https => None,
         None => {
             return Err(Refusal::new(
                 "403 Forbidden",

@@ -122,8 +122,8 @@ pub async fn run(
         icap.as_ref().map(|(_, s)| s.clone()),
         alerter,
         retention,
-        retention_days,
-    );
+        &shared.config.settings,
+    )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

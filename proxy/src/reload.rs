@@ -1,21 +1,23 @@
-//! SIGHUP: the configuration file is read again and what can change while
-//! connections go on is put in force: the filters and their lists, the ICAP
-//! service's handlers (under a new ISTag), the alert rules and targets, and
-//! `retention_days`. Everything is built before anything is swapped, so a bad
-//! file changes nothing. Every other option that changed is named, one line
-//! each, as needing a restart.
+//! SIGHUP: the configuration file is read again and checked as a start
+//! checks it, and what can change while connections go on is put in force:
+//! the protocols and their ports (for new connections), the filters and
+//! their lists, the ICAP service's handlers (under a new ISTag), the alert
+//! rules and targets, and `retention_days`. Everything is built before
+//! anything is swapped, so a bad file changes nothing. Each changed option
+//! gets one line: in force, or needing a restart.
 
 use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use crate::alert::{AlertConfig, Alerter};
-use crate::config::{Settings, Support, KNOWN_OPTIONS};
+use crate::config::{Config, Settings, Support, KNOWN_OPTIONS};
 use crate::retention::{self, Retention};
 use crate::session::Shared;
 use crate::{filter, icap};
 
-/// The options a reload puts in force.
+/// The options a reload puts in force, besides each protocol's
+/// `*_protocol` and `*_ports` (see [`reloaded`]).
 const RELOADED: &[&str] = &[
     "acl_filename",
     "badwords_block_count",
@@ -44,39 +46,52 @@ const RELOADED: &[&str] = &[
     "retention_days",
 ];
 
-/// What a reload swaps, besides the filters in [`Shared`].
+fn reloaded(key: &str) -> bool {
+    RELOADED.contains(&key) || key.ends_with("_protocol") || key.ends_with("_ports")
+}
+
+/// What a reload swaps, besides the filters and routes in [`Shared`].
 pub struct Live {
     pub icap: Option<Arc<icap::Service>>,
     pub alerter: Arc<Alerter>,
     /// The retention thread's channel, while `retention_days` is set.
     pub retention: Option<Sender<Option<Retention>>>,
     pub retention_days: Option<u32>,
+    /// The file as last put in force.
+    applied: Settings,
     /// Reloads so far (the ICAP ISTag changes with each).
     generation: u64,
 }
 
 impl Live {
+    /// What a daemon started with `started` has in force.
     pub fn new(
         icap: Option<Arc<icap::Service>>,
         alerter: Arc<Alerter>,
         retention: Option<Sender<Option<Retention>>>,
-        retention_days: Option<u32>,
-    ) -> Live {
-        Live {
+        started: &Settings,
+    ) -> anyhow::Result<Live> {
+        Ok(Live {
             icap,
             alerter,
             retention,
-            retention_days,
+            retention_days: retention::days(started)?,
+            applied: started.clone(),
             generation: 0,
-        }
+        })
     }
 
     /// Reload from `path` (the embedded default when `None`) and log the outcome.
     pub fn reload(&mut self, shared: &Shared, path: Option<&Path>) {
+        let before = self.applied.clone();
         match self.apply(shared, path) {
-            Ok(settings) => {
-                for line in restart_needed(&shared.config.settings, &settings) {
-                    ::log::warn!("reload: {line}");
+            Ok(()) => {
+                for (restart, line) in changes(&shared.config.settings, &before, &self.applied) {
+                    if restart {
+                        ::log::warn!("reload: {line}");
+                    } else {
+                        ::log::info!("reload: {line}");
+                    }
                 }
                 ::log::info!("SIGHUP: configuration reloaded");
             }
@@ -84,15 +99,18 @@ impl Live {
         }
     }
 
-    /// Put the file's reloadable options in force; the settings read.
-    pub fn apply(&mut self, shared: &Shared, path: Option<&Path>) -> anyhow::Result<Settings> {
+    /// Check the file as a start would and put its reloadable options in force.
+    pub fn apply(&mut self, shared: &Shared, path: Option<&Path>) -> anyhow::Result<()> {
         let settings = match path {
             Some(path) => Settings::load(path)?,
             None => Settings::embedded(),
         };
-        let chain = filter::build(&settings)?;
-        let alerts = AlertConfig::from_settings(&settings)?;
-        let days = retention::days(&settings)?;
+        let config = Config::from_settings(settings)?;
+        crate::check(&config)?;
+        let settings = &config.settings;
+        let chain = filter::build(settings)?;
+        let alerts = AlertConfig::from_settings(settings)?;
+        let days = retention::days(settings)?;
         // The tables and files retention cleans are the sinks', which only a
         // restart changes.
         let file_dir = shared.config.file_logging_dir.as_deref();
@@ -105,15 +123,17 @@ impl Live {
         self.generation += 1;
         if let Some(icap) = &self.icap {
             // Fails before it swaps anything.
-            icap.reload(&settings, self.generation)?;
+            icap.reload(settings, self.generation)?;
         }
         *shared.filters.write().expect("filter lock poisoned") = Arc::new(chain);
+        *shared.routes.write().expect("routes lock poisoned") = Arc::new(config.routes);
         self.alerter.reload(alerts);
         if days != self.retention_days {
             self.set_retention(retention)?;
             self.retention_days = days;
         }
-        Ok(settings)
+        self.applied = config.settings;
+        Ok(())
     }
 
     fn set_retention(&mut self, next: Option<Retention>) -> std::io::Result<()> {
@@ -132,22 +152,28 @@ impl Live {
     }
 }
 
-/// One line per option whose value in `new` differs from the one the daemon
-/// started with and that only a restart puts in force.
-pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<String> {
+/// One line per option that `new` changes: against `before` (the file last
+/// in force) for those a reload puts in force, against `running` (the file
+/// the daemon started with) for those that need a restart, and whether it does.
+pub fn changes(running: &Settings, before: &Settings, new: &Settings) -> Vec<(bool, String)> {
     KNOWN_OPTIONS
         .iter()
-        .filter(|(key, support)| *support == Support::Supported && !RELOADED.contains(key))
-        .filter(|(key, _)| running.get(key) != new.get(key))
-        .map(|(key, _)| match new.line_of(key) {
-            Some(line) => format!(
-                "{}:{line}: {key} changed; it takes effect after a restart",
-                new.source
-            ),
-            None => format!(
-                "{}: {key} removed; that takes effect after a restart",
-                new.source
-            ),
+        .filter(|(_, support)| *support == Support::Supported)
+        .filter_map(|(key, _)| {
+            let restart = !reloaded(key);
+            let (was, effect) = if restart {
+                (running, "takes effect after a restart")
+            } else {
+                (before, "in force now")
+            };
+            if was.get(key) == new.get(key) {
+                return None;
+            }
+            let line = match new.line_of(key) {
+                Some(line) => format!("{}:{line}: {key} changed; {effect}", new.source),
+                None => format!("{}: {key} removed; {effect}", new.source),
+            };
+            Some((restart, line))
         })
         .collect()
 }
@@ -155,7 +181,6 @@ pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::filter::testing::event_between;
     use crate::log;
 
@@ -176,7 +201,8 @@ mod tests {
         let filters = filter::build(&config.settings).unwrap();
         let logger = log::spawn_writer(Vec::new(), false).0;
         let shared = Shared::new(config, filters, logger, None);
-        let mut live = Live::new(None, Alerter::new(None).0, None, None);
+        let mut live =
+            Live::new(None, Alerter::new(None).0, None, &shared.config.settings).unwrap();
         assert!(blocked(&shared, "alice", "bob"));
 
         std::fs::write(&acl, "allow alice carol\npermit alice bob\n").unwrap();
@@ -197,23 +223,23 @@ mod tests {
     }
 
     #[test]
-    fn each_option_that_needs_a_restart_is_named_with_its_line() {
-        let running = Settings::parse(
-            "i.conf",
-            "port=16667\nirc_protocol=on\nbadwords_filename=/a\n",
-        )
-        .unwrap();
-        let new = Settings::parse(
-            "i.conf",
-            "port=16668\nbadwords_filename=/b\nsqlite_file=/x.db\n",
-        )
-        .unwrap();
+    fn each_changed_option_is_named_with_its_line_and_effect() {
+        let parse = |text| Settings::parse("i.conf", text).unwrap();
+        let running = parse("port=16667\nirc_protocol=on\nbadwords_filename=/a\n");
+        let before = parse("port=16667\nirc_protocol=on\nbadwords_filename=/b\n");
+        let new = parse("port=16668\nbadwords_filename=/b\nsqlite_file=/x.db\n");
         assert_eq!(
-            restart_needed(&running, &new),
+            changes(&running, &before, &new),
             [
-                "i.conf:1: port changed; it takes effect after a restart",
-                "i.conf: irc_protocol removed; that takes effect after a restart",
-                "i.conf:3: sqlite_file changed; it takes effect after a restart",
+                (
+                    true,
+                    "i.conf:1: port changed; takes effect after a restart".into()
+                ),
+                (false, "i.conf: irc_protocol removed; in force now".into()),
+                (
+                    true,
+                    "i.conf:3: sqlite_file changed; takes effect after a restart".into()
+                ),
             ]
         );
     }

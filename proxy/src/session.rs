@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use link::Link;
 
 use crate::budget::{Budget, Release, Share};
-use crate::config::{Config, Uninspectable};
+use crate::config::{Config, Routes, Uninspectable};
 use crate::event::{LogEvent, HIDDEN};
 use crate::filter::{FilterChain, FilterEvent};
 use crate::log::Logger;
@@ -50,6 +50,8 @@ pub struct Shared {
     pub budget: Arc<Budget>,
     /// `max_new_conversations`: the conversations each client started lately.
     pub new_conversations: NewConversations,
+    /// The protocols and ports in force; swapped on SIGHUP.
+    pub routes: RwLock<Arc<Routes>>,
 }
 
 /// Login cookies remembered at once: each is presented within seconds of
@@ -76,12 +78,18 @@ impl Shared {
             tls,
             budget: Arc::new(Budget::new(config.max_buffered_bytes)),
             new_conversations: NewConversations::new(config.max_new_conversations),
+            routes: RwLock::new(Arc::new(config.routes.clone())),
             config,
         }
     }
 
     fn filters(&self) -> Arc<FilterChain> {
         self.filters.read().expect("filter lock poisoned").clone()
+    }
+
+    /// The protocols and ports in force.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.read().expect("routes lock poisoned").clone()
     }
 }
 
@@ -100,7 +108,7 @@ pub async fn serve(client: TcpStream, peer: SocketAddr, shared: Arc<Shared>, sto
         log::warn!("{client_name}: connection to our own listener {dst} refused (it would loop)");
         return;
     }
-    let Some(kind) = shared.config.protocol_for_port(dst.port()) else {
+    let Some(kind) = shared.routes().protocol_for_port(dst.port()) else {
         log::info!(
             "{client_name}: port {} is not an enabled protocol; closed",
             dst.port()
@@ -144,7 +152,7 @@ pub async fn relay_inspected(
         }
     }
     let _open = crate::metrics::connection_opened(kind.log_name());
-    let direct_tls = shared.config.is_tls_port(dst_addr.port());
+    let direct_tls = shared.routes().is_tls_port(dst_addr.port());
     let mut parser = new_session(kind).filter(|_| !direct_tls || shared.tls.is_some());
     if let Some(parser) = parser.as_mut() {
         parser.share_ids(shared.ids.clone());

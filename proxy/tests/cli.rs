@@ -101,6 +101,78 @@ fn check_config_checks_the_sinks_as_a_start_does() {
     }
 }
 
+/// Everything else a start reads is checked before binding too: a bad
+/// value is exit 2 with file, line and option from --check-config and from
+/// a start alike (a list file's own error names that file and its line).
+#[test]
+fn check_config_checks_filters_icap_tls_metrics_alerts_and_retention_as_a_start_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl.txt");
+    std::fs::write(&acl, "deny alice bob\npermit all\n").unwrap();
+    let alerts = dir.path().join("alerts.txt");
+    std::fs::write(&alerts, "fine\n/(unclosed/\n").unwrap();
+    let logs = format!("file_logging_dir={}\n", dir.path().display());
+    let cases = [
+        (
+            format!("{logs}acl_filename={}\n", acl.display()),
+            format!(
+                "{}:2: a rule starts with allow or deny, not \"permit\"",
+                acl.display()
+            ),
+        ),
+        (
+            format!("{logs}\nicap_port=yes\n"),
+            "3: icap_port: \"yes\": invalid digit found in string".to_string(),
+        ),
+        (
+            format!("{logs}ssl=on\n"),
+            "2: ssl: ssl=on needs ssl_ca_cert and ssl_ca_key (a certificate per server, see `imspector ca create`) or ssl_cert and ssl_key (one for all)".to_string(),
+        ),
+        (
+            format!("{logs}metrics_listen=localhost\n"),
+            "2: metrics_listen: \"localhost\": invalid socket address syntax".to_string(),
+        ),
+        (
+            format!("{logs}retention_days=0\n"),
+            "2: retention_days: must be at least 1 (leave it unset to keep events for ever)"
+                .to_string(),
+        ),
+        (
+            format!("{logs}alert_command=true\n"),
+            "2: alert_command: needs alert_filename, the rules that raise alerts".to_string(),
+        ),
+        (
+            format!("{logs}alert_filename={}\nalert_command=true\n", alerts.display()),
+            format!("{}:2: bad pattern: ", alerts.display()),
+        ),
+        (
+            "log_failure=block\n".to_string(),
+            "1: log_failure: block, and no logging is configured: every chat would be blocked"
+                .to_string(),
+        ),
+    ];
+    for (text, want) in cases {
+        let file = config(&format!("irc_protocol=on\n{text}"));
+        let path = file.path().display().to_string();
+        // A message about the list file itself starts with that file.
+        let want = if want.starts_with('/') {
+            want
+        } else {
+            let (line, rest) = want.split_once(':').unwrap();
+            format!("{path}:{}:{rest}", line.parse::<usize>().unwrap() + 1)
+        };
+        for mode in ["--check-config", "-d"] {
+            let out = imspector(&["-c", &path, mode]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{mode} {text}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("imspector: error: {want}")),
+                "{mode} {text}: {stderr}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_missing_config_file_is_an_error() {
     let out = imspector(&["-c", "/nonexistent/imspector.conf", "--check-config"]);
@@ -129,4 +201,32 @@ fn the_example_configuration_is_complete_and_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// README's option tables name only options the program knows, and every
+/// option it supports.
+#[test]
+fn readme_tables_name_every_option_and_only_real_ones() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    // The first cell of a table row, `a`, `b` (new): the names between backticks.
+    let named: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|row| {
+            let first = row.split('|').next().unwrap_or_default();
+            first.split('`').step_by(2).map(str::trim)
+        })
+        .collect();
+    for name in &named {
+        assert!(
+            imspector::config::support_of(name).is_some(),
+            "README names {name}, which imspector does not know"
+        );
+    }
+    for (key, support) in imspector::config::KNOWN_OPTIONS {
+        if *support == imspector::config::Support::Supported {
+            assert!(named.contains(key), "README's tables do not list {key}");
+        }
+    }
 }

@@ -138,3 +138,66 @@ fn a_daemon_that_fails_after_the_fork_fails_the_command_that_started_it() -> any
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     Ok(())
 }
+
+/// A new IRC connection from the client through the gateway: whether the
+/// gateway closes it rather than relay the server's welcome.
+fn closed_at_once(rig: &Rig) -> anyhow::Result<bool> {
+    use std::io::{Read, Write};
+    let server = std::net::SocketAddr::from((rig.server_ip, 6667));
+    let closed = rig.client.run(move || -> std::io::Result<bool> {
+        let mut stream = std::net::TcpStream::connect(server)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+        // Refused at once, the write may already fail; the read says it.
+        let _ = stream.write_all(b"NICK probe\r\nUSER probe 0 * :probe\r\n");
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => Ok(true),
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(true),
+            Err(e) => Err(e),
+        }
+    })??;
+    Ok(closed)
+}
+
+#[test]
+fn sighup_applies_protocols_and_retention_and_names_what_needs_a_restart() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], PORT)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    alice.msg("bob", "before the reload")?;
+    bob.wait_received("alice", "alice", "before the reload")?;
+
+    // A bad value anywhere refuses the whole file, naming its line.
+    let refused = ims.reload("irc_protocol=off\nport=abc\n").unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("{}:2: port: \"abc\"", ims.config.display())),
+        "{refused}"
+    );
+    assert!(!closed_at_once(&rig)?, "IRC must still be inspected");
+
+    ims.reload("irc_protocol=off\nport=16668\nretention_days=30\n")?;
+    let conf = ims.config.display();
+    for line in [
+        format!("reload: {conf}:1: irc_protocol changed; in force now"),
+        format!("reload: {conf}:2: port changed; takes effect after a restart"),
+        format!("reload: {conf}:3: retention_days changed; in force now"),
+        "retention (30 days): deleted events before".to_string(),
+    ] {
+        ims.wait_output(&line)?;
+    }
+    // The open connection goes on; a new one to a protocol now off is closed.
+    alice.msg("bob", "after the reload")?;
+    bob.wait_received("alice", "alice", "after the reload")?;
+    assert!(closed_at_once(&rig)?);
+    ims.wait_output("port 6667 is not an enabled protocol; closed")?;
+    let lines = ims.wait_log("IRC", "alice", "bob", 2)?;
+    assert_eq!(lines[1].rest, "1,1,0,,after the reload");
+    Ok(())
+}
