@@ -28,7 +28,9 @@ use crate::audit::{Audit, Record};
 use crate::auth::{self, Auth, Session, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::html::{esc, link_list, page, path, Viewer};
 use crate::server::Req;
-use crate::store::{Bounds, Conversation, Cursor, Line, Query, Store, StoreError};
+use crate::store::{
+    Bounds, Conversation, Cursor, Day, Line, Query, Store, StoreError, MAX_DAY_LINES,
+};
 use crate::users;
 
 /// How often the live view looks for new events.
@@ -193,6 +195,17 @@ fn line_json(c: &Conversation, l: &Line) -> serde_json::Value {
 
 /// One CSV field: always quoted, and a leading `= + - @` made harmless for
 /// spreadsheets that would run it as a formula.
+/// What a page says of a day with more events than it shows.
+fn cut_note(cut: bool) -> String {
+    if cut {
+        format!(
+            r#"<p class="error">This day has more events than are shown: only the first {MAX_DAY_LINES} (or 64 MiB of a log file).</p>"#
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
@@ -451,11 +464,12 @@ impl App {
             (false, ["p", p, l, r, day]) => {
                 allowed(l)?;
                 let c = conv(p, l, r);
-                let lines = self.store.lines(&c, day)?;
+                let Day { lines, cut } = self.store.lines(&c, day)?;
                 self.audit(req, &user.name, "view", &path(&[p, l, r, day]))?;
                 let body = format!(
                     r#"<p><a href="{up}">All days</a> · <a href="{live}">Live view</a> · Export: <a href="{csv}">CSV</a> <a href="{json}">JSON</a></p>
-<p class="note">{n} events</p>{table}"#,
+<p class="note">{n} events</p>{cut}{table}"#,
+                    cut = cut_note(cut),
                     up = esc(&path(&["p", p, l, r])),
                     live = esc(&path(&["live", p, l, r])),
                     csv = esc(&path(&["export", "csv", p, l, r, day])),
@@ -478,9 +492,9 @@ impl App {
                 // Known before reading today's lines, so nothing falls between.
                 let end = self.store.end(&c)?;
                 let today = crate::store::day_of(chrono::Utc::now().timestamp());
-                let lines = match self.store.lines(&c, &today) {
-                    Ok(lines) => lines,
-                    Err(StoreError::NotFound) => Vec::new(),
+                let Day { lines, cut } = match self.store.lines(&c, &today) {
+                    Ok(day) => day,
+                    Err(StoreError::NotFound) => Day::default(),
                     Err(e) => return Err(e.into()),
                 };
                 self.audit(req, &user.name, "live", &path(&[p, l, r]))?;
@@ -491,8 +505,9 @@ impl App {
                 );
                 let body = format!(
                     r#"<p><a href="{up}">All days</a> · <span id="live-status" class="note">The live view needs JavaScript; without it, reload the page.</span></p>
-{table}<script src="/static/live.js"></script>"#,
+{cut}{table}<script src="/static/live.js"></script>"#,
                     up = esc(&path(&["p", p, l, r])),
+                    cut = cut_note(cut),
                     table = lines_table(&self.shown_ids(&c), &lines, false, Some(&events)),
                 );
                 Ok(Reply::html(
@@ -507,7 +522,7 @@ impl App {
             (false, ["export", format @ ("csv" | "json"), p, l, r, day]) => {
                 allowed(l)?;
                 let c = conv(p, l, r);
-                let lines = self.store.lines(&c, day)?;
+                let Day { lines, cut } = self.store.lines(&c, day)?;
                 self.audit(
                     req,
                     &user.name,
@@ -540,6 +555,7 @@ impl App {
                         "local_id": self.store.id_of(&c.local),
                         "remote_id": self.store.id_of(&c.remote),
                         "day": day,
+                        "cut": cut,
                         "events": lines.iter().map(|ln| line_json(&self.shown_ids(&c), ln)).collect::<Vec<_>>(),
                     });
                     ("application/json", format!("{json:#}\n"))

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{
-    day_of, is_day, Bounds, Conversation, Cursor, Hit, Hits, Line, Query, Result, Store, StoreError,
+    day_of, is_day, Bounds, Conversation, Cursor, Day, Hit, Hits, Line, Query, Result, Store,
+    StoreError, MAX_DAY_LINES,
 };
 
 /// The longest log file a page reads whole; later bytes are not shown.
@@ -115,8 +116,9 @@ pub fn parse_line(text: &str) -> Option<Line> {
     })
 }
 
-/// The complete lines of `path` from byte `from`, and where they end.
-fn read_from(path: &Path, from: u64) -> Result<(Vec<Line>, u64)> {
+/// The complete lines of `path` from byte `from` (at most MAX_FILE bytes),
+/// where they end, and whether the file goes on past that.
+fn read_from(path: &Path, from: u64) -> Result<(Vec<Line>, u64, bool)> {
     let mut file = File::open(path).map_err(|e| failed(path, e))?;
     let len = file.metadata().map_err(|e| failed(path, e))?.len();
     // A file that shrank was replaced: read the new one from its start.
@@ -131,7 +133,8 @@ fn read_from(path: &Path, from: u64) -> Result<(Vec<Line>, u64)> {
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let text = String::from_utf8_lossy(&bytes[..complete]);
     let lines = text.lines().filter_map(parse_line).collect();
-    Ok((lines, from + complete as u64))
+    let end = from + complete as u64;
+    Ok((lines, end, end < len))
 }
 
 /// The id a directory name stands for, as docs/logging.md says to read it
@@ -180,9 +183,14 @@ impl Store for FileStore {
         Ok(days)
     }
 
-    fn lines(&self, c: &Conversation, day: &str) -> Result<Vec<Line>> {
+    fn lines(&self, c: &Conversation, day: &str) -> Result<Day> {
         let path = self.day_file(c, day)?.ok_or(StoreError::NotFound)?;
-        Ok(read_from(&path, 0)?.0)
+        let (mut lines, _, mut cut) = read_from(&path, 0)?;
+        if lines.len() > MAX_DAY_LINES {
+            lines.truncate(MAX_DAY_LINES);
+            cut = true;
+        }
+        Ok(Day { lines, cut })
     }
 
     fn end(&self, c: &Conversation) -> Result<Cursor> {
@@ -201,7 +209,10 @@ impl Store for FileStore {
                 .filter(|(d, _)| is_day(d))
                 .ok_or(StoreError::NotFound)?;
         let (mut lines, mut end) = match self.day_file(c, &day)? {
-            Some(path) => read_from(&path, offset)?,
+            Some(path) => {
+                let (lines, end, _) = read_from(&path, offset)?;
+                (lines, end)
+            }
             None => (Vec::new(), offset),
         };
         let mut day = day;
@@ -209,7 +220,7 @@ impl Store for FileStore {
         let now = today();
         if now > day {
             if let Some(path) = self.day_file(c, &now)? {
-                let (more, new_end) = read_from(&path, 0)?;
+                let (more, new_end, _) = read_from(&path, 0)?;
                 lines.extend(more);
                 end = new_end;
             } else {
@@ -255,7 +266,7 @@ impl Store for FileStore {
                             ));
                             return Ok(found);
                         }
-                        for line in self.lines(&c, &day)? {
+                        for line in self.lines(&c, &day)?.lines {
                             if !q.matches_line(&line) {
                                 continue;
                             }
@@ -312,7 +323,8 @@ mod tests {
         assert_eq!(s.protocols().unwrap(), ["IRC"]);
         assert_eq!(s.local_ids("IRC").unwrap(), ["alice"]);
         assert_eq!(s.days(&chan()).unwrap(), ["2026-01-02"]);
-        let lines = s.lines(&chan(), "2026-01-02").unwrap();
+        let Day { lines, cut } = s.lines(&chan(), "2026-01-02").unwrap();
+        assert!(!cut);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].data, "hello, world");
         assert!(lines[1].filtered && !lines[1].outgoing);
@@ -381,6 +393,23 @@ mod tests {
         assert_eq!(
             stopped.incomplete.as_deref(),
             Some("the search stopped after 0 s; narrow it down to see everything")
+        );
+    }
+
+    #[test]
+    fn a_day_longer_than_a_page_shows_is_cut_and_says_so() {
+        let (dir, s) = store();
+        let mut text = String::new();
+        for i in 0..MAX_DAY_LINES + 5 {
+            text.push_str(&format!("10.0.0.1:4000,1767312000,1,1,0,,line {i}\n"));
+        }
+        fs::write(dir.path().join("IRC/alice/#chan/2026-01-03"), text).unwrap();
+        let day = s.lines(&chan(), "2026-01-03").unwrap();
+        assert!(day.cut);
+        assert_eq!(day.lines.len(), MAX_DAY_LINES);
+        assert_eq!(
+            day.lines.last().unwrap().data,
+            format!("line {}", MAX_DAY_LINES - 1)
         );
     }
 }

@@ -34,6 +34,19 @@ impl Line {
     }
 }
 
+/// The most events a page or an export of one day holds; a longer day says
+/// that it was cut.
+pub const MAX_DAY_LINES: usize = 100_000;
+
+/// The events of one conversation on one day.
+#[derive(Debug, Clone, Default)]
+pub struct Day {
+    pub lines: Vec<Line>,
+    /// The day has more than was read (over [`MAX_DAY_LINES`], or a file
+    /// over the size a page reads).
+    pub cut: bool,
+}
+
 /// One conversation: a protocol, a local id and a remote id, each as the
 /// store names it (for files, the directory name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -139,7 +152,7 @@ pub trait Store: Send + Sync {
     fn local_ids(&self, protocol: &str) -> Result<Vec<String>>;
     fn remote_ids(&self, protocol: &str, local: &str) -> Result<Vec<String>>;
     fn days(&self, c: &Conversation) -> Result<Vec<String>>;
-    fn lines(&self, c: &Conversation, day: &str) -> Result<Vec<Line>>;
+    fn lines(&self, c: &Conversation, day: &str) -> Result<Day>;
     /// Where the newest event of `c` ends: the live view starts there.
     fn end(&self, c: &Conversation) -> Result<Cursor>;
     /// Events of `c` logged after `cursor`, and the new cursor.

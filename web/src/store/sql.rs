@@ -14,7 +14,8 @@ use imspector::log::sql::{Dialect, Layout};
 
 use super::db::{Arg, Cell, Link};
 use super::{
-    day_of, is_day, Bounds, Conversation, Cursor, Hit, Hits, Line, Query, Result, Store, StoreError,
+    day_of, is_day, Bounds, Conversation, Cursor, Day, Hit, Hits, Line, Query, Result, Store,
+    StoreError, MAX_DAY_LINES,
 };
 
 /// How a search walks the table: in windows of ids, so that one statement
@@ -440,18 +441,26 @@ impl Store for SqlStore {
         non_empty(days)
     }
 
-    fn lines(&self, c: &Conversation, day: &str) -> Result<Vec<Line>> {
+    fn lines(&self, c: &Conversation, day: &str) -> Result<Day> {
         if !is_day(day) {
             return Err(StoreError::NotFound);
         }
         let (start, end) = day_bounds(day)?;
-        let order = format!(" ORDER BY {}, id", time_column(self.link.dialect));
+        // One more than is shown tells that the day was cut.
+        let order = format!(
+            " ORDER BY {}, id LIMIT {}",
+            time_column(self.link.dialect),
+            MAX_DAY_LINES + 1
+        );
         let sql = self
             .of(c, &self.select())
             .time(">=", start)
             .time("<", end)
             .push(&order);
-        non_empty(self.rows(sql)?.into_iter().map(|(_, h)| h.line).collect())
+        let mut lines = non_empty(self.rows(sql)?.into_iter().map(|(_, h)| h.line).collect())?;
+        let cut = lines.len() > MAX_DAY_LINES;
+        lines.truncate(MAX_DAY_LINES);
+        Ok(Day { lines, cut })
     }
 
     fn end(&self, c: &Conversation) -> Result<Cursor> {
@@ -624,6 +633,36 @@ mod tests {
         // LIKE's wildcards in a pattern are plain characters.
         assert!(search(&["user_"]).is_empty());
         assert!(search(&["%"]).is_empty());
+    }
+
+    #[test]
+    fn a_day_longer_than_a_page_shows_is_cut_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = table(dir.path(), 3);
+        let c = Conversation {
+            protocol: "IRC".into(),
+            local: "user0".into(),
+            remote: "bob".into(),
+        };
+        let day = day_of(FIRST_DAY);
+        let whole = store.lines(&c, &day).unwrap();
+        assert_eq!((whole.lines.len(), whole.cut), (2, false));
+        let mut conn = rusqlite::Connection::open(dir.path().join("messages.db")).unwrap();
+        let tx = conn.transaction().unwrap();
+        for i in 0..MAX_DAY_LINES {
+            tx.execute(
+                "INSERT INTO messages (timestamp, clientaddress, protocolname, outgoing, type,
+                 localid, remoteid, filtered, categories, eventdata)
+                 VALUES (?1, '10.0.0.1:1', 'IRC', 1, 1, 'user0', 'bob', 0, '', 'more')",
+                [FIRST_DAY + 1 + (i as i64 % 3600)],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let cut = store.lines(&c, &day).unwrap();
+        assert!(cut.cut);
+        assert_eq!(cut.lines.len(), MAX_DAY_LINES);
+        assert_eq!(cut.lines[0].data, "row 0");
     }
 
     #[test]
