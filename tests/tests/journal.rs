@@ -391,13 +391,16 @@ fn myisam_and_kill_9_repeat_at_most_the_one_row_the_log_names() -> anyhow::Resul
     use imspector_e2e::databases::{self, Mariadb};
     const EVENTS: usize = 800;
     let mut db = Mariadb::start();
+    // Each insert takes at least 5 ms, so the replay lasts 4 s or more and the
+    // kill lands in its middle however fast the machine is.
     db.sql(&format!(
         "USE {}; CREATE TABLE messages (id int NOT NULL auto_increment PRIMARY KEY,
          timestamp int NOT NULL default '0', clientaddress text NOT NULL,
          protocolname text NOT NULL, outgoing int NOT NULL default '0',
          type int NOT NULL default '0', localid text NOT NULL, remoteid text NOT NULL,
          filtered int NOT NULL default '0', categories text NOT NULL,
-         eventdata blob NOT NULL) ENGINE=MyISAM CHARSET=utf8mb4;",
+         eventdata blob NOT NULL) ENGINE=MyISAM CHARSET=utf8mb4;
+         CREATE TRIGGER slow_insert BEFORE INSERT ON messages FOR EACH ROW SET @w = SLEEP(0.005);",
         databases::DB_NAME
     ));
     let dir = tempfile::tempdir()?;
