@@ -30,9 +30,12 @@ impl TestCa {
     pub fn new(dir: &Path) -> anyhow::Result<Self> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
+        // Named after its directory: two test CAs never share a name (a
+        // verifier would take one for the other and find a bad signature).
+        let name = dir.file_name().map_or("".into(), |n| n.to_string_lossy());
         params
             .distinguished_name
-            .push(DnType::CommonName, "test public CA");
+            .push(DnType::CommonName, format!("test {name}"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
         let cert = params.self_signed(&key)?;

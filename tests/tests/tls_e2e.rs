@@ -24,18 +24,36 @@ struct TlsScene {
     ours: InterceptionCa,
 }
 
-/// A rig with ngircd serving TLS on 6697 as `irc.test` (an `expired`
-/// certificate if asked), and imspector started with `config` plus, when
-/// `intercept`, the interception options.
-fn scene(config: &str, intercept: bool, expired: bool) -> anyhow::Result<TlsScene> {
+/// The certificate ngircd serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ServerCert {
+    /// Signed by the CA imspector trusts through `ssl_verify_dir`.
+    Good,
+    /// The same CA, validity ended yesterday.
+    Expired,
+    /// Signed by a CA nobody trusts.
+    UnknownIssuer,
+}
+
+/// A rig with ngircd serving TLS on 6697 as `irc.test` with `cert`, and
+/// imspector started with `config` plus, when `intercept`, the interception
+/// options.
+fn scene(config: &str, intercept: bool, cert: ServerCert) -> anyhow::Result<TlsScene> {
     let rig = Rig::new()?;
     rig.redirect(&[6667, 6697], PORT)?;
     let servers_ca = TestCa::new(&rig.subdir("public-ca")?)?;
-    let cert = servers_ca.server_cert(
+    let unknown_ca;
+    let issuer = if cert == ServerCert::UnknownIssuer {
+        unknown_ca = TestCa::new(&rig.subdir("unknown-ca")?)?;
+        &unknown_ca
+    } else {
+        &servers_ca
+    };
+    let cert = issuer.server_cert(
         &rig.subdir("ngircd")?,
         "irc.test",
         IpAddr::V4(rig.server_ip),
-        expired,
+        cert == ServerCert::Expired,
     )?;
     let server = Ngircd::start_tls(&rig.server, &rig.subdir("ngircd")?, &cert)?;
     let ours = InterceptionCa::create(&rig.subdir("ca")?)?;
@@ -91,7 +109,7 @@ impl TlsScene {
 #[test]
 fn irc_over_tls_through_ngircd_with_irssi_is_intercepted_and_logged() -> anyhow::Result<()> {
     let since = now();
-    let s = scene("irc_protocol=on\n", true, false)?;
+    let s = scene("irc_protocol=on\n", true, ServerCert::Good)?;
     assert!(
         s.ours.printed.contains("update-ca-certificates"),
         "{}",
@@ -141,7 +159,7 @@ fn irc_over_tls_through_ngircd_with_irssi_is_intercepted_and_logged() -> anyhow:
 #[test]
 fn a_client_hello_without_sni_gets_a_certificate_for_the_address() -> anyhow::Result<()> {
     let since = now();
-    let s = scene("irc_protocol=on\n", true, false)?;
+    let s = scene("irc_protocol=on\n", true, ServerCert::Good)?;
     let bob = Ii::remote(&s.rig, &s.rig.subdir("clients")?, "bob")?;
     let server_ip = s.rig.server_ip.to_string();
     let (_tunnel, alice) = s.local_over_tls("alice", &s.ours.cert, None, &server_ip)?;
@@ -161,7 +179,11 @@ fn a_client_hello_without_sni_gets_a_certificate_for_the_address() -> anyhow::Re
 
 #[test]
 fn a_server_with_an_expired_certificate_is_closed_under_ssl_verify_block() -> anyhow::Result<()> {
-    let s = scene("irc_protocol=on\nssl_verify=block\n", true, true)?;
+    let s = scene(
+        "irc_protocol=on\nssl_verify=block\n",
+        true,
+        ServerCert::Expired,
+    )?;
     let dir = s.rig.subdir("clients")?;
     let tunnel = TlsTunnel::start(
         &s.rig.client,
@@ -190,9 +212,31 @@ fn a_server_with_an_expired_certificate_is_closed_under_ssl_verify_block() -> an
 }
 
 #[test]
+fn a_server_of_an_unknown_issuer_is_accepted_with_a_warning_under_ssl_verify_selfsigned(
+) -> anyhow::Result<()> {
+    let since = now();
+    let config = "irc_protocol=on\nssl_verify=selfsigned\n";
+    let s = scene(config, true, ServerCert::UnknownIssuer)?;
+    let bob = Ii::remote(&s.rig, &s.rig.subdir("clients")?, "bob")?;
+    let (_tunnel, alice) = s.local_over_tls("alice", &s.ours.cert, Some("irc.test"), "irc.test")?;
+    alice.msg("bob", "through an untrusted server")?;
+    bob.wait_received("alice", "alice", "through an untrusted server")?;
+    s.ims.wait_output(
+        "server irc.test: certificate not signed by a trusted CA; accepted (ssl_verify=selfsigned)",
+    )?;
+    assert_lines(
+        &s.ims.wait_log("IRC", "alice", "bob", 1)?,
+        &s.rig.client_ip.to_string(),
+        since,
+        &["1,1,0,,through an untrusted server"],
+    );
+    Ok(())
+}
+
+#[test]
 fn without_ssl_tls_is_relayed_untouched_and_logged_once() -> anyhow::Result<()> {
     let since = now();
-    let s = scene("irc_protocol=on\n", false, false)?;
+    let s = scene("irc_protocol=on\n", false, ServerCert::Good)?;
     let bob = Ii::remote(&s.rig, &s.rig.subdir("clients")?, "bob")?;
     // The client trusts the real server's CA: nothing is intercepted.
     let ca = s.servers_ca.cert_file();
