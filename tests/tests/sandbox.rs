@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::os::unix::fs::chown;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use imspector_e2e::irc::{Ii, Ngircd};
@@ -74,14 +74,9 @@ fn traced(summary: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn unprivileged_from_the_start_the_daemon_logs_within_the_units_system_call_filter(
-) -> anyhow::Result<()> {
-    let allowed = allowed_by_unit();
-    let rig = Rig::new()?;
-    rig.redirect(&[6667], PORT)?;
-    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
-    let dir = rig.subdir("ims")?;
+/// `dir/logs` and `dir/run`, which nobody may write, and `dir/imspector.conf`
+/// with `options` and that log directory.
+fn config_for_nobody(dir: &Path, options: &str) -> anyhow::Result<PathBuf> {
     let nobody = User::from_name("nobody")?.expect("user nobody");
     let nogroup = Group::from_name("nogroup")?.expect("group nogroup");
     for sub in ["logs", "run"] {
@@ -93,27 +88,49 @@ fn unprivileged_from_the_start_the_daemon_logs_within_the_units_system_call_filt
         )?;
     }
     let config = dir.join("imspector.conf");
+    let logs = dir.join("logs");
     std::fs::write(
         &config,
-        format!(
-            "irc_protocol=on\npidfilename={}\nfile_logging_dir={}\n",
-            dir.join("run/imspector.pid").display(),
-            dir.join("logs").display()
-        ),
+        format!("{options}file_logging_dir={}\n", logs.display()),
     )?;
-    let summary = dir.join("syscalls");
+    Ok(config)
+}
+
+/// `setpriv` in the gateway, as nobody with no groups, the capability flags
+/// `caps` and no_new_privs, ready for the program to run.
+fn as_nobody(rig: &Rig, caps: &[&str]) -> anyhow::Result<Command> {
+    let nobody = User::from_name("nobody")?.expect("user nobody");
+    let nogroup = Group::from_name("nogroup")?.expect("group nogroup");
     let mut command = rig.gateway.command("setpriv");
     command
         .arg(format!("--reuid={}", nobody.uid))
         .arg(format!("--regid={}", nogroup.gid))
-        .args(["--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
-        .args(["--no-new-privs", "strace", "-f", "-c", "-o"])
+        .arg("--clear-groups")
+        .args(caps)
+        .arg("--no-new-privs");
+    Ok(command)
+}
+
+#[test]
+fn unprivileged_from_the_start_the_daemon_logs_within_the_units_system_call_filter(
+) -> anyhow::Result<()> {
+    let allowed = allowed_by_unit();
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], PORT)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let dir = rig.subdir("ims")?;
+    let pid_file = dir.join("run/imspector.pid");
+    let options = format!("irc_protocol=on\npidfilename={}\n", pid_file.display());
+    let config = config_for_nobody(&dir, &options)?;
+    let summary = dir.join("syscalls");
+    let mut command = as_nobody(&rig, &["--inh-caps=-all", "--bounding-set=-all"])?;
+    command
+        .args(["strace", "-f", "-c", "-o"])
         .arg(&summary)
         .arg(imspector::binary())
         .arg("-c")
         .arg(&config);
     let mut strace = Process::spawn("strace", command, dir.join("strace.out"))?;
-    let pid_file = dir.join("run/imspector.pid");
     let pid: i32 = wait::until("the pid file", || wait::read(&pid_file).trim().parse().ok())
         .map_err(|e| anyhow::anyhow!("{e}: {}", strace.output()))?;
 
@@ -142,5 +159,93 @@ fn unprivileged_from_the_start_the_daemon_logs_within_the_units_system_call_filt
         outside.is_empty(),
         "system calls outside SystemCallFilter=@system-service: {outside:?}"
     );
+    Ok(())
+}
+
+/// `upstream_mark` under the unit with the package's net-admin.conf drop-in:
+/// CAP_NET_ADMIN alone (bounding, inheritable and ambient) is enough for the
+/// marked upstream connection, and without it the connection is refused.
+#[test]
+fn with_upstream_mark_the_drop_ins_one_capability_is_enough() -> anyhow::Result<()> {
+    let drop_in = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/net-admin.conf"),
+    )?;
+    assert!(
+        drop_in.contains("\nCapabilityBoundingSet=CAP_NET_ADMIN\n")
+            && drop_in.contains("\nAmbientCapabilities=CAP_NET_ADMIN\n"),
+        "the test grants what the drop-in grants: {drop_in}"
+    );
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], PORT)?;
+    // Count the marked packets that leave the gateway towards the server.
+    rig.gateway.exec(
+        "iptables",
+        &[
+            "-t", "mangle", "-A", "OUTPUT", "-p", "tcp", "--dport", "6667", "-m", "mark", "--mark",
+            "16667",
+        ],
+    )?;
+    let marked = || -> anyhow::Result<u64> {
+        let table = rig
+            .gateway
+            .exec("iptables", &["-t", "mangle", "-nvx", "-L", "OUTPUT"])?;
+        let rule = table.lines().nth(2).expect("the counting rule");
+        Ok(rule.split_whitespace().next().unwrap_or("0").parse()?)
+    };
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+
+    let run = |name: &str, caps: &[&str]| -> anyhow::Result<Process> {
+        let dir = rig.subdir(name)?;
+        let config = config_for_nobody(&dir, "irc_protocol=on\nupstream_mark=16667\n")?;
+        let mut command = as_nobody(&rig, caps)?;
+        command
+            .arg(imspector::binary())
+            .args(["-d", "-c"])
+            .arg(&config);
+        let daemon = Process::spawn("imspector", command, dir.join("imspector.out"))?;
+        wait::until("imspector to listen", || {
+            daemon.output().contains("listening on").then_some(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: {}", daemon.output()))?;
+        Ok(daemon)
+    };
+
+    // Without the capability, SO_MARK is refused and nothing reaches the server.
+    let daemon = run("without", &["--inh-caps=-all", "--bounding-set=-all"])?;
+    // A client connects (it is never registered: the daemon cannot go on).
+    let _connect = rig
+        .client
+        .command("bash")
+        .args([
+            "-c",
+            &format!("exec 3<>/dev/tcp/{}/6667; sleep 1", rig.server_ip),
+        ])
+        .output()?;
+    let refused = format!(
+        "connection to {}:6667 failed: Operation not permitted",
+        rig.server_ip
+    );
+    wait::until("the refused upstream connection", || {
+        daemon.output().contains(&refused).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", daemon.output()))?;
+    assert_eq!(marked()?, 0);
+    drop(daemon);
+
+    let daemon = run(
+        "with",
+        &[
+            "--inh-caps=-all,+net_admin",
+            "--ambient-caps=+net_admin",
+            "--bounding-set=-all,+net_admin",
+        ],
+    )?;
+    let carol = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "carol")?;
+    carol.msg("bob", "marked on the way out")?;
+    bob.wait_received("carol", "carol", "marked on the way out")?;
+    assert!(marked()? > 0, "no marked packet left the gateway");
+    drop(daemon);
     Ok(())
 }
