@@ -266,9 +266,13 @@ impl Handler for Gateway {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use bytes::Bytes;
 
     use super::*;
+    use crate::config::Config;
+    use crate::filter::FilterChain;
     use crate::icap::http::HttpResponse;
     use crate::icap::testing::{judge_with, request};
 
@@ -297,6 +301,17 @@ mod tests {
         }
     }
 
+    /// The judge of one client's transactions.
+    fn judge(config: &Config, filters: Arc<FilterChain>) -> Judge<'_> {
+        Judge {
+            filters,
+            config,
+            client: "10.0.0.2:1025".into(),
+            now: 1_700_000_000,
+            records: vec![],
+        }
+    }
+
     fn msg(payload: &str) -> String {
         let payload = format!(
             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{payload}"
@@ -308,13 +323,7 @@ mod tests {
     fn a_switchboard_session_over_the_gateway() {
         let gw = Gateway::default();
         let (config, filters) = judge_with("darn\n", "badwords_block_count=1\n");
-        let mut judge = Judge {
-            filters,
-            config: &config,
-            client: "10.0.0.2:1025".into(),
-            now: 1_700_000_000,
-            records: vec![],
-        };
+        let mut judge = judge(&config, filters);
         let hello = msg("hello bob");
         let darn = msg("darn");
         let payload =
@@ -388,6 +397,63 @@ mod tests {
         };
         assert_eq!(String::from_utf8_lossy(rewritten), msg("****"));
         assert_eq!(gw.sessions.lock().unwrap().by_key.len(), 1);
+    }
+
+    #[test]
+    fn notices_go_into_the_answers() {
+        let gw = Gateway::default();
+        let dir = tempfile::tempdir().unwrap();
+        let conf = format!(
+            "responder_filename={}\nnotice_days=1\n",
+            dir.path().join("responder.db").display()
+        );
+        let (config, filters) = judge_with("", &conf);
+        let mut judge = judge(&config, filters);
+        let mut round = |query: &str, session: &str, sent: &str, received: &str| {
+            let out = exchange(Mode::Reqmod, query, session);
+            assert_eq!(
+                gw.inspect(&out, sent.as_bytes(), &mut judge),
+                Verdict::Unchanged
+            );
+            gw.inspect(
+                &exchange(Mode::Respmod, query, session),
+                received.as_bytes(),
+                &mut judge,
+            )
+        };
+        round(
+            "Action=open&Server=SB&IP=10.0.0.9",
+            "SessionID=1.1; GW-IP=10.0.0.9",
+            "ANS 1 alice@example.com 17262740.1050826919.32308 11752013\r\n",
+            "IRO 1 1 1 bob@example.com Bob\r\nANS 1 OK\r\n",
+        );
+        // bob's first message: the "logged" notice goes just before it.
+        let payload = "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi";
+        let incoming = format!("MSG bob@example.com Bob {}\r\n{payload}", payload.len());
+        let Verdict::Body(answer) = round(
+            "Action=poll&SessionID=1.1",
+            "SessionID=1.2; GW-IP=10.0.0.9",
+            "",
+            &incoming,
+        ) else {
+            panic!("no notice")
+        };
+        let notice = "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nMessage from IMSpector: -=Your activities are being logged=-";
+        let notice = format!("MSG bob@example.com IMSpector {}\r\n{notice}", notice.len());
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            format!("{notice}{incoming}")
+        );
+        // Once per conversation: the next message passes unchanged.
+        assert_eq!(
+            round(
+                "SessionID=1.2",
+                "SessionID=1.3; GW-IP=10.0.0.9",
+                &msg("hello"),
+                ""
+            ),
+            Verdict::Unchanged
+        );
     }
 
     #[test]
