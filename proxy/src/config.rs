@@ -35,10 +35,11 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {key}: {why}")]
+    #[error("{path}{}: {key}: {why}", line.map(|l| format!(":{l}")).unwrap_or_default())]
     BadValue {
         path: String,
-        line: usize,
+        /// `None` for an option the file does not set (its default is at fault).
+        line: Option<usize>,
         key: String,
         why: String,
     },
@@ -308,7 +309,7 @@ impl Settings {
     pub fn bad(&self, key: &str, why: impl fmt::Display) -> ConfigError {
         ConfigError::BadValue {
             path: self.source.clone(),
-            line: self.values.get(key).map_or(0, |s| s.line),
+            line: self.line_of(key),
             key: key.to_string(),
             why: why.to_string(),
         }
@@ -653,6 +654,19 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("test.conf:1: line is not key=value"));
+    }
+
+    #[test]
+    fn an_option_not_in_the_file_is_named_without_a_line() {
+        let s = Settings::parse("t.conf", "port=1\n").unwrap();
+        assert_eq!(
+            s.bad("spool_dir", "cannot be created").to_string(),
+            "t.conf: spool_dir: cannot be created"
+        );
+        assert_eq!(
+            s.bad("port", "in use").to_string(),
+            "t.conf:1: port: in use"
+        );
     }
 
     #[test]
