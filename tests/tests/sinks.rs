@@ -555,7 +555,7 @@ fn assert_dead_letter(spool: &Path, sink: &str, seq: u64, message: &str) {
     assert!(
         told.iter()
             .any(|l| l.contains(message)
-                && l.ends_with(&format!("{} (1 events there)", path.display()))),
+                && l.ends_with(&format!("{} (1 event there)", path.display()))),
         "{told:?}"
     );
 }

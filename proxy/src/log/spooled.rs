@@ -462,10 +462,11 @@ impl Worker {
         });
         match saved {
             Ok(count) => log::error!(
-                "{} sink: the database refused event {} ({why}); it is in {} ({count} events there)",
+                "{} sink: the database refused event {} ({why}); it is in {} ({count} {} there)",
                 self.name(),
                 entry.seq,
-                path.display()
+                path.display(),
+                if count == 1 { "event" } else { "events" }
             ),
             Err(e) => log::error!(
                 "{} sink: the database refused event {} ({why}) and it could not be kept in {}: {e}; it is LOST",
