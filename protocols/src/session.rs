@@ -185,8 +185,16 @@ pub trait ProtocolSession: Send {
     /// relay gives it once, before the first `feed`.
     fn share_ids(&mut self, _ids: Arc<dyn Handoff>) {}
 
+    /// Bytes the core keeps of its own between feeds, beyond what stays in
+    /// `buf` (an MSN P2P INVITE being reassembled from its chunks): the relay
+    /// counts them in `max_buffered_bytes` with the held bytes.
+    fn held(&self) -> usize {
+        0
+    }
+
     /// Re-encode `pdu` with a change, fixing any length fields. `None` when this
-    /// PDU cannot be rewritten, in which case the caller forwards it unchanged.
+    /// PDU cannot be rewritten, in which case the relay blocks it: what a
+    /// filter changed never goes out as it was.
     fn rewrite(&self, dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes>;
 
     /// Bytes that, sent to the local client, show it `text` as if it came from

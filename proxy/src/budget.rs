@@ -67,7 +67,7 @@ impl Budget {
         Share {
             budget: self.clone(),
             id,
-            held: [0, 0],
+            held: [0; 3],
             release,
         }
     }
@@ -78,20 +78,25 @@ impl Budget {
     }
 }
 
-/// What one connection holds, in each direction.
+/// The part of a connection's share that its core keeps of its own (parts 0
+/// and 1 are the partial PDUs of each direction).
+pub const CORE: usize = 2;
+
+/// What one connection holds, in each direction and in its core.
 pub struct Share {
     budget: Arc<Budget>,
     id: u64,
-    held: [usize; 2],
+    held: [usize; 3],
     pub release: Arc<Release>,
 }
 
 impl Share {
-    /// Record that direction `dir` (0 or 1) now holds `bytes`. Returns how
-    /// many connections were released to make room (this one may be one).
-    pub fn set(&mut self, dir: usize, bytes: usize) -> usize {
-        self.held[dir] = bytes;
-        let mine = self.held[0] + self.held[1];
+    /// Record that `part` (a direction, 0 or 1, or [`CORE`]) now holds
+    /// `bytes`. Returns how many connections were released to make room
+    /// (this one may be one).
+    pub fn set(&mut self, part: usize, bytes: usize) -> usize {
+        self.held[part] = bytes;
+        let mine = self.held.iter().sum();
         let mut state = self.budget.state.lock().expect("budget lock poisoned");
         let Some((held, _)) = state.holders.get_mut(&self.id) else {
             return 0;
@@ -122,6 +127,13 @@ impl Share {
             released += 1;
         }
         released
+    }
+
+    /// Hold nothing any more, all parts at once (released: what it held goes
+    /// out untouched, and the core is gone).
+    pub fn clear(&mut self) {
+        self.held = [0; 3];
+        self.set(0, 0);
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use link::Link;
 
-use crate::budget::{Budget, Release, Share};
+use crate::budget::{self, Budget, Release, Share};
 use crate::config::{Config, Routes, Uninspectable};
 use crate::event::{LogEvent, HIDDEN};
 use crate::filter::{FilterChain, FilterEvent};
@@ -632,19 +632,19 @@ impl Inspector {
             }
             None => pending.note_held(),
         }
+        let core = guard.as_ref().map_or(0, |parser| parser.held());
         drop(guard);
-        self.account(dir, pending);
+        self.account(dir, pending, core);
         processed
     }
 
-    /// Tell the budget what this direction holds now.
-    fn account(&self, dir: Direction, pending: &Pending) {
+    /// Tell the budget what this direction and the core hold now.
+    fn account(&self, dir: Direction, pending: &Pending, core: usize) {
         let side = usize::from(dir == Direction::Incoming);
         // The connections it releases count themselves once they notice.
-        self.share
-            .lock()
-            .expect("share lock poisoned")
-            .set(side, pending.buf.len());
+        let mut share = self.share.lock().expect("share lock poisoned");
+        share.set(side, pending.buf.len());
+        share.set(budget::CORE, core);
     }
 
     /// Once the budget released this connection: the held bytes of this
@@ -667,15 +667,12 @@ impl Inspector {
                 self.kind.log_name(),
                 self.shared.config.max_buffered_bytes
             );
+            self.share.lock().expect("share lock poisoned").clear();
         }
         if pending.buf.is_empty() {
             return None;
         }
-        let rest = pending.take_rest();
-        for side in 0..2 {
-            self.share.lock().expect("share lock poisoned").set(side, 0);
-        }
-        Some(rest)
+        Some(pending.take_rest())
     }
 
     /// Handshake both sides after a STARTTLS; the core goes on with the plaintext.

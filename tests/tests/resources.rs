@@ -117,6 +117,59 @@ fn recording_msn_server(rig: &Rig) -> anyhow::Result<Arc<Mutex<Vec<u8>>>> {
     Ok(received)
 }
 
+/// An MSN P2P (v1) message whose MSNSLP chunk starts an INVITE of about
+/// `size` bytes and never ends its head: the core keeps it, to be completed.
+fn unfinished_p2p_invite(size: usize) -> Vec<u8> {
+    let mut slp = b"INVITE MSNMSGR:bob@example.com MSNSLP/1.0\r\nX-Pad: ".to_vec();
+    slp.resize(size, b'a');
+    let mut header = [0u8; 48];
+    header[24..28].copy_from_slice(&(slp.len() as u32).to_le_bytes());
+    let mut payload = b"MIME-Version: 1.0\r\nContent-Type: application/x-msnmsgrp2p\r\nP2P-Dest: bob@example.com\r\n\r\n".to_vec();
+    payload.extend(header);
+    payload.extend(slp);
+    payload.extend([0u8; 4]);
+    let mut msg = format!("MSG 1 D {}\r\n", payload.len()).into_bytes();
+    msg.extend(payload);
+    msg
+}
+
+#[test]
+fn what_a_core_keeps_of_its_own_counts_in_max_buffered_bytes() -> anyhow::Result<()> {
+    // Each message is complete and forwarded at once; only the INVITE it
+    // starts stays, in the MSN core.
+    const INVITES: usize = 40;
+    const EACH: usize = 60_000;
+    let rig = Rig::new()?;
+    rig.redirect(&[1863], 16667)?;
+    let config = "msn_protocol=on\nmax_buffered_bytes=1000000\n";
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, config)?;
+    let received = recording_msn_server(&rig)?;
+    let server = SocketAddr::from((rig.server_ip, 1863));
+    let mut conns = Vec::new();
+    for _ in 0..INVITES {
+        let mut conn = rig.client.run(move || TcpStream::connect(server))??;
+        conn.write_all(&unfinished_p2p_invite(EACH))?;
+        conns.push(conn);
+    }
+    let released = || {
+        ims.process
+            .output()
+            .matches("more than max_buffered_bytes")
+            .count()
+    };
+    // All but the ones that fit in 1 MB are released.
+    let fit = 1_000_000 / EACH;
+    wait::until("the releases", || {
+        (released() >= INVITES - fit).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; {} released", released()))?;
+    // And every message went on.
+    wait::until("the messages at the server", || {
+        (received.lock().unwrap().len() >= INVITES * EACH).then_some(())
+    })?;
+    Ok(())
+}
+
 #[test]
 fn many_small_partial_messages_give_their_memory_back_when_they_close() -> anyhow::Result<()> {
     // Each under a megabyte and all within the default budget: none is

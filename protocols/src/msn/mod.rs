@@ -350,6 +350,10 @@ impl ProtocolSession for MsnSession {
         self.now = unix_secs;
     }
 
+    fn held(&self) -> usize {
+        self.slp.iter().map(p2p::Assembler::held).sum()
+    }
+
     fn feed(&mut self, dir: Direction, buf: &mut BytesMut) -> Feed {
         // First find the commands, then split the buffer. Runs of commands
         // without events become one opaque frame.

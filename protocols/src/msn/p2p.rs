@@ -81,6 +81,11 @@ struct Pending {
 }
 
 impl Assembler {
+    /// Bytes kept of an unfinished INVITE.
+    pub fn held(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.text.capacity())
+    }
+
     /// Take the SLP bytes of the next chunk; the INVITE it completes, if any.
     pub fn push(&mut self, slp: &[u8]) -> Option<Invite> {
         let mut pending = match (self.pending.take(), memmem::find(slp, b"INVITE MSNMSGR:")) {
