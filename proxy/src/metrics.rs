@@ -186,12 +186,7 @@ impl Drop for OpenConnection {
 /// One event, and whether it was blocked and how many notices it caused.
 pub fn event(p: &str, kind: EventType, dir: Direction, filtered: bool, notices: usize) {
     let m = get();
-    let r#type = match kind {
-        EventType::Message => "message",
-        EventType::File => "file",
-        EventType::Typing => "typing",
-        EventType::Webcam => "webcam",
-    };
+    let r#type = kind.name();
     m.events
         .get_or_create(&EventLabels {
             protocol: p.to_string(),

@@ -114,6 +114,10 @@ impl Alerter {
         let Some(config) = self.config.read().expect("alert lock").clone() else {
             return;
         };
+        // With hide_eventdata there is no text to look at.
+        if event.data == crate::event::HIDDEN {
+            return;
+        }
         let matched = config.rules.matches(&event.data);
         if matched.is_empty() || !self.due(event, config.interval) {
             return;
@@ -256,6 +260,13 @@ mod tests {
         // Within alert_mins a conversation raises nothing, so drops nothing.
         alerter.offer(&in_room(0));
         alerter.offer(&event("no match here"));
+        let hidden_room = LogEvent {
+            data: crate::event::HIDDEN.into(),
+            ..in_room(QUEUE + 9)
+        };
+        std::fs::write(&rules, "hidden\n").unwrap();
+        alerter.reload(AlertConfig::from_settings(&s).unwrap());
+        alerter.offer(&hidden_room);
         assert_eq!(alerter.dropped.load(Ordering::Relaxed), 5);
     }
 

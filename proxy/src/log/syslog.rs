@@ -22,7 +22,6 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
-use imspector_protocols::EventType;
 
 use super::{Sink, SinkError};
 use crate::event::LogEvent;
@@ -251,12 +250,7 @@ pub fn format_line(facility: u8, hostname: Option<&str>, e: &LogEvent) -> String
     // Severity 6, informational.
     let pri = u16::from(facility) * 8 + 6;
     let host = hostname.map(|h| format!("{h} ")).unwrap_or_default();
-    let kind = match e.kind {
-        EventType::Message => "message",
-        EventType::File => "file",
-        EventType::Typing => "typing",
-        EventType::Webcam => "webcam",
-    };
+    let kind = e.kind.name();
     format!(
         "<{pri}>{time} {host}imspector[{}]: protocol={} client={} direction={} type={kind} \
          local={} remote={} filtered={} categories={} data={}",
