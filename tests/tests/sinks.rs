@@ -451,10 +451,29 @@ fn sqlite_unwritable_file_loses_and_repeats_nothing_across_a_restart() {
     );
 }
 
+/// Do `change` to the SQLite file `db` (move it away, copy a backup over
+/// it), its WAL files gone with the old file, as an admin would.
+fn replace_sqlite_file(db: &Path, change: impl FnOnce(&Path)) {
+    change(db);
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+/// Log `events` into the SQLite file `db`: they are its last rows, of `total`.
+fn log_expecting_last_rows(config: &str, db: &Path, events: &[LogEvent], total: usize) {
+    log_through_config(config, events);
+    let rows = sqlite_rows(db);
+    assert_eq!(rows.len(), total);
+    let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+    assert_eq!(rows[total - events.len()..], want);
+}
+
 /// The reproduction: two runs of 316 events, the SQLite file replaced
 /// by a new one in between. The new file gets the second run's 316, not the
 /// first run's again; a deleted progress row or deleted journal segments
-/// are noticed and neither replay nor skip anything.
+/// are noticed and neither replay nor skip anything; a restored backup gets
+/// only the events no database had, and the log names those it will not get.
 #[test]
 fn sqlite_a_replaced_file_gets_only_what_no_database_had() {
     databases::capture_log();
@@ -466,10 +485,9 @@ fn sqlite_a_replaced_file_gets_only_what_no_database_had() {
     let second: Vec<LogEvent> = (316..632).map(event).collect();
     log_through_config(&config, &first);
     assert_eq!(sqlite_count(&db), 316);
-    std::fs::rename(&db, dir.path().join("last-month.db")).unwrap();
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(format!("imspector.db{suffix}")));
-    }
+    replace_sqlite_file(&db, |db| {
+        std::fs::rename(db, dir.path().join("last-month.db")).unwrap();
+    });
     log_through_config(&config, &second);
     let want: Vec<Row> = second.iter().map(|e| expected(e, true)).collect();
     assert_eq!(sqlite_rows(&db), want);
@@ -502,15 +520,33 @@ fn sqlite_a_replaced_file_gets_only_what_no_database_had() {
         }
     }
     let fourth: Vec<LogEvent> = (642..650).map(event).collect();
-    log_through_config(&config, &fourth);
-    let rows = sqlite_rows(&db);
-    assert_eq!(rows.len(), 334);
-    let want: Vec<Row> = fourth.iter().map(|e| expected(e, true)).collect();
-    assert_eq!(rows[326..], want);
+    log_expecting_last_rows(&config, &db, &fourth, 334);
     let told = databases::log_lines("WARN ");
     assert!(
         told.iter()
             .any(|l| l.contains("the journal's segments were deleted")),
+        "{told:?}"
+    );
+
+    // A backup restored over a file that had moved on: the events only the
+    // lost file had are named, not written again; the new ones are.
+    let backup = dir.path().join("backup.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.display().to_string()])
+        .unwrap();
+    log_through_config(&config, &(650..655).map(event).collect::<Vec<_>>());
+    assert_eq!(sqlite_count(&db), 339);
+    replace_sqlite_file(&db, |db| {
+        std::fs::copy(&backup, db).unwrap();
+    });
+    let last: Vec<LogEvent> = (655..658).map(event).collect();
+    log_expecting_last_rows(&config, &db, &last, 337);
+    let told = databases::log_lines("WARN sqlite sink: the database has events of journal ");
+    assert!(
+        told.iter().any(|l| l.contains(
+            "only up to 650; events 651 to 655 went to another database of this sink (replaced?) and are not written again"
+        )),
         "{told:?}"
     );
 }
