@@ -133,8 +133,9 @@ fn read_from(path: &Path, from: u64) -> Result<(Vec<Line>, u64, bool)> {
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let text = String::from_utf8_lossy(&bytes[..complete]);
     let lines = text.lines().filter_map(parse_line).collect();
-    let end = from + complete as u64;
-    Ok((lines, end, end < len))
+    // A line still being written is not a cut; bytes past MAX_FILE are.
+    let cut = from + (bytes.len() as u64) < len;
+    Ok((lines, from + complete as u64, cut))
 }
 
 /// The id a directory name stands for, as docs/logging.md says to read it
