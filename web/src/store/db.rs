@@ -102,6 +102,11 @@ impl Link {
         Ok(Some(link))
     }
 
+    /// Another link to the same database, connected now.
+    pub fn another(&self) -> anyhow::Result<Link> {
+        Ok(Link::open(&self.source)?.expect("a database source"))
+    }
+
     fn connect(&self) -> anyhow::Result<Box<dyn Db>> {
         let db: Box<dyn Db> = match &self.source {
             Source::Files(_) => unreachable!("file logs have no database"),

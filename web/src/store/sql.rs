@@ -7,7 +7,7 @@
 //! on time (searches by date), and in PostgreSQL a trigram index (pg_trgm)
 //! that searches for text and ids use.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
 use imspector::log::sql::{Dialect, Layout};
@@ -209,8 +209,18 @@ fn indexes(d: Dialect) -> Vec<(&'static str, String)> {
     all
 }
 
-/// Add the indexes that are missing; one that cannot be added only makes
-/// pages and searches slower.
+/// Add the indexes that are missing, on a connection of their own while the
+/// viewer serves (the first time, on a large table, takes a while); one that
+/// cannot be added only makes pages and searches slower.
+fn add_indexes_meanwhile(link: &Link) {
+    match link.another() {
+        Ok(own) => {
+            std::thread::spawn(move || add_indexes(&own));
+        }
+        Err(e) => log::warn!("cannot add the viewer's indexes ({e:#}); the viewer will be slower"),
+    }
+}
+
 fn add_indexes(link: &Link) {
     let d = link.dialect;
     if d == Dialect::Postgres {
@@ -219,6 +229,7 @@ fn add_indexes(link: &Link) {
         }
     }
     for (name, how) in indexes(d) {
+        let started = Instant::now();
         let made = match d {
             // MySQL has no CREATE INDEX IF NOT EXISTS.
             Dialect::Mysql => link
@@ -248,8 +259,14 @@ fn add_indexes(link: &Link) {
                 )
                 .map(drop),
         };
-        if let Err(e) = made {
-            log::warn!("cannot add the index {name} ({e:#}); the viewer will be slower");
+        match made {
+            Err(e) => log::warn!("cannot add the index {name} ({e:#}); the viewer will be slower"),
+            Ok(()) if started.elapsed() > Duration::from_secs(1) => log::info!(
+                "{}: index {name} added in {} s",
+                link.shown,
+                started.elapsed().as_secs()
+            ),
+            Ok(()) => {}
         }
     }
 }
@@ -316,7 +333,7 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// The store on `link`'s `messages` table, with the viewer's indexes.
+    /// The store on `link`'s `messages` table; the viewer's indexes follow.
     pub fn new(link: Link) -> anyhow::Result<Self> {
         let usable =
             |columns: &str| link.query(&format!("SELECT {columns} FROM messages WHERE 1 = 0"), &[]);
@@ -327,7 +344,7 @@ impl SqlStore {
                 Err(e) => anyhow::bail!("no usable messages table: {e:#}"),
             },
         };
-        add_indexes(&link);
+        add_indexes_meanwhile(&link);
         Ok(SqlStore {
             link,
             layout,
@@ -543,7 +560,6 @@ impl Store for SqlStore {
 mod tests {
     use super::*;
     use crate::config::Source;
-    use std::time::Duration;
 
     const FIRST_DAY: i64 = 1_767_312_000;
 
