@@ -64,6 +64,26 @@ fn log_through_config(config_text: &str, events: &[LogEvent]) {
     log_through(sinks, events);
 }
 
+/// The writer thread with the sinks of a configuration, running.
+fn start_writer(config_text: &str) -> (log::Logger, std::thread::JoinHandle<Vec<String>>) {
+    let config = Config::from_settings(Settings::parse("test.conf", config_text).unwrap()).unwrap();
+    log::spawn_writer(imspector::build_sinks(&config).unwrap(), false)
+}
+
+/// Wait for the line saying that the `sink` with its journal under `spool`
+/// went down (this test's own: other tests log meanwhile) and return it.
+fn wait_down_line(spool: &Path, sink: &str) -> String {
+    let journal = spool.join(sink).display().to_string();
+    let prefix = format!("WARN {sink} sink is down");
+    let ours = || {
+        databases::log_lines(&prefix)
+            .into_iter()
+            .find(|l| l.contains(&journal))
+    };
+    databases::eventually(&format!("the {sink} sink to go down"), || ours().is_some());
+    ours().unwrap()
+}
+
 /// A database server a test can stop and read back.
 trait Database {
     fn stop(&mut self);
@@ -551,6 +571,31 @@ fn sqlite_a_replaced_file_gets_only_what_no_database_had() {
     );
 }
 
+/// Another program holding SQLite's write lock: the busy timeout ends the
+/// wait, SQLite's message is logged, and once the lock is gone every event is
+/// written, in order.
+#[test]
+fn sqlite_a_locked_file_times_out_and_the_sink_goes_on() {
+    databases::capture_log();
+    let dir = tempfile::tempdir().unwrap();
+    let (db, spool) = (dir.path().join("imspector.db"), dir.path().join("spool"));
+    let config = sqlite_config(&db, &spool);
+    let events: Vec<LogEvent> = (0..4).map(event).collect();
+    log_through_config(&config, &events[..1]);
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (logger, writer) = start_writer(&config);
+    send(&logger, &events[1..]);
+    let down = wait_down_line(&spool, "sqlite");
+    assert!(down.contains("database is locked"), "{down}");
+    drop(locker);
+    databases::eventually("the events after the lock", || sqlite_count(&db) == 4);
+    drop(logger);
+    assert_eq!(writer.join().unwrap(), Vec::<String>::new());
+    let want: Vec<Row> = events.iter().map(|e| expected(e, true)).collect();
+    assert_eq!(sqlite_rows(&db), want);
+}
+
 /// One MSN message at the core's payload bound (1 MiB) goes into every
 /// database and the events after it too.
 fn near_the_payload_bound() -> Vec<LogEvent> {
@@ -773,13 +818,6 @@ mod mariadb {
         let db = Mariadb::start();
         let spool = tempfile::tempdir().unwrap();
         let journal = spool.path().join("mysql");
-        // This test's lines: other tests log to the same place meanwhile.
-        let ours = |prefix: &str| -> Vec<String> {
-            databases::log_lines(prefix)
-                .into_iter()
-                .filter(|l| l.contains(&journal.display().to_string()))
-                .collect()
-        };
         log_through_config(&config(&db, spool.path()), &[event(0)]);
         let mut locker = std::process::Command::new("mariadb")
             .arg(format!("--socket={}", db.socket().display()))
@@ -797,16 +835,10 @@ mod mariadb {
             db.sql("SHOW OPEN TABLES WHERE In_use > 0")
                 .contains("messages")
         });
-        let cfg =
-            Config::from_settings(Settings::parse("t.conf", &config(&db, spool.path())).unwrap())
-                .unwrap();
-        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+        let (logger, writer) = start_writer(&config(&db, spool.path()));
         send(&logger, &(1..4).map(event).collect::<Vec<_>>());
-        databases::eventually("the statement timeout", || {
-            !ours("WARN mysql sink is down").is_empty()
-        });
-        let down = ours("WARN mysql sink is down");
-        assert!(down[0].contains("Lock wait timeout exceeded"), "{down:?}");
+        let down = wait_down_line(spool.path(), "mysql");
+        assert!(down.contains("Lock wait timeout exceeded"), "{down}");
 
         // The lock's session ends: the sink is back and writes what waited.
         let locker_id = db.sql(
@@ -1012,7 +1044,6 @@ mod postgresql {
         databases::capture_log();
         let db = Postgres::start();
         let spool = tempfile::tempdir().unwrap();
-        let journal = spool.path().join("postgres").display().to_string();
         log_through_config(&config(&db, spool.path()), &[event(0)]);
         let mut locker = Command::new("runuser")
             .args(["-u", "postgres", "--", "psql", "-h"])
@@ -1031,27 +1062,16 @@ mod postgresql {
             .trim()
                 == "1"
         });
-        let cfg =
-            Config::from_settings(Settings::parse("t.conf", &config(&db, spool.path())).unwrap())
-                .unwrap();
-        let (logger, writer) = log::spawn_writer(imspector::build_sinks(&cfg).unwrap(), false);
+        let (logger, writer) = start_writer(&config(&db, spool.path()));
         let events: Vec<LogEvent> = (0..4).map(event).collect();
         send(&logger, &events[1..]);
-        // This test's line: other tests log to the same place meanwhile.
-        let down = || -> Vec<String> {
-            databases::log_lines("WARN postgres sink is down")
-                .into_iter()
-                .filter(|l| l.contains(&journal))
-                .collect()
-        };
-        databases::eventually("the lock timeout", || !down().is_empty());
+        let down = wait_down_line(spool.path(), "postgres");
         // lock_timeout and statement_timeout are both 10 s: either may end it.
         assert!(
             ["lock timeout", "statement timeout"]
                 .iter()
-                .any(|t| down()[0].contains(&format!("ERROR: canceling statement due to {t}"))),
-            "{:?}",
-            down()
+                .any(|t| down.contains(&format!("ERROR: canceling statement due to {t}"))),
+            "{down}"
         );
 
         db.sql(
