@@ -766,52 +766,6 @@ impl Inspector {
         close
     }
 
-    /// `max_new_conversations`: true when `event` would start a conversation
-    /// that its client may not start now (said at most once a minute).
-    fn refused(&self, event: &ChatEvent) -> bool {
-        let protocol = self.kind.log_name();
-        let (local_id, remote_id) = (
-            event.local_id.to_lowercase(),
-            event.remote_id.to_lowercase(),
-        );
-        let conversation = Conversation {
-            protocol,
-            local_id: &local_id,
-            remote_id: &remote_id,
-            direction: event.direction,
-        };
-        let admission = self.shared.new_conversations.admit(
-            self.client_ip,
-            &conversation,
-            std::time::Instant::now(),
-        );
-        let Admission::Refused { warn } = admission else {
-            return false;
-        };
-        crate::metrics::new_conversation_refused(protocol);
-        if let Some(refused) = warn {
-            log::warn!(
-                "{}: {protocol}: {} is in more new conversations than max_new_conversations ({} a minute each way); {refused} messages of new conversations were neither delivered nor logged since the last warning",
-                self.client,
-                self.client_ip,
-                self.shared.config.max_new_conversations
-            );
-        }
-        true
-    }
-
-    /// What a refused event comes to: blocked, and the local user told why.
-    fn refusal(&self, event: &ChatEvent) -> FilterEvent {
-        let mut fe = filter_event(self.kind.log_name().into(), event, true);
-        if event.direction == Direction::Outgoing {
-            fe.notices.push(format!(
-                "IMSpector: more than {} new conversations a minute from this computer (max_new_conversations); this message was not sent",
-                self.shared.config.max_new_conversations
-            ));
-        }
-        fe
-    }
-
     /// Run a PDU's events through the filters, log them, and decide what to send.
     fn judge(
         &self,
@@ -849,18 +803,23 @@ impl Inspector {
         let unlogged = config.block_unlogged && !self.shared.logger.storing();
         // max_new_conversations: a refused event is neither judged nor logged,
         // and the PDU goes to none of its targets.
-        let refused: Vec<bool> = pdu.events.iter().map(|e| self.refused(e)).collect();
-        let any_refused = refused.contains(&true);
+        let refusals: Vec<Option<FilterEvent>> = pdu
+            .events
+            .iter()
+            .map(|event| {
+                let limit = &self.shared.new_conversations;
+                let protocol = self.kind.log_name().into();
+                refused_conversation(limit, config, &self.client, self.client_ip, protocol, event)
+            })
+            .collect();
+        let any_refused = refusals.iter().any(Option::is_some);
         let mut judged: Vec<_> = pdu
             .events
             .iter()
-            .zip(&refused)
-            .map(|(event, &refused)| {
-                if refused {
-                    (self.refusal(event), None)
-                } else {
-                    judge(event, unlogged || any_refused)
-                }
+            .zip(refusals)
+            .map(|(event, refusal)| match refusal {
+                Some(refusal) => (refusal, None),
+                None => judge(event, unlogged || any_refused),
             })
             .collect();
         let blocked = judged.iter().any(|(fe, _)| fe.blocked);
@@ -927,6 +886,46 @@ impl Inspector {
             processed.output.push((dst, bytes));
         }
     }
+}
+
+/// `max_new_conversations` for one event of `client` (counted by its address
+/// `ip`): `None` when its conversation is under way or may start now; else
+/// what the refusal comes to: blocked, neither judged nor logged, and the
+/// local user told why. Said in the log at most once a minute per client.
+pub fn refused_conversation(
+    limit: &NewConversations,
+    config: &Config,
+    client: &str,
+    ip: IpAddr,
+    protocol: Cow<'static, str>,
+    event: &ChatEvent,
+) -> Option<FilterEvent> {
+    let refusal = filter_event(protocol, event, true);
+    let conversation = Conversation {
+        protocol: &refusal.protocol,
+        local_id: &refusal.local_id,
+        remote_id: &refusal.remote_id,
+        direction: event.direction,
+    };
+    let Admission::Refused { warn } = limit.admit(ip, &conversation, std::time::Instant::now())
+    else {
+        return None;
+    };
+    let max = config.max_new_conversations;
+    crate::metrics::new_conversation_refused(&refusal.protocol);
+    if let Some(refused) = warn {
+        log::warn!(
+            "{client}: {}: {ip} is in more new conversations than max_new_conversations ({max} a minute each way); {refused} messages of new conversations were neither delivered nor logged since the last warning",
+            refusal.protocol
+        );
+    }
+    let mut refusal = refusal;
+    if event.direction == Direction::Outgoing {
+        refusal.notices.push(format!(
+            "IMSpector: more than {max} new conversations a minute from this computer (max_new_conversations); this message was not sent"
+        ));
+    }
+    Some(refusal)
 }
 
 /// One event through the filters, as the relay and the ICAP service both judge

@@ -307,6 +307,7 @@ mod tests {
             filters,
             config,
             client: "10.0.0.2:1025".into(),
+            conversations: None,
             now: 1_700_000_000,
             records: vec![],
         }

@@ -3,6 +3,7 @@
 //! [`crate::session::judge_event`].
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use imspector_protocols::ChatEvent;
@@ -11,7 +12,8 @@ use super::http::{HttpRequest, HttpResponse};
 use crate::config::Config;
 use crate::event::LogEvent;
 use crate::filter::{FilterChain, FilterEvent};
-use crate::session::judge_event;
+use crate::new_conversations::NewConversations;
+use crate::session::{judge_event, refused_conversation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -58,6 +60,9 @@ pub struct Judge<'a> {
     pub config: &'a Config,
     /// The HTTP client's address, as the log shows it.
     pub client: String,
+    /// `max_new_conversations` and the HTTP client's address it counts by
+    /// (`None`: no limit).
+    pub conversations: Option<(&'a NewConversations, IpAddr)>,
     pub now: i64,
     /// What to log once the answer is on its way.
     pub records: Vec<LogEvent>,
@@ -66,6 +71,14 @@ pub struct Judge<'a> {
 impl Judge<'_> {
     /// Run one event through the filters and keep its log record.
     pub fn event(&mut self, protocol: Cow<'static, str>, event: &ChatEvent) -> FilterEvent {
+        if let Some((limit, ip)) = self.conversations {
+            let client = &self.client;
+            if let Some(refusal) =
+                refused_conversation(limit, self.config, client, ip, protocol.clone(), event)
+            {
+                return refusal;
+            }
+        }
         let (decided, record) = judge_event(
             &self.filters,
             self.config,
@@ -81,5 +94,45 @@ impl Judge<'_> {
     /// The text a refusal shows the user for a blocked event.
     pub fn blocked_text(&self, decided: &FilterEvent) -> String {
         crate::filter::blocked_text(&self.config.settings, &decided.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use imspector_protocols::{Direction, EventType};
+
+    use super::*;
+    use crate::icap::testing::judge_with;
+
+    fn message_to(remote_id: &str) -> ChatEvent {
+        ChatEvent {
+            direction: Direction::Outgoing,
+            kind: EventType::Message,
+            local_id: "alice".into(),
+            remote_id: remote_id.into(),
+            group: false,
+            prefix: String::new(),
+            text: "hi".into(),
+            encrypted: false,
+        }
+    }
+
+    #[test]
+    fn web_chat_is_held_to_max_new_conversations_too() {
+        let (config, filters) = judge_with("", "");
+        let limit = NewConversations::new(1);
+        let mut judge = Judge {
+            filters,
+            config: &config,
+            client: "10.0.0.2:0".into(),
+            conversations: Some((&limit, "10.0.0.2".parse().unwrap())),
+            now: 1,
+            records: vec![],
+        };
+        assert!(!judge.event("Matrix".into(), &message_to("bob")).blocked);
+        assert!(!judge.event("Matrix".into(), &message_to("bob")).blocked);
+        assert!(judge.event("Matrix".into(), &message_to("carol")).blocked);
+        let logged: Vec<&str> = judge.records.iter().map(|r| r.remote_id.as_str()).collect();
+        assert_eq!(logged, ["bob", "bob"]);
     }
 }

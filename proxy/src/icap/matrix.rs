@@ -385,6 +385,7 @@ mod tests {
             filters,
             config: &config,
             client: "10.0.0.2:0".into(),
+            conversations: None,
             now: 1,
             records: vec![],
         };
@@ -436,6 +437,7 @@ mod tests {
             filters,
             config: &config,
             client: "10.0.0.2:0".into(),
+            conversations: None,
             now: 1,
             records: vec![],
         };
@@ -486,6 +488,7 @@ mod tests {
             filters,
             config: &config,
             client: "c".into(),
+            conversations: None,
             now: 1,
             records: vec![],
         };

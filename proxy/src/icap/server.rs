@@ -270,6 +270,10 @@ impl Conn {
                 Item::Request(_) => unreachable!("a request inside a body"),
             }
         }
+        // Without Squid's word on the client, every user would share the
+        // proxy's address: no max_new_conversations then.
+        let http_client = http_client(&request);
+        let client = http_client.unwrap_or(self.peer);
         let mut judge = Judge {
             filters: service
                 .shared
@@ -278,7 +282,8 @@ impl Conn {
                 .expect("filter lock poisoned")
                 .clone(),
             config: &service.shared.config,
-            client: client_of(&request, self.peer),
+            client: display_addr(client),
+            conversations: http_client.map(|c| (&service.shared.new_conversations, c.ip())),
             now: unix_now(),
             records: Vec::new(),
         };
@@ -461,19 +466,17 @@ fn request_line(exchange: &Exchange) -> String {
     )
 }
 
-/// The HTTP client's address as logged: Squid's `X-Client-IP` (with
+/// The HTTP client's address: Squid's `X-Client-IP` (with
 /// `adaptation_send_client_ip on`) and `X-Client-Port` (from `adaptation_meta`),
-/// port 0 when it is not sent; without them, the ICAP client's own address.
-fn client_of(request: &wire::Request, peer: SocketAddr) -> String {
-    let Some(ip) = request
+/// port 0 when it is not sent. The log shows the ICAP client's own address
+/// without them.
+fn http_client(request: &wire::Request) -> Option<SocketAddr> {
+    let ip = request
         .header("X-Client-IP")
-        .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-    else {
-        return display_addr(peer);
-    };
+        .and_then(|ip| ip.trim().parse::<IpAddr>().ok())?;
     let port = request
         .header("X-Client-Port")
         .and_then(|p| p.trim().parse::<u16>().ok())
         .unwrap_or(0);
-    display_addr(SocketAddr::new(ip, port))
+    Some(SocketAddr::new(crate::net::plain_ip(ip), port))
 }

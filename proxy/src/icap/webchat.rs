@@ -317,6 +317,7 @@ mod tests {
             filters,
             config: &config,
             client: "10.0.0.2:40000".into(),
+            conversations: None,
             now: 1,
             records: vec![],
         };
