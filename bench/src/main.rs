@@ -47,8 +47,9 @@ struct Cli {
     /// Chat lines per second of the latency workload.
     #[arg(long, default_value_t = 1000)]
     rate: u32,
-    /// Idle connections held open [default: 9990, with --quick 1000]. Each
-    /// costs a relay two descriptors: 9990 is the most a 20,000 limit allows.
+    /// Idle connections held open [default: 9980, with --quick 1000]. Each
+    /// costs a relay two descriptors: haproxy holds at most 9985 (and needs
+    /// 27 more descriptors) in a 20,000 limit.
     #[arg(long)]
     idle_connections: Option<usize>,
     /// Chat MiB of one run, spread over the connections [default: 24 per
@@ -132,7 +133,7 @@ fn main() -> anyhow::Result<()> {
             chat_repeats: 24,
             chat_bytes: None,
             latency_seconds: 10,
-            idle: cli.idle_connections.unwrap_or(9990),
+            idle: cli.idle_connections.unwrap_or(9980),
         }
     };
     let mut plan = plan;

@@ -145,8 +145,8 @@ impl Target {
             Kind::Haproxy => {
                 let config = path.join("haproxy.cfg");
                 let mut text = String::from(
-                    "global\n  maxconn 9990\n  fd-hard-limit 20000\n  nbthread 2\n  tune.bufsize 65536\n\
-                     defaults\n  mode tcp\n  maxconn 9990\n  timeout connect 5s\n\
+                    "global\n  maxconn 9985\n  nbthread 2\n  tune.bufsize 65536\n\
+                     defaults\n  mode tcp\n  maxconn 9985\n  timeout connect 5s\n\
                      timeout client 1h\n  timeout server 1h\n",
                 );
                 for port in SinkPort::ALL {

@@ -5,7 +5,8 @@
 //! does). Every figure is the median of several timed rounds, with the range.
 //! The ceiling beside each: a memchr search for every line end of the same
 //! chunks, measured in the same rounds, and the parser's share of it.
-//! Set `BENCH_QUICK=1` for one short round per case.
+//! Set `BENCH_QUICK=1` for one short round per case; an argument measures
+//! only the cases whose name contains it (`cargo bench --bench parsers -- IRC`).
 
 #[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
@@ -185,6 +186,8 @@ const READ_CHUNK: usize = 64 * 1024;
 
 fn main() {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |case: &str| only.as_deref().is_none_or(|o| case.contains(o));
     let (rounds, round_time) = if quick {
         (1, Duration::from_millis(100))
     } else {
@@ -208,18 +211,18 @@ fn main() {
             let captures: Vec<(Direction, Vec<u8>)> =
                 streams.into_iter().flat_map(|s| s.chunks).collect();
             // Each capture stream is short: a pass plays all of them back to back.
-            report(
-                &format!("{name}: captures ({} chunks)", captures.len()),
-                measure(parser.kind, &captures, rounds, round_time),
-            );
+            let case = format!("{name}: captures ({} chunks)", captures.len());
+            if wanted(&case) {
+                report(&case, measure(parser.kind, &captures, rounds, round_time));
+            }
         }
         for (label, dir, data) in (parser.synthetic)() {
             let chunks: Vec<(Direction, Vec<u8>)> =
                 data.chunks(READ_CHUNK).map(|c| (dir, c.to_vec())).collect();
-            report(
-                &format!("{name}: synthetic {label}"),
-                measure(parser.kind, &chunks, rounds, round_time),
-            );
+            let case = format!("{name}: synthetic {label}");
+            if wanted(&case) {
+                report(&case, measure(parser.kind, &chunks, rounds, round_time));
+            }
         }
     }
 }
