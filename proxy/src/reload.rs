@@ -2,7 +2,9 @@
 //! checks it, and what can change while connections go on is put in force:
 //! the protocols and their ports (for new connections), the filters and
 //! their lists, the ICAP service's handlers (under a new ISTag), the alert
-//! rules and targets, and `retention_days`. Everything is built before
+//! rules and targets, `retention_days`, and the syslog sink (the other sinks
+//! need directories made and handed over as root, or journals that one
+//! process holds, so they change with a restart). Everything is built before
 //! anything is swapped, so a bad file changes nothing. Each changed option
 //! gets one line: in force, or needing a restart.
 
@@ -14,7 +16,7 @@ use crate::alert::{AlertConfig, Alerter};
 use crate::config::{Config, Settings, Support, KNOWN_OPTIONS};
 use crate::retention::{self, Retention};
 use crate::session::Shared;
-use crate::{filter, icap};
+use crate::{filter, icap, log};
 
 /// The options a reload puts in force, besides each protocol's
 /// `*_protocol` and `*_ports` (see [`reloaded`]).
@@ -44,6 +46,10 @@ const RELOADED: &[&str] = &[
     "alert_command",
     "alert_mins",
     "retention_days",
+    "syslog_logging",
+    "syslog_facility",
+    "syslog_server",
+    "syslog_max_size",
 ];
 
 fn reloaded(key: &str) -> bool {
@@ -110,6 +116,7 @@ impl Live {
         let settings = &config.settings;
         let chain = filter::build(settings)?;
         let alerts = AlertConfig::from_settings(settings)?;
+        let syslog = log::build::syslog(settings)?;
         let days = retention::days(settings)?;
         // The tables and files retention cleans are the sinks', which only a
         // restart changes.
@@ -128,6 +135,13 @@ impl Live {
         *shared.filters.write().expect("filter lock poisoned") = Arc::new(chain);
         *shared.routes.write().expect("routes lock poisoned") = Arc::new(config.routes);
         self.alerter.reload(alerts);
+        let syslog_changed = KNOWN_OPTIONS.iter().any(|(key, _)| {
+            key.starts_with("syslog_") && self.applied.get(key) != settings.get(key)
+        });
+        if syslog_changed {
+            let sink = syslog.map(|s| Box::new(s) as Box<dyn log::Sink>);
+            shared.logger.replace_sink("syslog", sink);
+        }
         if days != self.retention_days {
             self.set_retention(retention)?;
             self.retention_days = days;
@@ -182,7 +196,6 @@ pub fn changes(running: &Settings, before: &Settings, new: &Settings) -> Vec<(bo
 mod tests {
     use super::*;
     use crate::filter::testing::event_between;
-    use crate::log;
 
     fn blocked(shared: &Shared, local: &str, remote: &str) -> bool {
         let mut e = event_between(local, remote, "hello");

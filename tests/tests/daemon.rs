@@ -201,3 +201,40 @@ fn sighup_applies_protocols_and_retention_and_names_what_needs_a_restart() -> an
     assert_eq!(lines[1].rest, "1,1,0,,after the reload");
     Ok(())
 }
+
+#[test]
+fn sighup_turns_the_syslog_sink_on_without_a_restart() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    rig.redirect(&[6667], PORT)?;
+    let _server = Ngircd::start(&rig.server, &rig.subdir("ngircd")?)?;
+    let ims = Imspector::start(&rig.gateway, &rig.subdir("ims")?, "irc_protocol=on\n")?;
+    let loghost = rig
+        .gateway
+        .run(|| std::net::UdpSocket::bind("127.0.0.1:0"))??;
+    loghost.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let port = loghost.local_addr()?.port();
+    ims.reload(&format!(
+        "irc_protocol=on\nsyslog_logging=on\nsyslog_server=udp://127.0.0.1:{port}\n"
+    ))?;
+    let conf = ims.config.display();
+    ims.wait_output(&format!(
+        "reload: {conf}:2: syslog_logging changed; in force now"
+    ))?;
+
+    let clients = rig.subdir("clients")?;
+    let bob = Ii::remote(&rig, &clients, "bob")?;
+    let alice = Ii::local(&rig, &clients, IpAddr::V4(rig.server_ip), "alice")?;
+    alice.msg("bob", "now also to syslog")?;
+    bob.wait_received("alice", "alice", "now also to syslog")?;
+    let mut datagram = [0u8; 2048];
+    let n = loghost.recv(&mut datagram)?;
+    let line = String::from_utf8_lossy(&datagram[..n]);
+    assert!(
+        line.contains("protocol=IRC") && line.contains("now also to syslog"),
+        "{line}"
+    );
+    // The file log goes on as before.
+    let lines = ims.wait_log("IRC", "alice", "bob", 1)?;
+    assert_eq!(lines[0].rest, "1,1,0,,now also to syslog");
+    Ok(())
+}

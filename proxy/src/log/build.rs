@@ -36,8 +36,8 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Sink>>, BuildError> {
     if let Some(path) = s.path("cats_logging_filename") {
         sinks.push(Box::new(CatsSink::new(path)));
     }
-    if s.flag("syslog_logging")?.unwrap_or(false) {
-        sinks.push(Box::new(syslog_sink(s)?));
+    if let Some(sink) = syslog(s)? {
+        sinks.push(Box::new(sink));
     }
     let sync = sync_mode(s)?;
     let backends = backends(s)?;
@@ -58,10 +58,7 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Sink>>, BuildError> {
 pub fn check(config: &Config) -> Result<usize, ConfigError> {
     let s = &config.settings;
     log_group(s)?;
-    let syslog = s.flag("syslog_logging")?.unwrap_or(false);
-    if syslog {
-        syslog_sink(s)?;
-    }
+    let syslog = syslog(s)?.is_some();
     sync_mode(s)?;
     let files = [
         config.file_logging_dir.is_some(),
@@ -125,6 +122,15 @@ pub fn prepare(config: &Config) -> Result<Vec<PathBuf>, BuildError> {
         made.push(path);
     }
     Ok(made)
+}
+
+/// The syslog sink the options ask for, if any; SIGHUP may replace it, as
+/// it needs nothing created before privileges are dropped.
+pub fn syslog(s: &Settings) -> Result<Option<SyslogSink>, ConfigError> {
+    if !s.flag("syslog_logging")?.unwrap_or(false) {
+        return Ok(None);
+    }
+    syslog_sink(s).map(Some)
 }
 
 fn syslog_sink(s: &Settings) -> Result<SyslogSink, ConfigError> {

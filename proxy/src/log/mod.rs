@@ -101,6 +101,11 @@ enum Command {
     Flush(std::sync::mpsc::Sender<()>),
     /// Answered once what came before is written (in the journals).
     Written(tokio::sync::oneshot::Sender<()>),
+    /// SIGHUP: the sinks called `name` give way to `sink`, after what came before.
+    Replace {
+        name: &'static str,
+        sink: Option<Box<dyn Sink>>,
+    },
 }
 
 /// The sending side, cloned into every session.
@@ -146,6 +151,14 @@ impl Logger {
         }
         if self.tx.send(Command::Events(events)).is_err() {
             log::error!("event writer has stopped; {lost} events lost");
+        }
+    }
+
+    /// Put `sink` in the place of the sinks called `name` (none: remove
+    /// them), once the events queued before are written to them.
+    pub fn replace_sink(&self, name: &'static str, sink: Option<Box<dyn Sink>>) {
+        if self.tx.send(Command::Replace { name, sink }).is_err() {
+            log::error!("event writer has stopped; the {name} sink was not replaced");
         }
     }
 
@@ -229,6 +242,7 @@ fn writer_loop(
     let mut flushes = Vec::new();
     let mut written = Vec::new();
     let mut permits = 0;
+    let mut replacements = Vec::new();
     loop {
         let received = clock.block_on(async { tokio::time::timeout(TICK, rx.recv()).await });
         let first = match received {
@@ -253,8 +267,10 @@ fn writer_loop(
                 }
                 Command::Flush(done) => flushes.push(done),
                 Command::Written(done) => written.push(done),
+                Command::Replace { name, sink } => replacements.push((name, sink)),
             }
-            next = if batch.len() < MAX_BATCH {
+            // What comes after a replacement goes to the new sink.
+            next = if batch.len() < MAX_BATCH && replacements.is_empty() {
                 rx.try_recv().ok()
             } else {
                 None
@@ -278,6 +294,12 @@ fn writer_loop(
         }
         batch.clear();
         room.add_permits(std::mem::take(&mut permits));
+        for (name, sink) in replacements.drain(..) {
+            for mut old in sinks.extract_if(.., |s| s.name() == name) {
+                old.finish();
+            }
+            sinks.extend(sink);
+        }
         update_health(&sinks);
         for done in flushes.drain(..) {
             let _ = done.send(());
