@@ -356,6 +356,48 @@ pub(crate) mod tests {
         }
     }
 
+    /// Keeps the text of every event it is given.
+    struct Recorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Sink for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError> {
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(events.iter().map(|e| e.data.clone()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_queue_is_written_whole_and_in_order() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (logger, writer) = spawn_writer(vec![Box::new(Recorder(seen.clone()))], false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let texts: Vec<String> = (0..CAPACITY + 10).map(|n| n.to_string()).collect();
+        let logging = async {
+            logger
+                .log_all(texts.iter().map(|t| event(t)).collect())
+                .await;
+            // Waits for room: the first batch's permits must come back.
+            logger.log(event("last")).await;
+            logger.flush().await;
+        };
+        let logged = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(60), logging).await });
+        assert!(logged.is_ok(), "the logger waited for room that never came");
+        drop(logger);
+        assert!(writer.join().unwrap().is_empty());
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), texts.len() + 1);
+        assert_eq!(seen[..texts.len()], texts[..]);
+        assert_eq!(seen.last().map(String::as_str), Some("last"));
+    }
+
     #[test]
     fn the_echo_shows_control_characters_escaped() {
         let mut e = event("\x1b]0;owned\x07 next\nline");
