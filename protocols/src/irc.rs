@@ -59,6 +59,9 @@ fn wanted(dir: Direction) -> &'static [&'static [u8]] {
     }
 }
 
+/// The length of the longest command in [`wanted`] (`PRIVMSG`).
+const LONGEST_COMMAND: usize = 7;
+
 fn is_interesting(dir: Direction, command: &[u8]) -> bool {
     wanted(dir).iter().any(|w| w.eq_ignore_ascii_case(command))
 }
@@ -70,37 +73,46 @@ fn is_interesting(dir: Direction, command: &[u8]) -> bool {
 /// its only reading; any other line is judged in every reading, so that each
 /// message some server would deliver is seen.
 fn readings(line: &[u8]) -> Vec<std::borrow::Cow<'_, [u8]>> {
-    let body = line
-        .strip_suffix(b"\n")
-        .map_or(line, |b| b.strip_suffix(b"\r").unwrap_or(b));
+    let body = line_body(line);
     if memchr::memchr2(b'\r', b'\0', body).is_none() {
         return vec![line.into()];
     }
-    let joined: Vec<u8> = body
-        .iter()
+    let mut all = vec![joined_reading(body).collect::<Vec<u8>>().into()];
+    all.extend(ngircd_readings(body).map(Into::into));
+    all
+}
+
+/// A line without its LF or CRLF.
+fn line_body(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\n")
+        .map_or(line, |b| b.strip_suffix(b"\r").unwrap_or(b))
+}
+
+/// InspIRCd's reading of a line: CRs dropped, NULs read as spaces.
+fn joined_reading(body: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    body.iter()
         .filter(|&&b| b != b'\r')
         .map(|&b| if b == 0 { b' ' } else { b })
-        .collect();
-    let mut all = vec![joined.into()];
-    // ngircd's reading: a line per CR, each read as a C string (up to a NUL).
-    all.extend(
-        body.split(|&b| b == b'\r')
-            .map(|piece| piece.split(|&b| b == 0).next().unwrap_or_default())
-            .filter(|piece| !piece.is_empty())
-            .map(Into::into),
-    );
-    all
+}
+
+/// ngircd's reading: a line per CR, each read as a C string (up to a NUL).
+fn ngircd_readings(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    body.split(|&b| b == b'\r')
+        .map(|piece| piece.split(|&b| b == 0).next().unwrap_or_default())
+        .filter(|piece| !piece.is_empty())
 }
 
 /// Whether a line that carries a bare CR or a NUL is read differently by
 /// different peers (see [`readings`]).
 fn is_ambiguous(line: &[u8]) -> bool {
-    readings(line).len() > 1
+    let body = line_body(line);
+    memchr::memchr2(b'\r', b'\0', body).is_some() && ngircd_readings(body).next().is_some()
 }
 
 /// Whether a complete line changes our state or carries events, in any of
 /// its readings (`one_reading`: it has a single one). Most lines do not, and
-/// skip the full parse.
+/// skip the full parse. Nothing is allocated: bytes that are not IRC (random
+/// data has a CR or NUL in most lines) go by at the speed of the scan.
 fn line_matters(dir: Direction, line: &[u8], one_reading: bool) -> bool {
     let command_matters = |reading: &[u8]| {
         partial_command_word(reading).is_some_and(|(word, _)| is_interesting(dir, word))
@@ -108,9 +120,38 @@ fn line_matters(dir: Direction, line: &[u8], one_reading: bool) -> bool {
     if one_reading {
         return command_matters(line);
     }
-    readings(line)
-        .iter()
-        .any(|reading| command_matters(reading))
+    let body = line_body(line);
+    joined_command_matters(dir, body) || ngircd_readings(body).any(command_matters)
+}
+
+/// Whether the command word of InspIRCd's reading of `body`, as
+/// [`partial_command_word`] finds it, is one we act on, without building
+/// that reading.
+fn joined_command_matters(dir: Direction, body: &[u8]) -> bool {
+    fn skip_spaces(bytes: &mut std::iter::Peekable<impl Iterator<Item = u8>>) {
+        while bytes.next_if_eq(&b' ').is_some() {}
+    }
+    let mut bytes = joined_reading(body).peekable();
+    skip_spaces(&mut bytes);
+    for marker in [b'@', b':'] {
+        if bytes.next_if_eq(&marker).is_some() {
+            if !bytes.any(|b| b == b' ') {
+                return false;
+            }
+            skip_spaces(&mut bytes);
+        }
+    }
+    // Longer than any command we act on.
+    let mut word = [0u8; LONGEST_COMMAND + 1];
+    let mut len = 0;
+    for b in bytes.take_while(|&b| b != b' ' && b != b'\n') {
+        if len == word.len() {
+            return false;
+        }
+        word[len] = b;
+        len += 1;
+    }
+    is_interesting(dir, &word[..len])
 }
 
 /// The end (one past its LF) of the first line end at or after `from`, and
@@ -186,9 +227,13 @@ fn partial_command_word(partial: &[u8]) -> Option<(&[u8], bool)> {
             rest = trim_spaces(&rest[space..]);
         }
     }
+    // A word longer than any we act on is cut there, and settled: no caller
+    // needs more of it, and lines of bytes that are not IRC go by unscanned.
+    let head = &rest[..rest.len().min(LONGEST_COMMAND + 1)];
     Some(
-        match rest.iter().position(|&b| matches!(b, b' ' | b'\r' | b'\n')) {
+        match head.iter().position(|&b| matches!(b, b' ' | b'\r' | b'\n')) {
             Some(end) => (&rest[..end], true),
+            None if head.len() > LONGEST_COMMAND => (head, true),
             None => (rest, false),
         },
     )
@@ -713,6 +758,55 @@ impl ProtocolSession for IrcSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_command_we_act_on_is_longer_than_longest_command() {
+        for dir in [Direction::Outgoing, Direction::Incoming] {
+            assert!(wanted(dir).iter().all(|w| w.len() <= LONGEST_COMMAND));
+        }
+    }
+
+    /// The check of a line's InspIRCd reading, done without building that
+    /// reading, agrees with the reading itself on lines full of CRs, NULs,
+    /// spaces, prefixes and commands.
+    #[test]
+    fn the_joined_reading_is_judged_without_being_built() {
+        let pieces: [&[u8]; 12] = [
+            b"\r",
+            b"\0",
+            b" ",
+            b":",
+            b"@",
+            b"PRIV",
+            b"MSG",
+            b"NOTICE",
+            b"x",
+            b"n!u@h",
+            b"\n",
+            b"PRIVMSGS",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut body = Vec::new();
+            for _ in 0..(seed % 7) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                body.extend_from_slice(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            let joined: Vec<u8> = joined_reading(&body).collect();
+            for dir in [Direction::Outgoing, Direction::Incoming] {
+                let built = partial_command_word(&joined)
+                    .is_some_and(|(word, _)| is_interesting(dir, word));
+                assert_eq!(
+                    joined_command_matters(dir, &body),
+                    built,
+                    "{:?}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
 
     #[test]
     fn the_quick_command_check_finds_what_the_parser_finds() {
