@@ -463,9 +463,13 @@ fn myisam_and_kill_9_repeat_at_most_the_one_row_the_log_names() -> anyhow::Resul
         let twice = (1..rows.len())
             .find(|&i| rows[i] == rows[i - 1])
             .expect("the repeated row next to its first copy");
-        // Event n has sequence number n + 1 in the journal.
+        // The row holds "event n", which has sequence number n + 1 in the journal.
+        let n: usize = rows[twice]
+            .strip_prefix("event ")
+            .and_then(|n| n.parse().ok())
+            .expect("an event's text");
         assert!(
-            output.contains(&format!("the row of event {} of ", twice + 1)),
+            output.contains(&format!("the row of event {} of ", n + 1)),
             "row {twice} ({}) repeated, but the log named another: {output}",
             rows[twice]
         );
