@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-pub const DEADLINE: Duration = Duration::from_secs(20);
+/// Long enough for a real server or browser to start on a busy 2-core machine
+/// running two tests at once.
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Poll `check` until it returns `Some`, or fail with `what` and the last state.
 pub fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
