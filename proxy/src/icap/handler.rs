@@ -87,6 +87,13 @@ impl Judge<'_> {
             event,
             self.now,
         );
+        crate::metrics::event(
+            &decided.protocol,
+            event.kind,
+            event.direction,
+            decided.blocked,
+            0,
+        );
         self.records.extend(record);
         decided
     }
@@ -115,6 +122,28 @@ mod tests {
             text: "hi".into(),
             encrypted: false,
         }
+    }
+
+    /// Chat over ICAP is counted in /metrics as the relay's is.
+    #[test]
+    fn judged_events_are_counted_in_the_metrics() {
+        let (config, filters) = judge_with("", "");
+        let mut judge = Judge {
+            filters,
+            config: &config,
+            client: "10.0.0.2:0".into(),
+            conversations: None,
+            now: 1,
+            records: vec![],
+        };
+        judge.event("MetricsChat".into(), &message_to("bob"));
+        let counted = crate::metrics::get().encode();
+        assert!(
+            counted.contains(
+                "imspector_events_total{protocol=\"MetricsChat\",type=\"message\",direction=\"out\"} 1"
+            ),
+            "{counted}"
+        );
     }
 
     #[test]
