@@ -6,7 +6,6 @@ mod support;
 
 use imspector_protocols::invariants::replay;
 use imspector_protocols::msn::MsnSession;
-use imspector_protocols::Direction;
 
 #[test]
 fn msn_captures_give_the_expected_events() {
@@ -25,17 +24,7 @@ fn msn_captures_give_the_expected_events() {
 
 #[test]
 fn msn_capture_split_into_single_bytes() {
-    for stream in support::streams("msn") {
-        let bytes: Vec<(Direction, Vec<u8>)> = stream
-            .chunks
-            .iter()
-            .flat_map(|(d, b)| b.iter().map(|&x| (*d, vec![x])).collect::<Vec<_>>())
-            .collect();
-        let refs: Vec<(Direction, &[u8])> = bytes.iter().map(|(d, b)| (*d, b.as_slice())).collect();
-        let whole = replay(&mut MsnSession::default(), &stream.chunk_refs());
-        let split = replay(&mut MsnSession::default(), &refs);
-        assert_eq!(split.events, whole.events, "{}", stream.name);
-    }
+    support::assert_single_bytes_give_the_same_events::<MsnSession>(&support::streams("msn"));
 }
 
 #[test]

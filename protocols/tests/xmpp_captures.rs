@@ -6,7 +6,6 @@ mod support;
 
 use imspector_protocols::invariants::replay;
 use imspector_protocols::xmpp::XmppSession;
-use imspector_protocols::Direction;
 
 /// Streams joined across their gaps (they fall between stanzas); the
 /// expectations name the full local JID, the log the bare one.
@@ -36,17 +35,7 @@ fn xmpp_captures_give_the_expected_events() {
 
 #[test]
 fn xmpp_capture_split_into_single_bytes() {
-    for stream in streams() {
-        let bytes: Vec<(Direction, Vec<u8>)> = stream
-            .chunks
-            .iter()
-            .flat_map(|(d, b)| b.iter().map(|&x| (*d, vec![x])).collect::<Vec<_>>())
-            .collect();
-        let refs: Vec<(Direction, &[u8])> = bytes.iter().map(|(d, b)| (*d, b.as_slice())).collect();
-        let whole = replay(&mut XmppSession::default(), &stream.chunk_refs());
-        let split = replay(&mut XmppSession::default(), &refs);
-        assert_eq!(split.events, whole.events, "{}", stream.name);
-    }
+    support::assert_single_bytes_give_the_same_events::<XmppSession>(&streams());
 }
 
 #[test]

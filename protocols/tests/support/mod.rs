@@ -147,6 +147,24 @@ pub fn assert_expected_events(stream: &Stream, events: &[ChatEvent]) {
     }
 }
 
+/// Each stream fed one byte at a time gives the events it gives whole.
+#[allow(dead_code)] // each test binary compiles all of support; two use this
+pub fn assert_single_bytes_give_the_same_events<S: ProtocolSession + Default + Clone>(
+    streams: &[Stream],
+) {
+    for stream in streams {
+        let bytes: Vec<(Direction, Vec<u8>)> = stream
+            .chunks
+            .iter()
+            .flat_map(|(d, b)| b.iter().map(|&x| (*d, vec![x])).collect::<Vec<_>>())
+            .collect();
+        let refs: Vec<(Direction, &[u8])> = bytes.iter().map(|(d, b)| (*d, b.as_slice())).collect();
+        let whole = replay(&mut S::default(), &stream.chunk_refs());
+        let split = replay(&mut S::default(), &refs);
+        assert_eq!(split.events, whole.events, "{}", stream.name);
+    }
+}
+
 /// Replay every stream of `protocol` `rounds` times, with one chunk in four
 /// damaged and every chunk cut at random points: the invariants of
 /// `invariants::replay` must hold throughout.
