@@ -2,7 +2,7 @@
 //! test server, real iptables REDIRECT rules, the imspector binary in the
 //! gateway namespace.
 
-use imspector::filter::testing::{self, FilterRig, Outcome};
+use imspector::filter::testing::{self, FilterRig, Outcome, Seen};
 use imspector_e2e::gadugadu::bitlbee::Bitlbee;
 use imspector_e2e::gadugadu::{Generation, GgClient, GgServer};
 use imspector_e2e::imspector::{assert_lines, now};
@@ -124,8 +124,7 @@ struct GgFilterRig {
     /// Messages sent so far, so each `send` finds its own log line.
     sent: usize,
     /// Messages bob already got from alice, notices alice already got.
-    delivered_seen: usize,
-    notices_seen: usize,
+    seen: Seen,
 }
 
 impl GgFilterRig {
@@ -135,8 +134,7 @@ impl GgFilterRig {
             scene: scene(generation, &base_config)?,
             base_config,
             sent: 0,
-            delivered_seen: 0,
-            notices_seen: 0,
+            seen: Seen::default(),
         })
     }
 
@@ -173,21 +171,12 @@ impl FilterRig for GgFilterRig {
             .ims
             .wait_logged("Gadu-Gadu", "1001", "1002", self.sent)
             .map_err(e)?;
-        let got = s.bob.messages_from(ALICE);
-        let delivered = got[self.delivered_seen..].to_vec();
-        self.delivered_seen = got.len();
-        if delivered.len() > 1 {
-            return Err(format!("bob got several messages: {delivered:?}"));
-        }
         // Bob never writes to alice here: all she gets from him are notices.
-        let notices = s.alice.messages_from(BOB);
-        let new_notices = notices[self.notices_seen..].to_vec();
-        self.notices_seen = notices.len();
-        Ok(Outcome {
-            delivered: delivered.into_iter().next(),
-            notices: new_notices,
+        self.seen.outcome(
+            &s.bob.messages_from(ALICE),
+            &s.alice.messages_from(BOB),
             logged,
-        })
+        )
     }
 }
 

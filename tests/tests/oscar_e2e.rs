@@ -2,7 +2,7 @@
 //! scripted client for each user, the login on port 5190 and BOS on 5191
 //! (both redirected to the daemon), real iptables rules in the gateway.
 
-use imspector::filter::testing::{self, FilterRig, Outcome};
+use imspector::filter::testing::{self, FilterRig, Outcome, Seen};
 use imspector_e2e::imspector::{assert_lines, now};
 use imspector_e2e::oscar::barnowl::BarnOwl;
 use imspector_e2e::oscar::client::Received;
@@ -215,8 +215,7 @@ fn malformed_oscar_is_relayed_with_a_clear_log_line() -> anyhow::Result<()> {
 struct OscarFilterRig {
     scene: Scene,
     sent: usize,
-    delivered_seen: usize,
-    notices_seen: usize,
+    seen: Seen,
 }
 
 impl OscarFilterRig {
@@ -257,21 +256,12 @@ impl FilterRig for OscarFilterRig {
             .ims
             .wait_logged("ICQ-AIM", "alicesmith", BOB, self.sent)
             .map_err(e)?;
-        let got = s.bob.messages_from(ALICE);
-        let delivered = got[self.delivered_seen..].to_vec();
-        self.delivered_seen = got.len();
-        if delivered.len() > 1 {
-            return Err(format!("bob got several messages: {delivered:?}"));
-        }
         // Bob never writes to alice here: all she gets from him are notices.
-        let notices = s.alice.messages_from(BOB);
-        let new_notices = notices[self.notices_seen..].to_vec();
-        self.notices_seen = notices.len();
-        Ok(Outcome {
-            delivered: delivered.into_iter().next(),
-            notices: new_notices,
+        self.seen.outcome(
+            &s.bob.messages_from(ALICE),
+            &s.alice.messages_from(BOB),
             logged,
-        })
+        )
     }
 }
 
@@ -280,8 +270,7 @@ fn filter_scenarios_through_scripted_oscar_clients() -> anyhow::Result<()> {
     let mut rig = OscarFilterRig {
         scene: scene(CONFIG)?,
         sent: 0,
-        delivered_seen: 0,
-        notices_seen: 0,
+        seen: Seen::default(),
     };
     let dir = rig.scene.rig.subdir("scenarios")?;
     testing::run_all(&mut rig, &dir);
