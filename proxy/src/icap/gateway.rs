@@ -274,7 +274,7 @@ mod tests {
     use crate::config::Config;
     use crate::filter::FilterChain;
     use crate::icap::http::HttpResponse;
-    use crate::icap::testing::{judge_with, request};
+    use crate::icap::testing::{judge_for, judge_with, request};
 
     /// One exchange of a gateway session, as the MSN HTTP gateway documentation
     /// describes it: the request's query, its body, the response's session
@@ -304,12 +304,8 @@ mod tests {
     /// The judge of one client's transactions.
     fn judge(config: &Config, filters: Arc<FilterChain>) -> Judge<'_> {
         Judge {
-            filters,
-            config,
-            client: "10.0.0.2:1025".into(),
-            conversations: None,
             now: 1_700_000_000,
-            records: vec![],
+            ..judge_for(config, filters, "10.0.0.2:1025")
         }
     }
 

@@ -109,7 +109,7 @@ mod tests {
     use imspector_protocols::{Direction, EventType};
 
     use super::*;
-    use crate::icap::testing::judge_with;
+    use crate::icap::testing::{judge_for, judge_with};
 
     fn message_to(remote_id: &str) -> ChatEvent {
         ChatEvent {
@@ -128,14 +128,7 @@ mod tests {
     #[test]
     fn judged_events_are_counted_in_the_metrics() {
         let (config, filters) = judge_with("", "");
-        let mut judge = Judge {
-            filters,
-            config: &config,
-            client: "10.0.0.2:0".into(),
-            conversations: None,
-            now: 1,
-            records: vec![],
-        };
+        let mut judge = judge_for(&config, filters, "10.0.0.2:0");
         judge.event("MetricsChat".into(), &message_to("bob"));
         let counted = crate::metrics::get().encode();
         assert!(

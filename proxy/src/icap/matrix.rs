@@ -329,7 +329,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::icap::testing::{judge_with, request};
+    use crate::icap::testing::{judge_for, judge_with, request};
 
     fn put(path: &str, token: &str) -> HttpRequest {
         request(&format!(
@@ -381,14 +381,7 @@ mod tests {
     fn the_user_comes_from_login_and_messages_are_logged_by_room() {
         let m = Matrix::default();
         let (config, filters) = judge_with("", "");
-        let mut judge = Judge {
-            filters,
-            config: &config,
-            client: "10.0.0.2:0".into(),
-            conversations: None,
-            now: 1,
-            records: vec![],
-        };
+        let mut judge = judge_for(&config, filters, "10.0.0.2:0");
         let login = request("POST /_matrix/client/v3/login HTTP/1.1\r\nHost: m\r\n\r\n");
         assert!(m.wants(&respmod(login.clone())));
         let verdict = m.inspect(
@@ -433,14 +426,7 @@ mod tests {
     fn sync_logs_what_others_said_and_drops_what_is_blocked() {
         let m = Matrix::default();
         let (config, filters) = judge_with("darn\n", "badwords_block_count=1\n");
-        let mut judge = Judge {
-            filters,
-            config: &config,
-            client: "10.0.0.2:0".into(),
-            conversations: None,
-            now: 1,
-            records: vec![],
-        };
+        let mut judge = judge_for(&config, filters, "10.0.0.2:0");
         let whoami = request(
             "GET /_matrix/client/v3/account/whoami HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n",
         );
@@ -484,14 +470,7 @@ mod tests {
     fn blocked_messages_are_refused_and_rewritten_ones_lose_their_html() {
         let m = Matrix::default();
         let (config, filters) = judge_with("darn\n", "badwords_block_count=1\n");
-        let mut judge = Judge {
-            filters,
-            config: &config,
-            client: "c".into(),
-            conversations: None,
-            now: 1,
-            records: vec![],
-        };
+        let mut judge = judge_for(&config, filters, "c");
         let send = reqmod(put(SEND, "t"));
         let verdict = m.inspect(&send, br#"{"msgtype":"m.text","body":"darn","format":"org.matrix.custom.html","formatted_body":"<b>darn</b>"}"#, &mut judge);
         assert_eq!(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::handler::Judge;
 use super::http::HttpRequest;
 use crate::config::{Config, Settings};
 use crate::filter::FilterChain;
@@ -26,4 +27,16 @@ pub fn judge_with(badwords: &str, conf: &str) -> (Config, Arc<FilterChain>) {
 
 pub fn request(head: &str) -> HttpRequest {
     HttpRequest::parse(Bytes::from(head.to_string())).expect("request head")
+}
+
+/// A judge of `client`'s transactions without a conversation limit, at time 1.
+pub fn judge_for<'a>(config: &'a Config, filters: Arc<FilterChain>, client: &str) -> Judge<'a> {
+    Judge {
+        filters,
+        config,
+        client: client.into(),
+        conversations: None,
+        now: 1,
+        records: vec![],
+    }
 }

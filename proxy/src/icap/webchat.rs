@@ -296,7 +296,7 @@ fn client_ip(client: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::icap::testing::{judge_with, request};
+    use crate::icap::testing::{judge_for, judge_with, request};
 
     fn examples() -> WebChat {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webchat-rules.txt");
@@ -313,14 +313,7 @@ mod tests {
 
     fn run(chat: &WebChat, head: &str, body: &str, badwords: &str) -> (Verdict, Vec<String>) {
         let (config, filters) = judge_with(badwords, "badwords_block_count=1\n");
-        let mut judge = Judge {
-            filters,
-            config: &config,
-            client: "10.0.0.2:40000".into(),
-            conversations: None,
-            now: 1,
-            records: vec![],
-        };
+        let mut judge = judge_for(&config, filters, "10.0.0.2:40000");
         let exchange = reqmod(head);
         assert!(chat.wants(&exchange), "{head}");
         let verdict = chat.inspect(&exchange, body.as_bytes(), &mut judge);
