@@ -25,6 +25,22 @@ fn icap_addr() -> SocketAddr {
     ICAP.parse().unwrap()
 }
 
+/// Squid in the gateway for the rig's clients, sending what goes to the
+/// rig's server through the ICAP service (squid/icap.conf); `extra` are lines
+/// of the test's own.
+fn chat_squid(rig: &Rig, extra: &str) -> anyhow::Result<Squid> {
+    Squid::start_with(
+        &rig.gateway,
+        &rig.subdir("squid")?,
+        &format!("{}/24", rig.client_ip),
+        &format!(
+            "{extra}acl imspector_chat dst {}\nhttp_access allow localnet\n",
+            rig.server_ip
+        ),
+        &["icap.conf"],
+    )
+}
+
 #[test]
 fn matrix_through_squid_is_logged_filtered_and_blocked() -> anyhow::Result<()> {
     let rig = Rig::new()?;
@@ -41,16 +57,7 @@ fn matrix_through_squid_is_logged_filtered_and_blocked() -> anyhow::Result<()> {
         ),
     )?;
     ims.wait_output("ICAP service on icap://127.0.0.1:1344")?;
-    let _squid = Squid::start_with(
-        &rig.gateway,
-        &rig.subdir("squid")?,
-        &format!("{}/24", rig.client_ip),
-        &format!(
-            "acl imspector_chat dst {}\nhttp_access allow localnet\n",
-            rig.server_ip
-        ),
-        &["icap.conf"],
-    )?;
+    let _squid = chat_squid(&rig, "")?;
     synapse.register(&rig.server, "alice", "alice-pw")?;
     synapse.register(&rig.server, "bob", "bob-pw")?;
     let since_time = now();
@@ -423,16 +430,7 @@ fn web_chat_rules_log_rewrite_and_block_through_squid() -> anyhow::Result<()> {
     let chat = SocketAddr::from((rig.server_ip, 3000));
     let server =
         imspector_e2e::icap::RecordingServer::start(&rig.server, &rig.subdir("chat")?, chat)?;
-    let _squid = Squid::start_with(
-        &rig.gateway,
-        &rig.subdir("squid")?,
-        &format!("{}/24", rig.client_ip),
-        &format!(
-            "acl imspector_chat dst {}\nhttp_access allow localnet\n",
-            rig.server_ip
-        ),
-        &["icap.conf"],
-    )?;
+    let _squid = chat_squid(&rig, "")?;
     let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
     let post_to = |path: &str, body: &str| -> anyhow::Result<String> {
         rig.client.exec(
@@ -616,17 +614,7 @@ fn msn_gateway_through_squid_is_logged_rewritten_and_blocked() -> anyhow::Result
     let squid_dir = rig.subdir("squid")?;
     let hosts = squid_dir.join("hosts");
     std::fs::write(&hosts, format!("{} {GATEWAY_HOST}\n", rig.server_ip))?;
-    let squid = Squid::start_with(
-        &rig.gateway,
-        &squid_dir,
-        &format!("{}/24", rig.client_ip),
-        &format!(
-            "hosts_file {}\nacl imspector_chat dst {}\nhttp_access allow localnet\n",
-            hosts.display(),
-            rig.server_ip
-        ),
-        &["icap.conf"],
-    )?;
+    let squid = chat_squid(&rig, &format!("hosts_file {}\n", hosts.display()))?;
     let since = now();
     let proxy = SocketAddr::from((rig.gateway_ip_towards_client(), SQUID_PORT));
     // The open and the call: the login reaches each end unchanged.
