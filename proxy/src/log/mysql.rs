@@ -29,6 +29,24 @@ pub struct MysqlTarget {
     pub password: String,
 }
 
+impl MysqlTarget {
+    /// How to connect: the socket if there is one, else server and port,
+    /// with the I/O timeouts of every statement.
+    pub fn opts(&self) -> OptsBuilder {
+        OptsBuilder::new()
+            .ip_or_hostname(Some(self.server.clone()))
+            .tcp_port(self.port.unwrap_or(3306))
+            .socket(self.socket.clone())
+            .prefer_socket(false)
+            .db_name(Some(self.database.clone()))
+            .user(Some(self.username.clone()))
+            .pass(Some(self.password.clone()))
+            .tcp_connect_timeout(Some(TIMEOUT))
+            .read_timeout(Some(TIMEOUT))
+            .write_timeout(Some(TIMEOUT))
+    }
+}
+
 /// The columns of `messages`, whether its engine has transactions, and the
 /// size in bytes of each column (`None` when unbounded or not text).
 type Described = (Vec<String>, bool, Vec<(String, Option<u64>)>);
@@ -73,18 +91,7 @@ impl MysqlBackend {
 
     fn open(&self, spool: &str) -> Result<(Conn, Table, Progress), SinkError> {
         let t = &self.target;
-        let opts = OptsBuilder::new()
-            .ip_or_hostname(Some(t.server.clone()))
-            .tcp_port(t.port.unwrap_or(3306))
-            .socket(t.socket.clone())
-            .prefer_socket(false)
-            .db_name(Some(t.database.clone()))
-            .user(Some(t.username.clone()))
-            .pass(Some(t.password.clone()))
-            .tcp_connect_timeout(Some(TIMEOUT))
-            .read_timeout(Some(TIMEOUT))
-            .write_timeout(Some(TIMEOUT));
-        let mut conn = Conn::new(opts).map_err(|e| self.err(e))?;
+        let mut conn = Conn::new(t.opts()).map_err(|e| self.err(e))?;
         let described = (|| -> mysql::Result<Described> {
             conn.query_drop("SET NAMES utf8mb4")?;
             conn.query_drop(format!(

@@ -217,18 +217,7 @@ struct Mysql(mysql::Conn);
 
 impl Mysql {
     fn connect(t: &MysqlTarget) -> anyhow::Result<Self> {
-        let opts = mysql::OptsBuilder::new()
-            .ip_or_hostname(Some(t.server.clone()))
-            .tcp_port(t.port.unwrap_or(3306))
-            .socket(t.socket.clone())
-            .prefer_socket(false)
-            .db_name(Some(t.database.clone()))
-            .user(Some(t.username.clone()))
-            .pass(Some(t.password.clone()))
-            .tcp_connect_timeout(Some(TIMEOUT))
-            .read_timeout(Some(TIMEOUT))
-            .write_timeout(Some(TIMEOUT))
-            .init(vec!["SET NAMES utf8mb4"]);
+        let opts = t.opts().init(vec!["SET NAMES utf8mb4"]);
         let mut conn = mysql::Conn::new(opts)?;
         // MariaDB's name, then MySQL's (in milliseconds).
         if conn
