@@ -37,7 +37,8 @@ pub struct StopLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BytesLabels {
-    pub protocol: String,
+    /// Static: counted per read, so no name is copied for it.
+    pub protocol: &'static str,
     pub direction: &'static str,
 }
 
@@ -202,6 +203,89 @@ pub fn event(p: &str, kind: EventType, dir: Direction, filtered: bool, notices: 
     }
 }
 
+/// One connection's event counters, each looked up in its family once,
+/// and counted once per read ([`EventTally`]) rather than per event.
+pub struct EventCounters {
+    protocol: &'static str,
+    /// By [`EventType::code`] - 1, then outgoing, incoming.
+    events: [[OnceLock<Counter>; 2]; 4],
+    filtered: OnceLock<Counter>,
+    notices: OnceLock<Counter>,
+}
+
+/// The events of one read, counted before they go to [`EventCounters::add`].
+#[derive(Default)]
+pub struct EventTally {
+    events: [[u64; 2]; 4],
+    filtered: u64,
+    notices: u64,
+}
+
+/// Where [`EventTally`] and [`EventCounters`] keep an event of `kind` going `dir`.
+fn slot(kind: EventType, dir: Direction) -> (usize, usize) {
+    (
+        usize::from(kind.code() - 1),
+        usize::from(dir == Direction::Incoming),
+    )
+}
+
+impl EventTally {
+    /// As [`event`] counts it.
+    pub fn count(&mut self, kind: EventType, dir: Direction, filtered: bool, notices: usize) {
+        let (k, d) = slot(kind, dir);
+        self.events[k][d] += 1;
+        self.filtered += u64::from(filtered);
+        self.notices += notices as u64;
+    }
+}
+
+impl EventCounters {
+    pub fn new(protocol: &'static str) -> Self {
+        EventCounters {
+            protocol,
+            events: Default::default(),
+            filtered: OnceLock::new(),
+            notices: OnceLock::new(),
+        }
+    }
+
+    /// Count what `tally` holds.
+    pub fn add(&self, tally: &EventTally) {
+        let m = get();
+        let kinds = [
+            EventType::Message,
+            EventType::File,
+            EventType::Typing,
+            EventType::Webcam,
+        ];
+        for kind in kinds {
+            for dir in [Direction::Outgoing, Direction::Incoming] {
+                let (k, d) = slot(kind, dir);
+                if tally.events[k][d] > 0 {
+                    let labels = || EventLabels {
+                        protocol: self.protocol.to_string(),
+                        r#type: kind.name(),
+                        direction: direction(dir),
+                    };
+                    let counter =
+                        self.events[k][d].get_or_init(|| m.events.get_or_create(&labels()).clone());
+                    counter.inc_by(tally.events[k][d]);
+                }
+            }
+        }
+        for (family, counter, n) in [
+            (&m.filtered, &self.filtered, tally.filtered),
+            (&m.notices, &self.notices, tally.notices),
+        ] {
+            if n > 0 {
+                counter
+                    .get_or_init(|| family.get_or_create(&protocol(self.protocol)).clone())
+                    .inc_by(n);
+            }
+        }
+    }
+}
+
 pub fn parser_stopped(p: &str, stop: &Stop) {
     let reason = match stop {
         Stop::Encrypted(_) => "encrypted",
@@ -230,11 +314,11 @@ pub fn new_conversation_refused(p: &str) {
         .inc();
 }
 
-pub fn relayed(p: &str, dir: Direction, bytes: usize) {
+pub fn relayed(p: &'static str, dir: Direction, bytes: usize) {
     get()
         .bytes
         .get_or_create(&BytesLabels {
-            protocol: p.to_string(),
+            protocol: p,
             direction: direction(dir),
         })
         .inc_by(bytes as u64);

@@ -1,6 +1,7 @@
 //! One task per connection: find the original destination, connect there, and
 //! relay both directions through the protocol's parser, the filters and the logger.
 
+mod conversations;
 mod link;
 
 use std::borrow::Cow;
@@ -18,6 +19,7 @@ use imspector_protocols::{
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use conversations::{Conversations, Ids};
 use link::Link;
 
 use crate::budget::{self, Budget, Release, Share};
@@ -188,7 +190,7 @@ pub async fn relay_inspected(
     let share = shared.budget.share();
     let inspector = Inspector {
         kind,
-        client: client_name.clone(),
+        client: client_name.as_str().into(),
         client_ip: net::plain_ip(peer.ip()),
         parser: Mutex::new(parser),
         release: share.release.clone(),
@@ -197,6 +199,8 @@ pub async fn relay_inspected(
         opened: Instant::now(),
         last_read_ms: AtomicU64::new(0),
         dst: dst_addr,
+        conversations: Mutex::default(),
+        counters: crate::metrics::EventCounters::new(kind.log_name()),
     };
     let (links, initial) = match &inspector.shared.tls {
         Some(interceptor) if direct_tls => {
@@ -218,7 +222,8 @@ pub async fn relay_inspected(
 /// The per-connection state both directions share.
 struct Inspector {
     kind: ProtocolKind,
-    client: String,
+    /// Shared with every log record of the connection.
+    client: Arc<str>,
     /// The client's address, which `max_new_conversations` counts by.
     client_ip: IpAddr,
     /// `None` once the connection is relayed plainly (no parser, encrypted, or
@@ -234,6 +239,9 @@ struct Inspector {
     share: Mutex<Share>,
     /// Set when the budget releases this connection to plain relay.
     release: Arc<Release>,
+    /// The conversations seen, so that their events share ids and admission.
+    conversations: Mutex<Conversations>,
+    counters: crate::metrics::EventCounters,
 }
 
 /// Which socket bytes go to.
@@ -252,6 +260,8 @@ struct Processed {
     close: bool,
     /// The core saw a STARTTLS go through and TLS is intercepted.
     start_tls: bool,
+    /// The events judged, for the metrics.
+    tally: crate::metrics::EventTally,
 }
 
 /// Why a direction stopped relaying.
@@ -634,6 +644,7 @@ impl Inspector {
         }
         let core = guard.as_ref().map_or(0, |parser| parser.held());
         drop(guard);
+        self.counters.add(&processed.tally);
         self.account(dir, pending, core);
         processed
     }
@@ -754,8 +765,8 @@ impl Inspector {
                 protocol: self.kind.log_name().into(),
                 outgoing: event.direction == Direction::Outgoing,
                 kind: event.kind,
-                local_id: event.local_id.to_lowercase(),
-                remote_id: event.remote_id.to_lowercase(),
+                local_id: event.local_id.to_lowercase().into(),
+                remote_id: event.remote_id.to_lowercase().into(),
                 filtered: close,
                 categories: "uninspectable;".into(),
                 data: format!(
@@ -787,48 +798,37 @@ impl Inspector {
         let filters = self.shared.filters();
         let config = &self.shared.config;
         let now = unix_now();
-        let judge = |event, blocked| {
-            let protocol = self.kind.log_name().into();
-            judge_event_from(
-                &filters,
-                config,
-                &self.client,
-                protocol,
-                event,
-                now,
-                blocked,
-            )
-        };
+        let protocol = || Cow::Borrowed(self.kind.log_name());
         // log_failure=block: nothing can store the events, so chat stops.
         let unlogged = config.block_unlogged && !self.shared.logger.storing();
+        let refusals = self.admit(&pdu.events);
         // max_new_conversations: a refused event is neither judged nor logged,
         // and the PDU goes to none of its targets.
-        let refusals: Vec<Option<FilterEvent>> = pdu
-            .events
-            .iter()
-            .map(|event| {
-                let limit = &self.shared.new_conversations;
-                let protocol = self.kind.log_name().into();
-                refused_conversation(limit, config, &self.client, self.client_ip, protocol, event)
-            })
-            .collect();
-        let any_refused = refusals.iter().any(Option::is_some);
-        let mut judged: Vec<_> = pdu
+        let any_refused = refusals.iter().any(|(_, refusal)| refusal.is_some());
+        let mut judged: Vec<Judged> = pdu
             .events
             .iter()
             .zip(refusals)
-            .map(|(event, refusal)| match refusal {
-                Some(refusal) => (refusal, None),
-                None => judge(event, unlogged || any_refused),
+            .map(|(event, (ids, refusal))| match refusal {
+                Some(refusal) => Judged {
+                    ids,
+                    decided: refusal,
+                    logged: false,
+                },
+                None => Judged {
+                    decided: decide(&filters, protocol(), event, &ids, unlogged || any_refused),
+                    logged: is_logged(config, event.kind),
+                    ids,
+                },
             })
             .collect();
-        let blocked = judged.iter().any(|(fe, _)| fe.blocked);
+        let blocked = judged.iter().any(|j| j.decided.blocked);
         let new_text = pdu
             .events
             .iter()
             .zip(&judged)
-            .find(|(event, (fe, _))| fe.text != event.text)
-            .map(|(_, (fe, _))| fe.text.clone());
+            .find(|(event, j)| j.decided.text != event.text)
+            .map(|(_, j)| j.decided.text.clone());
         let mut bytes = pdu.bytes.clone();
         let mut blocked_here = blocked;
         if let (Some(text), false, false) = (&new_text, blocked, late) {
@@ -842,32 +842,31 @@ impl Inspector {
                         self.kind.log_name()
                     );
                     blocked_here = true;
-                    for (event, (fe, record)) in pdu.events.iter().zip(&mut judged) {
-                        let (again, again_record) = judge(event, true);
-                        fe.notices.extend(again.notices);
-                        *record = again_record;
+                    for (event, j) in pdu.events.iter().zip(&mut judged) {
+                        let again = decide(&filters, protocol(), event, &j.ids, true);
+                        j.decided.notices.extend(again.notices);
+                        j.decided.categories = again.categories;
                     }
                 }
             }
         }
-        for (event, (fe, record)) in pdu.events.iter().zip(judged) {
+        let filtered = blocked_here && !late;
+        for (event, j) in pdu.events.into_iter().zip(judged) {
             let mut notices = 0;
-            for notice in &fe.notices {
+            for notice in &j.decided.notices {
                 if let Some(bytes) = parser.notice_to_client(&event.remote_id, notice) {
                     processed.output.push((Side::Client, bytes));
                     notices += 1;
                 }
             }
-            let filtered = blocked_here && !late;
-            crate::metrics::event(
-                self.kind.log_name(),
-                event.kind,
-                event.direction,
-                filtered,
-                notices,
-            );
-            if let Some(mut record) = record {
+            processed
+                .tally
+                .count(event.kind, event.direction, filtered, notices);
+            if j.logged {
                 // A PDU goes to all its targets or to none.
+                let mut record = record(config, &self.client, &j.decided, now, || {
+                    event_data_of(event)
+                });
                 record.filtered = filtered;
                 processed.events.push(record);
             }
@@ -886,6 +885,46 @@ impl Inspector {
             processed.output.push((dst, bytes));
         }
     }
+
+    /// Each event's conversation ids, and its refusal if `max_new_conversations`
+    /// refuses it (a conversation admitted a moment ago is not asked again).
+    fn admit(&self, events: &[ChatEvent]) -> Vec<(Ids, Option<FilterEvent>)> {
+        let now = std::time::Instant::now();
+        let mut conversations = self
+            .conversations
+            .lock()
+            .expect("conversations lock poisoned");
+        events
+            .iter()
+            .map(|event| {
+                let (ids, admitted) = conversations.ids(event, now);
+                if admitted {
+                    return (ids, None);
+                }
+                let refusal = refusal(
+                    &self.shared.new_conversations,
+                    &self.shared.config,
+                    &self.client,
+                    self.client_ip,
+                    Cow::Borrowed(self.kind.log_name()),
+                    (event, &ids),
+                    now,
+                );
+                if refusal.is_none() {
+                    conversations.admitted(event, now);
+                }
+                (ids, refusal)
+            })
+            .collect()
+    }
+}
+
+/// One event of a PDU, judged.
+struct Judged {
+    ids: Ids,
+    decided: FilterEvent,
+    /// False for a refused event and a typing event that is not logged.
+    logged: bool,
 }
 
 /// `max_new_conversations` for one event of `client` (counted by its address
@@ -900,26 +939,38 @@ pub fn refused_conversation(
     protocol: Cow<'static, str>,
     event: &ChatEvent,
 ) -> Option<FilterEvent> {
-    let refusal = filter_event(protocol, event, true);
+    let ids = Ids::of(event);
+    let now = std::time::Instant::now();
+    refusal(limit, config, client, ip, protocol, (event, &ids), now)
+}
+
+/// [`refused_conversation`], for an event whose conversation has `ids`.
+fn refusal(
+    limit: &NewConversations,
+    config: &Config,
+    client: &str,
+    ip: IpAddr,
+    protocol: Cow<'static, str>,
+    (event, ids): (&ChatEvent, &Ids),
+    now: std::time::Instant,
+) -> Option<FilterEvent> {
     let conversation = Conversation {
-        protocol: &refusal.protocol,
-        local_id: &refusal.local_id,
-        remote_id: &refusal.remote_id,
+        protocol: &protocol,
+        local_id: &ids.local,
+        remote_id: &ids.remote,
         direction: event.direction,
     };
-    let Admission::Refused { warn } = limit.admit(ip, &conversation, std::time::Instant::now())
-    else {
+    let Admission::Refused { warn } = limit.admit(ip, &conversation, now) else {
         return None;
     };
     let max = config.max_new_conversations;
-    crate::metrics::new_conversation_refused(&refusal.protocol);
+    crate::metrics::new_conversation_refused(&protocol);
     if let Some(refused) = warn {
         log::warn!(
-            "{client}: {}: {ip} is in more new conversations than max_new_conversations ({max} a minute each way); {refused} messages of new conversations were neither delivered nor logged since the last warning",
-            refusal.protocol
+            "{client}: {protocol}: {ip} is in more new conversations than max_new_conversations ({max} a minute each way); {refused} messages of new conversations were neither delivered nor logged since the last warning",
         );
     }
-    let mut refusal = refusal;
+    let mut refusal = filter_event(protocol, event, ids, true);
     if event.direction == Direction::Outgoing {
         refusal.notices.push(format!(
             "IMSpector: more than {max} new conversations a minute from this computer (max_new_conversations); this message was not sent"
@@ -939,52 +990,82 @@ pub fn judge_event(
     event: &ChatEvent,
     now: i64,
 ) -> (FilterEvent, Option<LogEvent>) {
-    judge_event_from(filters, config, client, protocol, event, now, false)
+    let decided = decide(filters, protocol, event, &Ids::of(event), false);
+    let record = is_logged(config, event.kind)
+        .then(|| record(config, &client.into(), &decided, now, || event.event_data()));
+    (decided, record)
 }
 
-/// [`judge_event`], with the event already `blocked` before the filters run
-/// (they still add their categories and the blocked notice).
-fn judge_event_from(
+/// What the filters decide for `event` (already `blocked` before they run:
+/// they still add their categories and the blocked notice).
+fn decide(
     filters: &FilterChain,
-    config: &Config,
-    client: &str,
     protocol: Cow<'static, str>,
     event: &ChatEvent,
-    now: i64,
+    ids: &Ids,
     blocked: bool,
-) -> (FilterEvent, Option<LogEvent>) {
-    let mut fe = filter_event(protocol, event, blocked);
-    filters.apply(&mut fe);
-    if event.kind == EventType::Typing && !config.log_typing_events {
-        return (fe, None);
-    }
-    let record = LogEvent {
+) -> FilterEvent {
+    let mut decided = filter_event(protocol, event, ids, blocked);
+    filters.apply(&mut decided);
+    decided
+}
+
+/// Whether events of `kind` are logged (typing only with `log_typing_events`).
+fn is_logged(config: &Config, kind: EventType) -> bool {
+    kind != EventType::Typing || config.log_typing_events
+}
+
+/// The log record of an event the filters `decided`; `data` makes its event
+/// data (the text before any filter changed it), unless `hide_eventdata` hides it.
+fn record(
+    config: &Config,
+    client: &Arc<str>,
+    decided: &FilterEvent,
+    now: i64,
+    data: impl FnOnce() -> String,
+) -> LogEvent {
+    LogEvent {
         timestamp: now,
-        client: client.to_string(),
-        protocol: fe.protocol.clone(),
-        outgoing: event.direction == Direction::Outgoing,
-        kind: event.kind,
-        local_id: fe.local_id.clone(),
-        remote_id: fe.remote_id.clone(),
-        filtered: fe.blocked,
-        categories: fe.categories.clone(),
+        client: client.clone(),
+        protocol: decided.protocol.clone(),
+        outgoing: decided.direction == Direction::Outgoing,
+        kind: decided.kind,
+        local_id: decided.local_id.clone(),
+        remote_id: decided.remote_id.clone(),
+        filtered: decided.blocked,
+        categories: decided.categories.clone(),
         data: if config.hide_eventdata {
             HIDDEN.to_string()
         } else {
-            event.event_data()
+            data()
         },
-    };
-    (fe, Some(record))
+    }
+}
+
+/// [`ChatEvent::event_data`] of an event no longer needed: its text itself
+/// when it has no prefix, so that nothing is copied.
+fn event_data_of(event: ChatEvent) -> String {
+    if event.prefix.is_empty() {
+        return event.text;
+    }
+    let mut data = event.prefix;
+    data.push_str(&event.text);
+    data
 }
 
 /// `event` as the filters see it, before they ran.
-fn filter_event(protocol: Cow<'static, str>, event: &ChatEvent, blocked: bool) -> FilterEvent {
+fn filter_event(
+    protocol: Cow<'static, str>,
+    event: &ChatEvent,
+    ids: &Ids,
+    blocked: bool,
+) -> FilterEvent {
     FilterEvent {
         protocol,
         direction: event.direction,
         kind: event.kind,
-        local_id: event.local_id.to_lowercase(),
-        remote_id: event.remote_id.to_lowercase(),
+        local_id: ids.local.clone(),
+        remote_id: ids.remote.clone(),
         group: event.group,
         encrypted: event.encrypted,
         text: event.text.clone(),

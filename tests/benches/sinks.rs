@@ -57,7 +57,7 @@ fn main() {
     // file per conversation and day).
     let events: Vec<LogEvent> = (0..EVENTS)
         .map(|n| LogEvent {
-            local_id: format!("user{}@example.org", n % 20),
+            local_id: format!("user{}@example.org", n % 20).into(),
             ..databases::event(n)
         })
         .collect();

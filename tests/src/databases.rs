@@ -388,12 +388,12 @@ pub fn event(n: usize) -> LogEvent {
     ];
     LogEvent {
         timestamp: 1_700_000_000 + n as i64,
-        client: format!("192.168.0.{}:{}", n % 250 + 1, 40000 + n),
+        client: format!("192.168.0.{}:{}", n % 250 + 1, 40000 + n).into(),
         protocol: ["IRC", "MSN", "Jabber", "Gadu-Gadu"][n % 4].into(),
         outgoing: matches!(n % 2, 0),
         kind: kinds[n % 4],
-        local_id: format!("alice{n}@example.org"),
-        remote_id: format!("#chan-{}", n % 7),
+        local_id: format!("alice{n}@example.org").into(),
+        remote_id: format!("#chan-{}", n % 7).into(),
         filtered: matches!(n % 3, 0),
         categories: if matches!(n % 5, 0) {
             format!("{} badwords;", n % 9)

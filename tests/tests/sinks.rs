@@ -29,12 +29,12 @@ struct Row {
 fn expected(e: &LogEvent, with_categories: bool) -> Row {
     Row {
         timestamp: e.timestamp,
-        client: e.client.clone(),
+        client: e.client.to_string(),
         protocol: e.protocol.to_string(),
         outgoing: e.outgoing.into(),
         kind: e.kind.code().into(),
-        local_id: e.local_id.clone(),
-        remote_id: e.remote_id.clone(),
+        local_id: e.local_id.to_string(),
+        remote_id: e.remote_id.to_string(),
         filtered: e.filtered.into(),
         categories: with_categories.then(|| e.categories.clone()),
         data: e.data.clone(),

@@ -135,8 +135,8 @@ impl Alerter {
         let mut last = self.last.lock().expect("alert lock");
         let key = (
             e.protocol.to_string(),
-            e.local_id.clone(),
-            e.remote_id.clone(),
+            e.local_id.to_string(),
+            e.remote_id.to_string(),
         );
         let now = Instant::now();
         if last.get(&key).is_some_and(|t| now - *t < interval) {
@@ -195,11 +195,11 @@ fn to_json(e: &LogEvent, matched: &[String]) -> String {
         "timestamp": e.timestamp,
         "time": time,
         "protocol": e.protocol,
-        "client": e.client,
+        "client": &*e.client,
         "direction": if e.outgoing { "out" } else { "in" },
         "type": e.kind.name(),
-        "local_id": e.local_id,
-        "remote_id": e.remote_id,
+        "local_id": &*e.local_id,
+        "remote_id": &*e.remote_id,
         "filtered": e.filtered,
         "categories": e.categories,
         "text": e.data,
@@ -250,7 +250,7 @@ mod tests {
         // The task that sends alerts is not running: nothing leaves the queue.
         let (alerter, _not_running) = Alerter::new(AlertConfig::from_settings(&s).unwrap());
         let in_room = |n: usize| LogEvent {
-            remote_id: format!("#room{n}"),
+            remote_id: format!("#room{n}").into(),
             ..event("a secret")
         };
         for n in 0..QUEUE + 5 {

@@ -130,7 +130,7 @@ impl Filter for DbFilter {
         if event.blocked {
             return;
         }
-        let (local, remote) = (event.local_id.as_str(), event.remote_id.as_str());
+        let (local, remote) = (&*event.local_id, &*event.remote_id);
         let snapshot = self.snapshot.read().expect("db filter lock poisoned");
         if snapshot.has(ACCEPT, local, remote) {
             return;

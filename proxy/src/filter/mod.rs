@@ -19,6 +19,7 @@ mod responder;
 pub mod testing;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use imspector_protocols::{Direction, EventType};
 
@@ -34,8 +35,9 @@ pub struct FilterEvent {
     pub protocol: Cow<'static, str>,
     pub direction: Direction,
     pub kind: EventType,
-    pub local_id: String,
-    pub remote_id: String,
+    /// Lower-cased; shared with the log record.
+    pub local_id: Arc<str>,
+    pub remote_id: Arc<str>,
     pub group: bool,
     /// An end-to-end encrypted message (`block_encrypted`).
     pub encrypted: bool,

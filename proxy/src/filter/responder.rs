@@ -128,8 +128,8 @@ impl Responder {
     fn due(&self, event: &FilterEvent, kind: Kind, period_secs: i64) -> bool {
         let key = Key {
             protocol: event.protocol.to_string(),
-            local: event.local_id.clone(),
-            remote: event.remote_id.clone(),
+            local: event.local_id.to_string(),
+            remote: event.remote_id.to_string(),
             kind,
         };
         let now = (self.clock)();

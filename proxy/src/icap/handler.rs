@@ -154,7 +154,7 @@ mod tests {
         assert!(!judge.event("Matrix".into(), &message_to("bob")).blocked);
         assert!(!judge.event("Matrix".into(), &message_to("bob")).blocked);
         assert!(judge.event("Matrix".into(), &message_to("carol")).blocked);
-        let logged: Vec<&str> = judge.records.iter().map(|r| r.remote_id.as_str()).collect();
+        let logged: Vec<&str> = judge.records.iter().map(|r| &*r.remote_id).collect();
         assert_eq!(logged, ["bob", "bob"]);
     }
 }

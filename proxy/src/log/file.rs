@@ -516,7 +516,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = FileSink::new(dir.path());
         let to = |n: usize| LogEvent {
-            remote_id: format!("peer{n}"),
+            remote_id: format!("peer{n}").into(),
             ..event("hi")
         };
         let many: Vec<LogEvent> = (0..MAX_OPEN_FILES + 10).map(to).collect();

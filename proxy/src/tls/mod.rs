@@ -128,12 +128,12 @@ pub fn encrypted_event(
     );
     crate::event::LogEvent {
         timestamp: chrono::Utc::now().timestamp(),
-        client: client.to_string(),
+        client: client.into(),
         protocol,
         outgoing: true,
         kind: imspector_protocols::EventType::Message,
-        local_id: client_ip.to_string(),
-        remote_id: server.clone(),
+        local_id: client_ip.into(),
+        remote_id: server.as_str().into(),
         filtered: false,
         categories: String::new(),
         data: format!(
