@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ahash::AHashMap as HashMap;
 use chrono::TimeZone;
@@ -21,9 +21,10 @@ const MAX_OPEN_FILES: usize = 1024;
 /// past this the oldest are dropped, and counted.
 const MAX_WAITING: usize = 200_000;
 
-/// An open log file: which inode it is (to notice it was deleted or moved),
-/// its length (to take back lines cut short), when it was last used.
+/// An open log file: where, which inode it is (to notice it was deleted or
+/// moved), its length (to take back lines cut short), when it was last used.
 struct Open {
+    path: PathBuf,
     file: File,
     inode: (u64, u64),
     len: u64,
@@ -32,8 +33,11 @@ struct Open {
 
 pub struct FileSink {
     dir: PathBuf,
-    /// Open files, so that the least recently used one is closed when too many are open.
-    open: HashMap<PathBuf, Open>,
+    /// Open files by [`file_key`], so that the least recently used one is
+    /// closed when too many are open.
+    open: HashMap<Box<str>, Open>,
+    /// The key of the file looked up, reused.
+    key: String,
     writes: u64,
     /// The local date of the last timestamp seen: most events share a second.
     date: (i64, String),
@@ -63,6 +67,7 @@ impl FileSink {
         FileSink {
             dir: dir.into(),
             open: HashMap::new(),
+            key: String::new(),
             writes: 0,
             date: (i64::MIN, String::new()),
             waiting: Vec::new(),
@@ -128,70 +133,71 @@ impl FileSink {
         (dates, files)
     }
 
-    fn file(&mut self, path: &Path) -> std::io::Result<&mut Open> {
+    /// The open file of `e`'s conversation on `date`, opened (made) if it
+    /// is not open or no longer there (its log directory deleted or rotated
+    /// away).
+    fn file(&mut self, e: &LogEvent, date: &str) -> std::io::Result<&mut Open> {
         self.writes += 1;
-        if !self.open.contains_key(path) {
+        file_key(&mut self.key, e, date);
+        let moved = self.open.get(self.key.as_str()).is_some_and(|open| {
+            let here = std::fs::metadata(&open.path).map(|m| (m.dev(), m.ino()));
+            here.ok() != Some(open.inode)
+        });
+        if moved {
+            self.open.remove(self.key.as_str());
+        }
+        if !self.open.contains_key(self.key.as_str()) {
             if self.open.len() >= MAX_OPEN_FILES {
                 let oldest = self
                     .open
                     .iter()
                     .min_by_key(|(_, open)| open.used)
-                    .map(|(p, _)| p.clone());
+                    .map(|(key, _)| key.clone());
                 if let Some(oldest) = oldest {
                     self.open.remove(&oldest);
                 }
             }
+            let path = self.path_for(e, date);
             if let Some(parent) = path.parent() {
                 private::create_dir_all(parent)?;
             }
-            let file = private::open_append(path)?;
+            let file = private::open_append(&path)?;
             let meta = file.metadata()?;
             let open = Open {
+                path,
                 file,
                 inode: (meta.dev(), meta.ino()),
                 len: meta.len(),
                 used: 0,
             };
-            self.open.insert(path.to_path_buf(), open);
+            self.open.insert(self.key.as_str().into(), open);
         }
-        let open = self.open.get_mut(path).expect("inserted above");
+        let open = self
+            .open
+            .get_mut(self.key.as_str())
+            .expect("inserted above");
         open.used = self.writes;
         Ok(open)
     }
 
-    /// Close the open file of `path` if it is no longer there (its log
-    /// directory deleted or rotated away), so that it is made anew.
-    fn forget_if_moved(&mut self, path: &Path) {
-        if let Some(open) = self.open.get(path) {
-            let here = std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
-            if here.ok() != Some(open.inode) {
-                self.open.remove(path);
-            }
-        }
-    }
-
-    /// Append the formatted lines whole, or nothing of them.
-    fn append_lines(&mut self, path: &Path) -> std::io::Result<()> {
+    /// Append the formatted lines to `e`'s file on `date` whole, or nothing of them.
+    fn append_lines(&mut self, e: &LogEvent, date: &str) -> std::io::Result<()> {
         let lines = std::mem::take(&mut self.lines);
-        let result = self.append(path, lines.as_bytes());
+        let result = self.append(e, date, lines.as_bytes());
         self.lines = lines;
         result
     }
 
-    fn append(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let open = self.file(path)?;
-        match open.file.write_all(bytes) {
-            Ok(()) => {
-                open.len += bytes.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                // Take back a part that went in (a full disk): no torn line.
-                let cut = open.file.set_len(open.len);
-                self.open.remove(path);
-                cut.and(Err(e))
-            }
-        }
+    fn append(&mut self, e: &LogEvent, date: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let open = self.file(e, date)?;
+        let Err(e) = open.file.write_all(bytes) else {
+            open.len += bytes.len() as u64;
+            return Ok(());
+        };
+        // Take back a part that went in (a full disk): no torn line.
+        let cut = open.file.set_len(open.len);
+        self.open.remove(self.key.as_str());
+        cut.and(Err(e))
     }
 
     /// Write `events`, each file's lines with one write (each file is
@@ -200,20 +206,19 @@ impl FileSink {
     fn write_events(&mut self, events: &[LogEvent]) -> Result<(), Unwritten> {
         let (dates, files) = self.by_file(events);
         for (n, batch) in files.iter().enumerate() {
-            let path = self.path_for(&events[batch.events[0]], &dates[batch.date]);
-            self.forget_if_moved(&path);
+            let (first, date) = (&events[batch.events[0]], &dates[batch.date]);
             self.lines.clear();
             for &i in &batch.events {
                 write_line(&mut self.lines, &events[i]);
             }
-            if let Err(source) = self.append_lines(&path) {
+            if let Err(source) = self.append_lines(first, date) {
                 let mut left: Vec<usize> = files[n..]
                     .iter()
                     .flat_map(|f| f.events.iter().copied())
                     .collect();
                 left.sort_unstable();
                 let error = SinkError::Io {
-                    path: path.display().to_string(),
+                    path: self.path_for(first, date).display().to_string(),
                     source,
                 };
                 return Err(Unwritten { left, error });
@@ -311,6 +316,17 @@ impl Sink for FileSink {
     }
 }
 
+/// Where [`FileSink`] keeps the open file of `e`'s conversation on `date`:
+/// each part after its length, so that no two files share a key.
+fn file_key(key: &mut String, e: &LogEvent, date: &str) {
+    key.clear();
+    for part in [&*e.protocol, &*e.local_id, &*e.remote_id, date] {
+        key.push_str(itoa::Buffer::new().format(part.len()));
+        key.push(':');
+        key.push_str(part);
+    }
+}
+
 /// One log line, newline included.
 pub fn format_line(e: &LogEvent) -> String {
     let mut line = String::new();
@@ -346,12 +362,8 @@ pub fn escape_text(text: &str) -> String {
 
 /// Append [`escape_text`]'s text to `out`.
 pub fn escape_into(out: &mut String, text: &str) {
-    // Printable ASCII and tab, the common case, is copied as it is (the
-    // check has no early exit, so that it is vectorised).
-    let odd = text.bytes().fold(0u8, |odd, b| {
-        odd | u8::from((b.wrapping_sub(b' ') >= 0x7f - b' ') & (b != b'\t'))
-    });
-    if odd == 0 {
+    // Printable ASCII and tab, the common case, is copied as it is.
+    if is_plain(text.as_bytes()) {
         out.push_str(text);
         return;
     }
@@ -369,6 +381,15 @@ pub fn escape_into(out: &mut String, text: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// Whether `text` is all printable ASCII and tabs: checked 32 bytes at a
+/// time without a branch per byte, so that it is vectorised.
+fn is_plain(text: &[u8]) -> bool {
+    let odd = |b: &u8| (b.wrapping_sub(b' ') >= 0x7f - b' ') & (*b != b'\t');
+    let mut blocks = text.chunks_exact(32);
+    let plain_blocks = blocks.all(|block| !block.iter().fold(false, |any, b| any | odd(b)));
+    plain_blocks && !blocks.remainder().iter().any(odd)
 }
 
 fn is_unsafe_to_show(c: char) -> bool {
@@ -429,6 +450,24 @@ mod tests {
             format_line(&event("smoothie, should be\nin the other rack")),
             "192.168.0.4:62013,1160853407,1,1,0,,smoothie, should be\\nin the other rack\n"
         );
+    }
+
+    #[test]
+    fn one_odd_byte_anywhere_is_found() {
+        for len in 0..100 {
+            let plain = vec![b'a'; len];
+            assert!(is_plain(&plain), "{len}");
+            for at in 0..len {
+                for odd in [b'\n', 0x7f, 0x80, 0, 0x1b] {
+                    let mut text = plain.clone();
+                    text[at] = odd;
+                    assert!(!is_plain(&text), "{len} {at} {odd}");
+                }
+                let mut tab = plain.clone();
+                tab[at] = b'\t';
+                assert!(is_plain(&tab));
+            }
+        }
     }
 
     #[test]
