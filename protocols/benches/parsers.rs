@@ -162,6 +162,11 @@ fn irc_synthetic() -> Synthetic {
             Direction::Incoming,
             synthetic::irc(IrcTraffic::NoEvents, len, 2),
         ),
+        (
+            "random bytes (iperf3's data)",
+            Direction::Outgoing,
+            synthetic::random_bytes(len, 3),
+        ),
     ]
 }
 

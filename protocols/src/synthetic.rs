@@ -32,6 +32,13 @@ pub fn irc(traffic: IrcTraffic, len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// `len` bytes of noise, like iperf3's data: a stream that is not IRC at all,
+/// with a CR, an LF or a NUL every 85 bytes or so.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Lcg(seed);
+    (0..len).map(|_| rng.next_u32() as u8).collect()
+}
+
 /// Between `min` and `max` words: chat lines are 20 to 250 bytes of text.
 fn words(rng: &mut Lcg, min: u32, max: u32) -> String {
     let n = min + rng.next_u32() % (max - min + 1);
