@@ -6,7 +6,9 @@
 //! The local id is the nick the server confirmed in numeric 001, followed across
 //! NICK changes; before 001 it is the nick the client asked for. PRIVMSG and NOTICE are messages (one event per
 //! target), CTCP ACTION is a message, CTCP DCC SEND is a file transfer. After the
-//! STARTTLS reply 670 the connection is TLS and is relayed untouched.
+//! STARTTLS reply 670 the connection is TLS and is relayed untouched. Before
+//! 001, 64 KiB of lines with bare CRs or NULs mean the bytes are not IRC (such
+//! as iperf3's data): the core stops and the rest is relayed untouched.
 
 use bytes::{Bytes, BytesMut};
 
@@ -33,7 +35,18 @@ pub struct IrcSession {
     /// byte is thereby looked at a bounded number of times.
     scanned: [usize; 2],
     holding: [Partial; 2],
+    /// The server welcomed the client (numeric 001).
+    welcomed: bool,
+    /// Bytes of lines with a bare CR or a NUL, either way, before the welcome.
+    odd_before_welcome: usize,
 }
+
+/// Bytes of lines with a bare CR or a NUL before the server's welcome (001)
+/// that show a stream is not IRC (iperf3's random data has them in nearly
+/// every line). No IRC peer sends such lines to register, a server delivers
+/// nothing for a client before its welcome (451) and cuts one that floods it,
+/// and a real exchange before 001 is a few KiB.
+const NOT_IRC_BEFORE_WELCOME: usize = 64 * 1024;
 
 /// How far into a partial line its command words are looked for: IRCv3
 /// tags (8191 bytes) and a prefix fit; a longer partial line is held.
@@ -441,6 +454,7 @@ impl IrcSession {
                 Vec::new()
             }
             (Direction::Incoming, "001") => {
+                self.welcomed = true;
                 if let Some(nick) = line.params.first() {
                     self.nick = Some(nick.to_string());
                 }
@@ -666,6 +680,16 @@ impl ProtocolSession for IrcSession {
             let one_reading = !odd;
             from = end;
             self.holding[d] = Partial::Forward;
+            if odd && !self.welcomed {
+                self.odd_before_welcome += end - plain_len;
+                if self.odd_before_welcome > NOT_IRC_BEFORE_WELCOME {
+                    feed.stop = Some(Stop::NotThisProtocol(format!(
+                        "{} bytes of lines with a bare CR or a NUL before the server's welcome (001): not IRC",
+                        self.odd_before_welcome
+                    )));
+                    break;
+                }
+            }
             let line_bytes = &buf[plain_len..end];
             if !line_matters(dir, line_bytes, one_reading) {
                 plain_len = end;
@@ -1260,6 +1284,48 @@ mod tests {
             Some(Stop::Encrypted("IRC STARTTLS accepted (670)"))
         );
         assert_eq!(&buf[..], b"\x16\x03\x01");
+    }
+
+    fn framed_len(feed: &Feed) -> usize {
+        let len = |frame: &Frame| match frame {
+            Frame::Opaque(bytes) => bytes.len(),
+            Frame::Pdu(pdu) => pdu.bytes.len(),
+        };
+        feed.frames.iter().map(len).sum()
+    }
+
+    #[test]
+    fn random_bytes_before_the_welcome_are_not_irc_and_after_it_are_judged() {
+        let noise = crate::synthetic::random_bytes(256 * 1024, 5);
+        let mut s = IrcSession::default();
+        let mut buf = BytesMut::from(&noise[..]);
+        let feed = s.feed(Direction::Outgoing, &mut buf);
+        let framed = framed_len(&feed);
+        match feed.stop {
+            Some(Stop::NotThisProtocol(why)) => {
+                assert!(why.contains("before the server's welcome"), "{why}")
+            }
+            other => panic!("random bytes before 001 gave {other:?}"),
+        }
+        // Judged up to the bound (lines without a CR or a NUL do not count).
+        assert!(
+            (NOT_IRC_BEFORE_WELCOME..NOT_IRC_BEFORE_WELCOME * 5 / 4).contains(&framed),
+            "{framed}"
+        );
+        assert_eq!(framed + buf.len(), noise.len());
+
+        let mut s = IrcSession::default();
+        run(&mut s, Direction::Incoming, ":srv 001 me :Welcome\r\n");
+        let mut buf = BytesMut::from(&noise[..]);
+        let feed = s.feed(Direction::Outgoing, &mut buf);
+        assert_eq!(feed.stop, None);
+        let framed = framed_len(&feed);
+        assert_eq!(framed + buf.len(), noise.len());
+        assert!(
+            buf.len() < 1024,
+            "a welcomed client's bytes are held: {}",
+            buf.len()
+        );
     }
 
     #[test]

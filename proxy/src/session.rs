@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use conversations::{Conversations, Ids};
-use link::Link;
+use link::{Link, Pipe};
 
 use crate::budget::{self, Budget, Release, Share};
 use crate::config::{Config, Routes, Uninspectable};
@@ -455,6 +455,7 @@ async fn pump(
         buf: initial,
         ..Default::default()
     };
+    let mut splice_tried = false;
     if !pending.buf.is_empty() {
         let processed = inspector.process(dir, dst, &mut pending);
         if deliver(processed, writers, inspector).await? {
@@ -533,6 +534,60 @@ async fn pump(
             let _ = writers.of(dst).shutdown().await;
             return Ok(Ended::Closed);
         }
+        let untouched = inspector.core_stopped() && pending.buf.is_empty();
+        if untouched && !splice_tried && src.is_plain() && writers.of(dst).is_plain() {
+            splice_tried = true;
+            match Pipe::new() {
+                Ok(pipe) => {
+                    return splice_rest(dir, src, writers.of(dst), inspector, stop, pipe).await
+                }
+                Err(e) => log::debug!(
+                    "{}: no pipe to splice the rest through ({e}); copying it",
+                    inspector.client
+                ),
+            }
+        }
+    }
+}
+
+/// Relay the rest of one direction whose core has stopped, socket to socket
+/// through a kernel pipe: nothing looks at these bytes any more, so they are
+/// not copied into the proxy and back.
+async fn splice_rest(
+    dir: Direction,
+    src: &Link,
+    dst: &Link,
+    inspector: &Inspector,
+    mut stop: Stop,
+    pipe: Pipe,
+) -> io::Result<Ended> {
+    let way = match dir {
+        Direction::Outgoing => "client to server",
+        Direction::Incoming => "server to client",
+    };
+    log::debug!(
+        "{}: {}: {way}: spliced socket to socket from here",
+        inspector.client,
+        inspector.kind.log_name()
+    );
+    loop {
+        match src.splice_to(dst, &pipe).await {
+            Ok(0) => {
+                let _ = dst.shutdown().await;
+                return Ok(Ended::Closed);
+            }
+            Ok(n) => {
+                inspector.touch();
+                crate::metrics::relayed(inspector.kind.log_name(), dir, n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::select! {
+                    ready = src.readable() => ready?,
+                    _ = stop.wait_for(|stopping| *stopping) => return Ok(Ended::Closed),
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -589,6 +644,11 @@ impl Inspector {
             }
             tokio::time::sleep(limit - silent).await;
         }
+    }
+
+    /// Whether the core stopped, or there never was one: the bytes go by untouched.
+    fn core_stopped(&self) -> bool {
+        self.parser.lock().expect("parser lock poisoned").is_none()
     }
 
     fn process(&self, dir: Direction, dst: Side, pending: &mut Pending) -> Processed {

@@ -2,10 +2,12 @@
 //! on it. The relay reads and writes plaintext through it either way.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use nix::fcntl::{splice, OFlag, SpliceFFlags};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -66,6 +68,42 @@ impl Link {
         }
     }
 
+    /// Move what can be read now straight to `dst`'s socket through `pipe`,
+    /// without copying it into the proxy: the number of bytes (0 at the end
+    /// of the stream), `WouldBlock` when there are none. Plain links only.
+    pub async fn splice_to(&self, dst: &Link, pipe: &Pipe) -> io::Result<usize> {
+        let src = self.read.as_ref();
+        let moved = src.try_io(Interest::READABLE, || {
+            Ok(splice(
+                src,
+                None,
+                &pipe.write,
+                None,
+                SPLICE_CHUNK,
+                SPLICE_FLAGS,
+            )?)
+        })?;
+        let write = dst.write.lock().await;
+        let dst = write.as_ref();
+        let mut left = moved;
+        while left > 0 {
+            dst.writable().await?;
+            match dst.try_io(Interest::WRITABLE, || {
+                Ok(splice(&pipe.read, None, dst, None, left, SPLICE_FLAGS)?)
+            }) {
+                Ok(n) => left -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Whether the link carries plain TCP (no intercepted TLS).
+    pub fn is_plain(&self) -> bool {
+        self.tls.is_none()
+    }
+
     /// End this direction: close_notify first under TLS, then the TCP half-close.
     pub async fn shutdown(&self) -> io::Result<()> {
         let mut write = self.write.lock().await;
@@ -75,6 +113,25 @@ impl Link {
         write.shutdown().await
     }
 }
+
+/// The kernel pipe that [`Link::splice_to`] moves one direction's bytes
+/// through. It is empty between calls.
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    pub fn new() -> io::Result<Pipe> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        Ok(Pipe { read, write })
+    }
+}
+
+/// At most this much per splice: a pipe holds 64 KiB by default.
+const SPLICE_CHUNK: usize = 64 * 1024;
+const SPLICE_FLAGS: SpliceFFlags =
+    SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
 
 /// Most buffers handed to one writev (Linux allows 1024).
 const MAX_IOVECS: usize = 64;
