@@ -658,13 +658,25 @@ impl Inspector {
             processed.output.push((dst, pending.take_rest()));
             return processed;
         };
-        parser.set_now(unix_now());
+        let now = unix_now();
+        parser.set_now(now);
         let feed = parser.feed(dir, &mut pending.buf);
+        let frames = feed.frames.len();
+        processed.output.reserve(frames);
+        let mut judging = None;
         for frame in feed.frames {
             match frame {
                 Frame::Opaque(bytes) => processed.output.push((dst, pending.unsent(bytes).0)),
                 Frame::Pdu(pdu) => {
-                    self.judge(parser.as_ref(), dir, dst, pdu, pending, &mut processed)
+                    let judging = judging.get_or_insert_with(|| self.judging(now, frames));
+                    self.judge(
+                        parser.as_ref(),
+                        judging,
+                        (dir, dst),
+                        pdu,
+                        pending,
+                        &mut processed,
+                    )
                 }
             }
         }
@@ -705,6 +717,8 @@ impl Inspector {
         let core = guard.as_ref().map_or(0, |parser| parser.held());
         drop(guard);
         self.counters.add(&processed.tally);
+        // What was reserved for events of frames that had none (shrunk in place).
+        processed.events.shrink_to_fit();
         self.account(dir, pending, core);
         processed
     }
@@ -837,12 +851,23 @@ impl Inspector {
         close
     }
 
-    /// Run a PDU's events through the filters, log them, and decide what to send.
+    /// What the PDUs of a read of `frames` frames at `now` are judged with.
+    fn judging(&self, now: i64, frames: usize) -> Judging {
+        Judging {
+            filters: self.shared.filters(),
+            now,
+            instant: std::time::Instant::now(),
+            frames,
+        }
+    }
+
+    /// Run a PDU's events through the filters, log them, and decide what to
+    /// send (the PDU goes `dir`, to `dst`).
     fn judge(
         &self,
         parser: &dyn ProtocolSession,
-        dir: Direction,
-        dst: Side,
+        judging: &Judging,
+        (dir, dst): (Direction, Side),
         pdu: Pdu,
         pending: &mut Pending,
         processed: &mut Processed,
@@ -855,13 +880,12 @@ impl Inspector {
         if pdu.events.is_empty() {
             return;
         }
-        let filters = self.shared.filters();
+        let (filters, now) = (&judging.filters, judging.now);
         let config = &self.shared.config;
-        let now = unix_now();
         let protocol = || Cow::Borrowed(self.kind.log_name());
         // log_failure=block: nothing can store the events, so chat stops.
         let unlogged = config.block_unlogged && !self.shared.logger.storing();
-        let refusals = self.admit(&pdu.events);
+        let refusals = self.admit(&pdu.events, judging.instant);
         // max_new_conversations: a refused event is neither judged nor logged,
         // and the PDU goes to none of its targets.
         let any_refused = refusals.iter().any(|(_, refusal)| refusal.is_some());
@@ -876,7 +900,7 @@ impl Inspector {
                     logged: false,
                 },
                 None => Judged {
-                    decided: decide(&filters, protocol(), event, &ids, unlogged || any_refused),
+                    decided: decide(filters, protocol(), event, &ids, unlogged || any_refused),
                     logged: is_logged(config, event.kind),
                     ids,
                 },
@@ -903,7 +927,7 @@ impl Inspector {
                     );
                     blocked_here = true;
                     for (event, j) in pdu.events.iter().zip(&mut judged) {
-                        let again = decide(&filters, protocol(), event, &j.ids, true);
+                        let again = decide(filters, protocol(), event, &j.ids, true);
                         j.decided.notices.extend(again.notices);
                         j.decided.categories = again.categories;
                     }
@@ -911,6 +935,10 @@ impl Inspector {
             }
         }
         let filtered = blocked_here && !late;
+        if processed.events.is_empty() {
+            // Room for the events of every frame of the read at once.
+            processed.events.reserve(judging.frames);
+        }
         for (event, j) in pdu.events.into_iter().zip(judged) {
             let mut notices = 0;
             for notice in &j.decided.notices {
@@ -948,8 +976,11 @@ impl Inspector {
 
     /// Each event's conversation ids, and its refusal if `max_new_conversations`
     /// refuses it (a conversation admitted a moment ago is not asked again).
-    fn admit(&self, events: &[ChatEvent]) -> Vec<(Ids, Option<FilterEvent>)> {
-        let now = std::time::Instant::now();
+    fn admit(
+        &self,
+        events: &[ChatEvent],
+        now: std::time::Instant,
+    ) -> Vec<(Ids, Option<FilterEvent>)> {
         let mut conversations = self
             .conversations
             .lock()
@@ -977,6 +1008,18 @@ impl Inspector {
             })
             .collect()
     }
+}
+
+/// What every PDU of one read is judged with, taken once.
+struct Judging {
+    /// The filters in force (a SIGHUP changes them for the next read).
+    filters: Arc<FilterChain>,
+    /// UNIX seconds, for the records.
+    now: i64,
+    /// For `max_new_conversations`.
+    instant: std::time::Instant,
+    /// Frames of the read.
+    frames: usize,
 }
 
 /// One event of a PDU, judged.
