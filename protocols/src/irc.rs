@@ -839,6 +839,18 @@ mod tests {
     /// The check of a line's InspIRCd reading, done without building that
     /// reading, agrees with the reading itself on lines full of CRs, NULs,
     /// spaces, prefixes and commands.
+    /// Fewer than `most` of `pieces`, chosen by a xorshift of `seed`.
+    fn pieces_joined(pieces: &[&[u8]], most: u64, seed: &mut u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..(*seed % most) {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            out.extend_from_slice(pieces[(*seed % pieces.len() as u64) as usize]);
+        }
+        out
+    }
+
     #[test]
     fn the_joined_reading_is_judged_without_being_built() {
         let pieces: [&[u8]; 12] = [
@@ -857,13 +869,7 @@ mod tests {
         ];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..20_000 {
-            let mut body = Vec::new();
-            for _ in 0..(seed % 7) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                body.extend_from_slice(pieces[(seed % pieces.len() as u64) as usize]);
-            }
+            let body = pieces_joined(&pieces, 7, &mut seed);
             let joined: Vec<u8> = joined_reading(&body).collect();
             for dir in [Direction::Outgoing, Direction::Incoming] {
                 let built = partial_command_word(&joined)
@@ -885,13 +891,7 @@ mod tests {
         ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20_000 {
-            let mut line = Vec::new();
-            for _ in 0..(seed % 8) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                line.extend_from_slice(pieces[(seed % pieces.len() as u64) as usize]);
-            }
+            let mut line = pieces_joined(&pieces, 8, &mut seed);
             line.extend_from_slice(b"\r\n");
             for dir in [Direction::Outgoing, Direction::Incoming] {
                 let any_reading = readings(&line).iter().any(|reading| {
