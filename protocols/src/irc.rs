@@ -150,11 +150,11 @@ fn may_lead_to_command(first: u8) -> bool {
     )
 }
 
-/// Whether a line that carries a bare CR or a NUL is read differently by
-/// different peers (see [`readings`]).
-fn is_ambiguous(line: &[u8]) -> bool {
-    let body = line_body(line);
-    memchr::memchr2(b'\r', b'\0', body).is_some() && ngircd_readings(body).next().is_some()
+/// Whether every peer reads `line` the same way: it has no bare CR and no
+/// NUL (see [`readings`]). Only such a line can be rewritten: even a line
+/// that ngircd reads as nothing is read by InspIRCd, differently from its bytes.
+fn read_alike(line: &[u8]) -> bool {
+    memchr::memchr2(b'\r', b'\0', line_body(line)).is_none()
 }
 
 /// Whether a complete line changes our state or carries events, in any of
@@ -772,7 +772,7 @@ impl ProtocolSession for IrcSession {
     fn rewrite(&self, dir: Direction, pdu: &Pdu, change: Rewrite<'_>) -> Option<Bytes> {
         let Rewrite::Text(new_text) = change;
         // One new text cannot stand for every reading of an ambiguous line.
-        if is_ambiguous(&pdu.bytes) {
+        if !read_alike(&pdu.bytes) {
             return None;
         }
         let line = std::str::from_utf8(&pdu.bytes).ok()?;
@@ -1456,17 +1456,20 @@ mod tests {
     }
 
     #[test]
-    fn an_ambiguous_line_is_never_rewritten() {
-        let mut s = IrcSession::default();
-        let mut buf = BytesMut::from(&b"PRIVMSG bob :da\rrn\n"[..]);
-        let feed = s.feed(Direction::Outgoing, &mut buf);
-        let Frame::Pdu(pdu) = &feed.frames[0] else {
-            panic!()
-        };
-        assert_eq!(
-            s.rewrite(Direction::Outgoing, pdu, Rewrite::Text("**")),
-            None
-        );
+    fn a_line_peers_read_differently_is_never_rewritten() {
+        // The second is nothing to ngircd, and a topic to InspIRCd.
+        for (dir, line) in [
+            (Direction::Outgoing, &b"PRIVMSG bob :da\rrn\n"[..]),
+            (Direction::Incoming, &b"\0\r:\0332 me #c :news\n"[..]),
+        ] {
+            let mut s = IrcSession::default();
+            let mut buf = BytesMut::from(line);
+            let feed = s.feed(dir, &mut buf);
+            let Frame::Pdu(pdu) = &feed.frames[0] else {
+                panic!("{line:?} gave {feed:?}")
+            };
+            assert_eq!(s.rewrite(dir, pdu, Rewrite::Text("**")), None, "{line:?}");
+        }
     }
 
     #[test]
