@@ -1460,7 +1460,7 @@ mod tests {
         // The second is nothing to ngircd, and a topic to InspIRCd.
         for (dir, line) in [
             (Direction::Outgoing, &b"PRIVMSG bob :da\rrn\n"[..]),
-            (Direction::Incoming, &b"\0\r:\0332 me #c :news\n"[..]),
+            (Direction::Incoming, &b"\0\r:\x00332 me #c :news\n"[..]),
         ] {
             let mut s = IrcSession::default();
             let mut buf = BytesMut::from(line);
