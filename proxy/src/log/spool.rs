@@ -17,6 +17,7 @@
 //! escaped (`\\`, `\t`, `\n`, `\r`). A line without its LF is a write cut short
 //! by a crash: it is cut off when the spool is opened.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -449,13 +450,16 @@ fn read_or_create_id(dir: &Path) -> Result<String, SinkError> {
 
 /// One journal line (LF included); also the dead-letter file's format.
 pub(crate) fn encode(out: &mut Vec<u8>, seq: u64, e: &LogEvent) {
-    let numbers = format!("{seq}\t{}\t", e.timestamp);
-    out.extend_from_slice(numbers.as_bytes());
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(number.format(seq).as_bytes());
+    out.push(b'\t');
+    out.extend_from_slice(number.format(e.timestamp).as_bytes());
+    out.push(b'\t');
     let fields: [&str; 9] = [
         &e.client,
         &e.protocol,
         if e.outgoing { "1" } else { "0" },
-        &e.kind.code().to_string(),
+        number.format(e.kind.code()),
         &e.local_id,
         &e.remote_id,
         if e.filtered { "1" } else { "0" },
@@ -466,17 +470,28 @@ pub(crate) fn encode(out: &mut Vec<u8>, seq: u64, e: &LogEvent) {
         if i > 0 {
             out.push(b'\t');
         }
-        for &b in field.as_bytes() {
-            match b {
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                _ => out.push(b),
-            }
-        }
+        escape_field(out, field.as_bytes());
     }
     out.push(b'\n');
+}
+
+/// Append `field` with `\`, tab, LF and CR escaped.
+fn escape_field(out: &mut Vec<u8>, field: &[u8]) {
+    let special = |b: &u8| matches!(b, b'\\' | b'\t' | b'\n' | b'\r');
+    // Most fields have none: one pass without a branch per byte, one copy.
+    if !field.iter().fold(false, |any, b| any | special(b)) {
+        out.extend_from_slice(field);
+        return;
+    }
+    for &b in field {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
 }
 
 /// The event time (UNIX seconds) of a journal or dead-letter line.
@@ -491,7 +506,11 @@ fn parse_seq(line: &[u8]) -> Option<u64> {
     std::str::from_utf8(&line[..end]).ok()?.parse().ok()
 }
 
-fn unescape(field: &[u8]) -> Option<String> {
+/// `field` with its escapes undone: itself when it has none.
+fn unescape(field: &[u8]) -> Option<Cow<'_, str>> {
+    if !field.contains(&b'\\') {
+        return std::str::from_utf8(field).ok().map(Cow::Borrowed);
+    }
     let mut out = Vec::with_capacity(field.len());
     let mut bytes = field.iter();
     while let Some(&b) = bytes.next() {
@@ -507,31 +526,29 @@ fn unescape(field: &[u8]) -> Option<String> {
             _ => return None,
         });
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 fn decode(line: &[u8]) -> Option<Entry> {
-    let fields: Vec<String> = line
-        .split(|&b| b == b'\t')
-        .map(unescape)
-        .collect::<Option<_>>()?;
-    let [seq, timestamp, client, protocol, outgoing, kind, local_id, remote_id, filtered, categories, data] =
-        <[String; 11]>::try_from(fields).ok()?;
-    Some(Entry {
-        seq: seq.parse().ok()?,
-        event: LogEvent {
-            timestamp: timestamp.parse().ok()?,
-            client: client.into(),
-            protocol: protocol.into(),
-            outgoing: outgoing == "1",
-            kind: event_type(kind.parse().ok()?)?,
-            local_id: local_id.into(),
-            remote_id: remote_id.into(),
-            filtered: filtered == "1",
-            categories,
-            data,
-        },
-    })
+    let mut fields = line.split(|&b| b == b'\t').map(unescape);
+    let mut next = || fields.next().flatten();
+    let seq = next()?.parse().ok()?;
+    let event = LogEvent {
+        timestamp: next()?.parse().ok()?,
+        client: next()?.into(),
+        protocol: next()?.into_owned().into(),
+        outgoing: next()? == "1",
+        kind: event_type(next()?.parse().ok()?)?,
+        local_id: next()?.into(),
+        remote_id: next()?.into(),
+        filtered: next()? == "1",
+        categories: next()?.into_owned(),
+        data: next()?.into_owned(),
+    };
+    if fields.next().is_some() {
+        return None;
+    }
+    Some(Entry { seq, event })
 }
 
 fn event_type(code: u8) -> Option<EventType> {

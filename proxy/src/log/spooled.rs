@@ -140,21 +140,29 @@ impl Spooled {
                         self.name,
                         self.memory.len()
                     );
-                    self.spool_failing = false;
                 }
                 self.memory.clear();
-                self.shared.wake.lock().expect("wake lock").appended = true;
-                self.shared.cond.notify_one();
+                self.appended();
             }
-            Err(e) => {
-                if !self.spool_failing {
-                    log::error!(
-                        "{} sink: cannot write its spool: {e}; events are held in memory until it can",
-                        self.name
-                    );
-                    self.spool_failing = true;
-                }
-            }
+            Err(e) => self.spool_failed(&e),
+        }
+    }
+
+    /// Events reached the journal: the worker may go on.
+    fn appended(&mut self) {
+        self.spool_failing = false;
+        self.shared.wake.lock().expect("wake lock").appended = true;
+        self.shared.cond.notify_one();
+    }
+
+    /// Said once until the journal takes events again.
+    fn spool_failed(&mut self, e: &SinkError) {
+        if !self.spool_failing {
+            log::error!(
+                "{} sink: cannot write its spool: {e}; events are held in memory until it can",
+                self.name
+            );
+            self.spool_failing = true;
         }
     }
 }
@@ -165,8 +173,19 @@ impl Sink for Spooled {
     }
 
     fn write(&mut self, events: &[LogEvent]) -> Result<(), SinkError> {
-        self.memory.extend_from_slice(events);
-        self.save();
+        if self.memory.is_empty() {
+            // The usual case: straight from the batch, nothing copied.
+            match self.shared.spool.append(events) {
+                Ok(()) => self.appended(),
+                Err(e) => {
+                    self.memory.extend_from_slice(events);
+                    self.spool_failed(&e);
+                }
+            }
+        } else {
+            self.memory.extend_from_slice(events);
+            self.save();
+        }
         Ok(())
     }
 

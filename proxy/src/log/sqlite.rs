@@ -94,16 +94,17 @@ impl Backend for SqliteBackend {
             {
                 let mut insert = tx.prepare_cached(&D.insert_message(layout))?;
                 for entry in entries {
-                    let values: Vec<_> = values(&entry.event, layout)
-                        .into_iter()
-                        .map(|v| match v {
+                    // Bound in place: no list of parameters made per row.
+                    for (at, value) in values(&entry.event, layout).into_iter().enumerate() {
+                        let value = match value {
                             Value::Time(t) => ToSqlOutput::from(t),
                             Value::Int(i) => ToSqlOutput::from(i),
                             // Text, so that sqlite3 and other readers show it as such.
                             Value::Text(t) | Value::Data(t) => ToSqlOutput::from(t),
-                        })
-                        .collect();
-                    insert.execute(rusqlite::params_from_iter(values))?;
+                        };
+                        insert.raw_bind_parameter(at + 1, value)?;
+                    }
+                    insert.raw_execute()?;
                 }
                 tx.execute(&D.upsert_progress(), params![spool, last as i64])?;
             }
