@@ -22,10 +22,10 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use imspector_protocols::EventType;
+use imspector_protocols::{EventType, ProtocolKind};
 
 use super::{private, SinkError};
 use crate::event::LogEvent;
@@ -395,7 +395,8 @@ fn read_segment(
         }
         offset += n as u64;
         bytes += n;
-        match decode(&line[..n - 1]) {
+        let last = entries.last().map(|e: &Entry| &e.event);
+        match decode(&line[..n - 1], last) {
             Some(entry) if entry.seq > after => entries.push(entry),
             Some(_) => {}
             None => log::error!(
@@ -529,18 +530,25 @@ fn unescape(field: &[u8]) -> Option<Cow<'_, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
-fn decode(line: &[u8]) -> Option<Entry> {
+/// One journal line as its entry; the client and ids are shared with the
+/// `last` event decoded where they are the same (a conversation's events
+/// mostly follow each other).
+fn decode(line: &[u8], last: Option<&LogEvent>) -> Option<Entry> {
     let mut fields = line.split(|&b| b == b'\t').map(unescape);
     let mut next = || fields.next().flatten();
+    let shared = |field: Cow<'_, str>, of: fn(&LogEvent) -> &Arc<str>| match last.map(of) {
+        Some(same) if **same == *field => same.clone(),
+        _ => Arc::from(field),
+    };
     let seq = next()?.parse().ok()?;
     let event = LogEvent {
         timestamp: next()?.parse().ok()?,
-        client: next()?.into(),
-        protocol: next()?.into_owned().into(),
+        client: shared(next()?, |e| &e.client),
+        protocol: protocol_name(next()?),
         outgoing: next()? == "1",
         kind: event_type(next()?.parse().ok()?)?,
-        local_id: next()?.into(),
-        remote_id: next()?.into(),
+        local_id: shared(next()?, |e| &e.local_id),
+        remote_id: shared(next()?, |e| &e.remote_id),
         filtered: next()? == "1",
         categories: next()?.into_owned(),
         data: next()?.into_owned(),
@@ -549,6 +557,15 @@ fn decode(line: &[u8]) -> Option<Entry> {
         return None;
     }
     Some(Entry { seq, event })
+}
+
+/// A protocol's name, not copied when it is one of the relay's.
+fn protocol_name(name: Cow<'_, str>) -> Cow<'static, str> {
+    let known = ProtocolKind::ALL.iter().map(|kind| kind.log_name());
+    match known.into_iter().find(|known| *known == name) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(name.into_owned()),
+    }
 }
 
 fn event_type(code: u8) -> Option<EventType> {
@@ -591,6 +608,25 @@ mod tests {
         assert_eq!((got[0].seq, got[0].event.data.as_str()), (1, "one"));
         assert_eq!((got[1].seq, &got[1].event), (2, &tricky));
         assert_eq!(all(&spool, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_conversations_events_share_their_ids_when_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Group).unwrap();
+        let elsewhere = LogEvent {
+            remote_id: "#other".into(),
+            protocol: "Matrix".into(),
+            ..event("three")
+        };
+        spool
+            .append(&[event("one"), event("two"), elsewhere.clone()])
+            .unwrap();
+        let got: Vec<LogEvent> = all(&spool, 0).into_iter().map(|e| e.event).collect();
+        assert_eq!(got, [event("one"), event("two"), elsewhere]);
+        assert!(Arc::ptr_eq(&got[0].remote_id, &got[1].remote_id));
+        assert!(Arc::ptr_eq(&got[1].client, &got[2].client));
+        assert!(matches!(got[0].protocol, Cow::Borrowed("IRC")));
     }
 
     #[test]
