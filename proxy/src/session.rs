@@ -1085,6 +1085,8 @@ fn refusal(
 /// One event through the filters, as the relay and the ICAP service both judge
 /// them: what the filters decided (`blocked`, the text to deliver, notices),
 /// and the record to log (`None` for a typing event that is not logged).
+/// `blocked`: it is blocked whatever the filters say (`log_failure=block`
+/// while nothing can store events).
 pub fn judge_event(
     filters: &FilterChain,
     config: &Config,
@@ -1092,8 +1094,9 @@ pub fn judge_event(
     protocol: Cow<'static, str>,
     event: &ChatEvent,
     now: i64,
+    blocked: bool,
 ) -> (FilterEvent, Option<LogEvent>) {
-    let decided = decide(filters, protocol, event, &Ids::of(event), false);
+    let decided = decide(filters, protocol, event, &Ids::of(event), blocked);
     let record = is_logged(config, event.kind)
         .then(|| record(config, &client.into(), &decided, now, || event.event_data()));
     (decided, record)

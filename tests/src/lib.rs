@@ -23,6 +23,7 @@ pub mod scripted;
 pub mod squid;
 pub mod synapse;
 pub mod tls;
+pub mod tmpfs;
 pub mod tshark;
 pub mod wait;
 pub mod web;

@@ -16,6 +16,7 @@ use imspector_e2e::scripted::msn_gateway::{GatewayServer, GatewaySession, GATEWA
 use imspector_e2e::scripted::{Frame, Item, ScriptedProtocol};
 use imspector_e2e::squid::{Squid, SQUID_PORT};
 use imspector_e2e::synapse::{MatrixUser, Synapse};
+use imspector_e2e::tmpfs::Tmpfs;
 use imspector_e2e::{wait, Imspector, Rig};
 use serde_json::json;
 
@@ -814,5 +815,79 @@ fn istag_continue_many_at_once_and_max_connections() -> anyhow::Result<()> {
         (options(&rig).ok()?.status_lines() == ["ICAP/1.0 200 OK"]).then_some(())
     })?;
     drop(open);
+    Ok(())
+}
+
+/// `log_failure=block` over ICAP: once the file log's disk is full, a web chat
+/// message is refused (403 `M_FORBIDDEN`) instead of passing unlogged; when the
+/// disk has room again chat passes, and every message is in the log.
+#[test]
+fn with_log_failure_block_web_chat_that_cannot_be_logged_is_refused() -> anyhow::Result<()> {
+    let rig = Rig::new()?;
+    let dir = rig.subdir("ims")?;
+    let disk = Tmpfs::mount(&dir.join("logs"), "1m");
+    let config = format!(
+        "icap_port=on\nlog_failure=block\nfile_logging_dir={}\n",
+        disk.0.display()
+    );
+    let ims = Imspector::start(&rig.gateway, &dir, &config)?;
+    ims.wait_output("ICAP service on")?;
+    let bodies = rig.subdir("bodies")?;
+    // The ICAP answer, and the HTTP body it carries (none for 204).
+    let send = |room: &str, text: &str| -> anyhow::Result<(String, String)> {
+        let body = bodies.join(format!("{text}.json"));
+        std::fs::write(
+            &body,
+            json!({"msgtype": "m.text", "body": text}).to_string(),
+        )?;
+        let page = bodies.join(format!("{text}.out"));
+        let url =
+            format!("http://matrix.test/_matrix/client/v3/rooms/{room}/send/m.room.message/{text}");
+        let out = c_icap_client(
+            &rig.gateway,
+            &[
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "1344",
+                "-v",
+                "-s",
+                "reqmod",
+                "-req",
+                &url,
+                "-method",
+                "PUT",
+                "-f",
+                body.to_str().unwrap(),
+                "-o",
+                page.to_str().unwrap(),
+                "-x",
+                "X-Client-IP: 10.9.8.7",
+                "-x",
+                "X-Client-Port: 4567",
+            ],
+        )?;
+        Ok((out, std::fs::read_to_string(&page).unwrap_or_default()))
+    };
+    let (out, _) = send("!a:test.local", "before")?;
+    assert!(out.contains("ICAP/1.0 204 No Content"), "{out}");
+    ims.wait_log("Matrix", "unknown", "!a:test.local", 1)?;
+
+    let filler = disk.fill();
+    // A new room needs a new file, which the full disk has no room for.
+    send("!b:test.local", "finds-the-disk-full")?;
+    ims.wait_output("file sink: cannot write")?;
+    let (out, page) = send("!a:test.local", "while-full")?;
+    assert!(page.contains("M_FORBIDDEN"), "{out}\n{page}");
+
+    std::fs::remove_file(filler)?;
+    ims.wait_output("writable again; 2 waiting events written")?;
+    let (out, _) = send("!a:test.local", "after")?;
+    assert!(out.contains("ICAP/1.0 204 No Content"), "{out}");
+    let lines = ims.wait_log("Matrix", "unknown", "!a:test.local", 3)?;
+    let rest: Vec<&str> = lines.iter().map(|l| l.rest.as_str()).collect();
+    assert_eq!(rest, ["1,1,0,,before", "1,1,1,,while-full", "1,1,0,,after"]);
+    let b = ims.wait_log("Matrix", "unknown", "!b:test.local", 1)?;
+    assert_eq!(b[0].rest, "1,1,0,,finds-the-disk-full");
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use imspector_e2e::irc::{Ii, Ngircd};
 use imspector_e2e::process::Process;
+use imspector_e2e::tmpfs::Tmpfs;
 use imspector_e2e::{imspector, wait, Imspector, Rig};
 use nix::sys::signal::Signal;
 
@@ -234,52 +235,6 @@ fn the_last_line_says_how_many_events_wait_and_where() -> anyhow::Result<()> {
         "{output}"
     );
     Ok(())
-}
-
-/// A small tmpfs mounted for one test (a disk that fills up), unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .status()
-            .expect("running mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs on {} needs root",
-            at.display()
-        );
-        Tmpfs(at.to_path_buf())
-    }
-
-    /// Fill it up; the filler file is returned, to be removed.
-    fn fill(&self) -> PathBuf {
-        let filler = self.0.join("filler");
-        // dd stops with "No space left on device": that is the point.
-        let _ = Command::new("dd")
-            .arg("if=/dev/zero")
-            .arg(format!("of={}", filler.display()))
-            .arg("bs=4k")
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("running dd");
-        filler
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// The file log on a disk that fills up, with `log_failure=block`: the

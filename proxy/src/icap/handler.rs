@@ -64,7 +64,9 @@ pub struct Judge<'a> {
     /// (`None`: no limit).
     pub conversations: Option<(&'a NewConversations, IpAddr)>,
     pub now: i64,
-    /// What to log once the answer is on its way.
+    /// `log_failure=block` and no sink can store events: chat is blocked.
+    pub unlogged: bool,
+    /// What to log before the answer goes out.
     pub records: Vec<LogEvent>,
 }
 
@@ -86,6 +88,7 @@ impl Judge<'_> {
             protocol,
             event,
             self.now,
+            self.unlogged,
         );
         crate::metrics::event(
             &decided.protocol,
@@ -140,6 +143,23 @@ mod tests {
     }
 
     #[test]
+    fn with_nothing_to_store_events_and_log_failure_block_web_chat_is_blocked() {
+        let (config, filters) = judge_with("", "log_failure=block");
+        let mut judge = Judge {
+            unlogged: true,
+            ..judge_for(&config, filters, "10.0.0.2:0")
+        };
+        let decided = judge.event("Matrix".into(), &message_to("bob"));
+        assert!(decided.blocked);
+        assert_eq!(
+            judge.records.len(),
+            1,
+            "the blocked message is still logged"
+        );
+        assert!(judge.records[0].filtered);
+    }
+
+    #[test]
     fn web_chat_is_held_to_max_new_conversations_too() {
         let (config, filters) = judge_with("", "");
         let limit = NewConversations::new(1);
@@ -149,6 +169,7 @@ mod tests {
             client: "10.0.0.2:0".into(),
             conversations: Some((&limit, "10.0.0.2".parse().unwrap())),
             now: 1,
+            unlogged: false,
             records: vec![],
         };
         assert!(!judge.event("Matrix".into(), &message_to("bob")).blocked);

@@ -274,6 +274,7 @@ impl Conn {
         // proxy's address: no max_new_conversations then.
         let http_client = http_client(&request);
         let client = http_client.unwrap_or(self.peer);
+        let logger = &service.shared.logger;
         let mut judge = Judge {
             filters: service
                 .shared
@@ -285,15 +286,21 @@ impl Conn {
             client: display_addr(client),
             conversations: http_client.map(|c| (&service.shared.new_conversations, c.ip())),
             now: unix_now(),
+            unlogged: service.shared.config.block_unlogged && !logger.storing(),
             records: Vec::new(),
         };
         let verdict = handler.inspect(&exchange, &body, &mut judge);
         let records = std::mem::take(&mut judge.records);
         let answer = answer(&request, mode, verdict, &body, in_preview, &istag);
-        self.send(&answer).await?;
-        for record in records {
-            service.shared.logger.log(record).await;
+        // As in the relay: the events are queued before the answer lets the
+        // chat through, and with log_failure=block written first.
+        if !records.is_empty() {
+            logger.log_all(records).await;
+            if service.shared.config.block_unlogged {
+                logger.written().await;
+            }
         }
+        self.send(&answer).await?;
         Ok(())
     }
 

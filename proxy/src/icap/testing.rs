@@ -37,6 +37,7 @@ pub fn judge_for<'a>(config: &'a Config, filters: Arc<FilterChain>, client: &str
         client: client.into(),
         conversations: None,
         now: 1,
+        unlogged: false,
         records: vec![],
     }
 }
