@@ -1,6 +1,8 @@
 //! The imspector binary of this workspace, running in a namespace.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use imspector::filter::testing::Logged;
 use nix::sys::signal::Signal;
@@ -9,9 +11,40 @@ use crate::netns::Netns;
 use crate::process::Process;
 use crate::wait;
 
-/// The daemon binary built from this workspace.
+/// The daemon binary built from this workspace, checked once to be newer
+/// than its sources.
 pub fn binary() -> PathBuf {
-    workspace_binary("imspector")
+    let path = workspace_binary("imspector");
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| assert_newer_than_sources(&path, &["proxy/src", "protocols/src"]));
+    path
+}
+
+/// `cargo test` rebuilds the test crates, not the binaries they run: a daemon
+/// older than a source file would test old code and pass or fail for nothing.
+fn assert_newer_than_sources(binary: &Path, dirs: &[&str]) {
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    };
+    let built = modified(binary);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut pending: Vec<PathBuf> = dirs.iter().map(|dir| workspace.join(dir)).collect();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if modified(&path) > built {
+                panic!(
+                    "{} is older than {}: build the binaries again first (cargo build --workspace --bins)",
+                    binary.display(),
+                    path.display()
+                );
+            }
+        }
+    }
 }
 
 /// A binary of this workspace, next to the test binary's directory
