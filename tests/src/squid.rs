@@ -16,6 +16,24 @@ pub fn snippets_dir() -> PathBuf {
 pub struct Squid {
     pub process: Process,
     pub dir: PathBuf,
+    /// The service name: the prefix of its segments in /dev/shm.
+    name: String,
+}
+
+impl Drop for Squid {
+    /// A killed Squid leaves its shared memory segments behind.
+    fn drop(&mut self) {
+        let prefix = format!("{}-", self.name);
+        for entry in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 impl Squid {
@@ -54,11 +72,25 @@ impl Squid {
         let path = dir.join("squid.conf");
         std::fs::write(&path, conf)?;
         let mut command = ns.command("squid");
-        command.arg("-N").arg("-f").arg(&path);
+        // Namespaces share /dev/shm: the service name prefixes Squid's shared
+        // memory segments, so that Squids of tests that run at once do not
+        // collide ("shm_open(/squid-cf__metadata.shm): File exists").
+        let name: String = dir
+            .parent()
+            .and_then(Path::file_name)
+            .map(|rig| {
+                rig.to_string_lossy()
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect()
+            })
+            .unwrap_or_else(|| "imspector".into());
+        command.arg("-N").arg("-n").arg(&name).arg("-f").arg(&path);
         let process = Process::spawn("squid", command, dir.join("squid.out"))?;
         let squid = Squid {
             process,
             dir: dir.to_path_buf(),
+            name,
         };
         wait::until("squid to accept connections", || {
             wait::read(&dir.join("cache.log"))
