@@ -260,6 +260,8 @@ struct Processed {
     close: bool,
     /// The core saw a STARTTLS go through and TLS is intercepted.
     start_tls: bool,
+    /// The core has stopped, or there never was one: the bytes go by untouched.
+    untouched: bool,
     /// The events judged, for the metrics.
     tally: crate::metrics::EventTally,
 }
@@ -526,6 +528,7 @@ async fn pump(
         } else {
             inspector.process(dir, dst, &mut pending)
         };
+        let untouched = processed.untouched && pending.buf.is_empty();
         if deliver(processed, writers, inspector).await? {
             return Ok(Ended::StartTls);
         }
@@ -534,7 +537,6 @@ async fn pump(
             let _ = writers.of(dst).shutdown().await;
             return Ok(Ended::Closed);
         }
-        let untouched = inspector.core_stopped() && pending.buf.is_empty();
         if untouched && !splice_tried && src.is_plain() && writers.of(dst).is_plain() {
             splice_tried = true;
             match Pipe::new() {
@@ -646,16 +648,12 @@ impl Inspector {
         }
     }
 
-    /// Whether the core stopped, or there never was one: the bytes go by untouched.
-    fn core_stopped(&self) -> bool {
-        self.parser.lock().expect("parser lock poisoned").is_none()
-    }
-
     fn process(&self, dir: Direction, dst: Side, pending: &mut Pending) -> Processed {
         let mut processed = Processed::default();
         let mut guard = self.parser.lock().expect("parser lock poisoned");
         let Some(parser) = guard.as_mut() else {
             processed.output.push((dst, pending.take_rest()));
+            processed.untouched = true;
             return processed;
         };
         let now = unix_now();
@@ -715,6 +713,7 @@ impl Inspector {
             None => pending.note_held(),
         }
         let core = guard.as_ref().map_or(0, |parser| parser.held());
+        processed.untouched = guard.is_none();
         drop(guard);
         self.counters.add(&processed.tally);
         // What was reserved for events of frames that had none (shrunk in place).
