@@ -53,21 +53,11 @@ fn partial_messages_stay_within_max_buffered_bytes_and_memory_comes_back() -> an
     recording_msn_server(&rig)?;
     let before = rss_kib(pid);
     let conns = partial_messages(&rig, CONNECTIONS, SENT)?;
-    let released = || {
-        ims.process
-            .output()
-            .matches("more than max_buffered_bytes")
-            .count()
-    };
     // All but the few that fit in 4 MB are released.
-    let fit = 4_000_000 / SENT;
-    wait::until("the releases", || {
-        (released() >= CONNECTIONS - fit).then_some(())
-    })
-    .map_err(|e| anyhow::anyhow!("{e}; {} released", released()))?;
+    wait_for_releases(&ims, CONNECTIONS - 4_000_000 / SENT)?;
     let peak = rss_kib(pid);
     // Each release is counted (before its log line: more may come meanwhile).
-    let logged = released();
+    let logged = released(&ims);
     let counted = prometheus::scrape(&rig.gateway, METRICS.parse()?)?
         .value(
             "imspector_over_budget_releases_total",
@@ -75,7 +65,7 @@ fn partial_messages_stay_within_max_buffered_bytes_and_memory_comes_back() -> an
         )
         .unwrap_or_default() as usize;
     assert!(
-        (logged..=released()).contains(&counted),
+        (logged..=released(&ims)).contains(&counted),
         "{counted} counted, {logged} logged"
     );
     drop(conns);
@@ -133,6 +123,20 @@ fn unfinished_p2p_invite(size: usize) -> Vec<u8> {
     msg
 }
 
+/// How many connections the daemon has said it released over max_buffered_bytes.
+fn released(ims: &Imspector) -> usize {
+    ims.process
+        .output()
+        .matches("more than max_buffered_bytes")
+        .count()
+}
+
+/// Wait until at least `count` connections were released.
+fn wait_for_releases(ims: &Imspector, count: usize) -> anyhow::Result<()> {
+    wait::until("the releases", || (released(ims) >= count).then_some(()))
+        .map_err(|e| anyhow::anyhow!("{e}; {} released", released(ims)))
+}
+
 #[test]
 fn what_a_core_keeps_of_its_own_counts_in_max_buffered_bytes() -> anyhow::Result<()> {
     // Each message is complete and forwarded at once; only the INVITE it
@@ -151,18 +155,8 @@ fn what_a_core_keeps_of_its_own_counts_in_max_buffered_bytes() -> anyhow::Result
         conn.write_all(&unfinished_p2p_invite(EACH))?;
         conns.push(conn);
     }
-    let released = || {
-        ims.process
-            .output()
-            .matches("more than max_buffered_bytes")
-            .count()
-    };
     // All but the ones that fit in 1 MB are released.
-    let fit = 1_000_000 / EACH;
-    wait::until("the releases", || {
-        (released() >= INVITES - fit).then_some(())
-    })
-    .map_err(|e| anyhow::anyhow!("{e}; {} released", released()))?;
+    wait_for_releases(&ims, INVITES - 1_000_000 / EACH)?;
     // And every message went on.
     wait::until("the messages at the server", || {
         (received.lock().unwrap().len() >= INVITES * EACH).then_some(())
