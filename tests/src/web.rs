@@ -69,6 +69,20 @@ impl Web {
     }
 }
 
+/// Run `imspector-web -c conf` with `config` written to `conf`, which must
+/// refuse to start: what it said on standard error.
+pub fn refused(binary: &Path, conf: &Path, config: &str) -> String {
+    std::fs::write(conf, config).expect("writing the viewer's configuration");
+    let out = Command::new(binary)
+        .arg("-c")
+        .arg(conf)
+        .output()
+        .expect("running imspector-web");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{said}");
+    said
+}
+
 /// Add a user with `imspector-web passwd` (the password on standard input).
 pub fn add_user(
     binary: &Path,

@@ -9,7 +9,7 @@ use std::path::Path;
 use imspector::config::{Config, Settings};
 use imspector::event::LogEvent;
 use imspector_e2e::databases::{Mariadb, Postgres, DB_NAME, DB_PASSWORD};
-use imspector_e2e::web::{add_user, Web};
+use imspector_e2e::web::{add_user, refused, Web};
 use imspector_protocols::EventType;
 
 const BIN: &str = env!("CARGO_BIN_EXE_imspector-web");
@@ -279,24 +279,16 @@ fn mariadb_pages_search_live_view_and_audit_in_the_database_across_a_restart() {
     assert_eq!(last, [["admin", "view", "/IRC/alice"]]);
 
     // A wrong password stops the viewer at start with MariaDB's answer.
-    let conf = dir.path().join("wrong.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let said = refused(
+        Path::new(BIN),
+        &dir.path().join("wrong.conf"),
+        &format!(
             "{}web_listen=127.0.0.1:0\nweb_users_filename={}\nweb_audit_filename={}\n",
             server.config().replace(DB_PASSWORD, "wrong"),
             dir.path().join("users").display(),
             dir.path().join("audit.log").display()
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{said}");
+    );
     assert!(
         said.contains("imspector-web: mysql ") && said.contains("Access denied for user 'ims'"),
         "{said}"

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 
-use imspector_e2e::web::{add_user, Web};
+use imspector_e2e::web::{add_user, refused, Web};
 use rustls::pki_types::ServerName;
 
 const BIN: &str = env!("CARGO_BIN_EXE_imspector-web");
@@ -81,22 +81,15 @@ fn a_public_address_without_https_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let users = logs_and_users(dir.path());
     let conf = dir.path().join("web.conf");
-    std::fs::write(
+    let err = refused(
+        Path::new(BIN),
         &conf,
-        format!(
+        &format!(
             "file_logging_dir={}\nweb_listen=0.0.0.0:8080\nweb_users_filename={}\n",
             dir.path().join("logs").display(),
             users.display()
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         err.contains(&format!(
             "{}:2: web_listen: a non-loopback address needs HTTPS",
