@@ -144,26 +144,36 @@ impl Dialect {
         }
     }
 
-    /// One row of `layout`; parameters in the order of [`Row`]'s fields.
+    /// One row of `layout`; parameters in the order of [`values`].
     pub fn insert_message(self, layout: Layout) -> String {
+        self.insert_messages(layout, 1)
+    }
+
+    /// `rows` rows of `layout` in one statement; parameters in the order of
+    /// [`values`], row after row.
+    pub fn insert_messages(self, layout: Layout, rows: usize) -> String {
         let columns: Vec<&str> = COLUMNS
             .iter()
             .copied()
             .filter(|c| layout == Layout::WithCategories || *c != "categories")
             .collect();
-        let values: Vec<String> = (1..=columns.len())
-            .map(|i| match (self, i) {
-                // The event's time, not the time of the insert (a replayed
-                // event keeps when it happened).
-                (Dialect::Postgres, 1) => "to_timestamp($1)".to_string(),
-                _ => self.p(i),
-            })
-            .collect();
+        let row = |first: usize| {
+            let values: Vec<String> = (first..first + columns.len())
+                .map(|i| match self {
+                    // The event's time, not the time of the insert (a replayed
+                    // event keeps when it happened).
+                    Dialect::Postgres if i == first => format!("to_timestamp({})", self.p(i)),
+                    _ => self.p(i),
+                })
+                .collect();
+            format!("({})", values.join(", "))
+        };
+        let rows: Vec<String> = (0..rows).map(|r| row(1 + r * columns.len())).collect();
         let quoted: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
         format!(
-            "INSERT INTO messages ({}) VALUES ({})",
+            "INSERT INTO messages ({}) VALUES {}",
             quoted.join(", "),
-            values.join(", ")
+            rows.join(", ")
         )
     }
 
@@ -232,22 +242,33 @@ pub enum Value<'a> {
 }
 
 /// One event as the values of [`Dialect::insert_message`], in [`COLUMNS`] order.
-pub fn values(e: &LogEvent, layout: Layout) -> Vec<Value<'_>> {
-    let mut v = vec![
-        Value::Time(e.timestamp),
-        Value::Text(&e.client),
-        Value::Text(&e.protocol),
-        Value::Int(e.outgoing.into()),
-        Value::Int(e.kind.code().into()),
-        Value::Text(&e.local_id),
-        Value::Text(&e.remote_id),
-        Value::Int(e.filtered.into()),
-    ];
-    if layout == Layout::WithCategories {
-        v.push(Value::Text(&e.categories));
+pub fn values(e: &LogEvent, layout: Layout) -> Values<'_> {
+    let categories = (layout == Layout::WithCategories).then_some(Value::Text(&e.categories));
+    Values([
+        Some(Value::Time(e.timestamp)),
+        Some(Value::Text(&e.client)),
+        Some(Value::Text(&e.protocol)),
+        Some(Value::Int(e.outgoing.into())),
+        Some(Value::Int(e.kind.code().into())),
+        Some(Value::Text(&e.local_id)),
+        Some(Value::Text(&e.remote_id)),
+        Some(Value::Int(e.filtered.into())),
+        categories,
+        Some(Value::Data(&e.data)),
+    ])
+}
+
+/// The values of one row, kept on the stack (a row's values are bound
+/// millions of times a minute: no vector each).
+pub struct Values<'a>([Option<Value<'a>>; 10]);
+
+impl<'a> IntoIterator for Values<'a> {
+    type Item = Value<'a>;
+    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<Value<'a>>, 10>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().flatten()
     }
-    v.push(Value::Data(&e.data));
-    v
 }
 
 #[cfg(test)]
@@ -267,6 +288,19 @@ mod tests {
             "INSERT INTO messages (`timestamp`, `clientaddress`, `protocolname`, `outgoing`, \
              `type`, `localid`, `remoteid`, `filtered`, `eventdata`) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        assert_eq!(
+            Dialect::Postgres.insert_messages(Layout::WithoutCategories, 2),
+            "INSERT INTO messages (\"timestamp\", \"clientaddress\", \"protocolname\", \
+             \"outgoing\", \"type\", \"localid\", \"remoteid\", \"filtered\", \"eventdata\") \
+             VALUES (to_timestamp($1), $2, $3, $4, $5, $6, $7, $8, $9), \
+             (to_timestamp($10), $11, $12, $13, $14, $15, $16, $17, $18)"
+        );
+        assert_eq!(
+            Dialect::Sqlite.insert_messages(Layout::WithCategories, 2),
+            "INSERT INTO messages (\"timestamp\", \"clientaddress\", \"protocolname\", \
+             \"outgoing\", \"type\", \"localid\", \"remoteid\", \"filtered\", \"categories\", \
+             \"eventdata\") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
     }
 

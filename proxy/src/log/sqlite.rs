@@ -13,9 +13,27 @@ use super::{private, SinkError};
 
 const D: Dialect = Dialect::Sqlite;
 
+/// Most rows of one `INSERT`: executing a statement costs about as much as
+/// binding and inserting a few rows, so a batch goes in statements of this
+/// many rows, and its tail in statements of fewer (powers of two, so that only
+/// a handful of statements are ever prepared).
+const ROWS_PER_INSERT: usize = 32;
+
 pub struct SqliteBackend {
     path: PathBuf,
-    open: Option<(Connection, Layout)>,
+    open: Option<Open>,
+}
+
+struct Open {
+    conn: Connection,
+    layout: Layout,
+    /// The `INSERT` of `1 << i` rows at `i`, up to [`ROWS_PER_INSERT`].
+    inserts: Vec<String>,
+}
+
+/// Rows of the next `INSERT` when `left` rows remain.
+fn statement_rows(left: usize) -> usize {
+    ROWS_PER_INSERT.min(1 << left.ilog2())
 }
 
 impl SqliteBackend {
@@ -82,20 +100,31 @@ impl Backend for SqliteBackend {
             })
         })()
         .map_err(|e| self.err(e))?;
-        self.open = Some((conn, layout));
+        let inserts = (0..=ROWS_PER_INSERT.ilog2())
+            .map(|i| D.insert_messages(layout, 1 << i))
+            .collect();
+        self.open = Some(Open {
+            conn,
+            layout,
+            inserts,
+        });
         Ok(progress)
     }
 
     fn write(&mut self, spool: &str, entries: &[Entry], last: u64) -> Result<(), SinkError> {
-        let (conn, layout) = self.open.as_mut().expect("connected");
-        let layout = *layout;
+        let open = self.open.as_mut().expect("connected");
         let result = (|| {
-            let tx = conn.transaction()?;
+            let tx = open.conn.transaction()?;
             {
-                let mut insert = tx.prepare_cached(&D.insert_message(layout))?;
-                for entry in entries {
+                let mut rest = entries;
+                while !rest.is_empty() {
+                    let rows = statement_rows(rest.len());
+                    let (these, after) = rest.split_at(rows);
+                    let sql = &open.inserts[rows.ilog2() as usize];
+                    let mut insert = tx.prepare_cached(sql)?;
+                    let values = these.iter().flat_map(|e| values(&e.event, open.layout));
                     // Bound in place: no list of parameters made per row.
-                    for (at, value) in values(&entry.event, layout).into_iter().enumerate() {
+                    for (at, value) in values.enumerate() {
                         let value = match value {
                             Value::Time(t) => ToSqlOutput::from(t),
                             Value::Int(i) => ToSqlOutput::from(i),
@@ -105,6 +134,7 @@ impl Backend for SqliteBackend {
                         insert.raw_bind_parameter(at + 1, value)?;
                     }
                     insert.raw_execute()?;
+                    rest = after;
                 }
                 tx.execute(&D.upsert_progress(), params![spool, last as i64])?;
             }
@@ -114,8 +144,8 @@ impl Backend for SqliteBackend {
     }
 
     fn delete_before(&mut self, before: i64, batch: usize) -> Result<u64, SinkError> {
-        let (conn, _) = self.open.as_mut().expect("connected");
-        let deleted = conn.execute(&D.delete_before(batch), [before]);
+        let open = self.open.as_mut().expect("connected");
+        let deleted = open.conn.execute(&D.delete_before(batch), [before]);
         deleted.map(|n| n as u64).map_err(|e| self.err(e))
     }
 
