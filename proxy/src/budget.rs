@@ -15,8 +15,8 @@ pub const DEFAULT_MAX_BUFFERED: usize = 64 << 20;
 
 /// Once this much of what the cores held has been freed, and what they hold
 /// now is at most half of their high water mark, memory goes back to the
-/// system when a connection ends: glibc keeps freed memory in its arenas
-/// otherwise (1,000 connections that held 40 kB each left 66 MB behind).
+/// system when a connection ends: the allocator keeps freed memory otherwise
+/// (1,000 connections that held 40 kB each left 66 MB behind with glibc's).
 /// Not while the total holds steady, so busy relaying does not trim.
 const TRIM_AFTER: usize = 1 << 20;
 
@@ -146,8 +146,7 @@ impl Drop for Share {
             .expect("budget lock poisoned")
             .end(self.id)
         {
-            // SAFETY: malloc_trim only returns free heap memory to the system.
-            unsafe { libc::malloc_trim(0) };
+            crate::memory::give_back();
         }
     }
 }

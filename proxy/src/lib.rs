@@ -14,6 +14,7 @@ pub mod event;
 pub mod filter;
 pub mod icap;
 pub mod log;
+pub mod memory;
 pub mod metrics;
 pub mod net;
 pub mod new_conversations;

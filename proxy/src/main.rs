@@ -10,6 +10,9 @@ use imspector::config::{Config, Settings, DEFAULT_CONFIG_PATH};
 use imspector::icap::IcapConfig;
 use imspector::{daemon, diag, net, tls};
 
+#[global_allocator]
+static ALLOCATOR: imspector::memory::Allocator = imspector::memory::ALLOCATOR;
+
 /// Exit codes a firewall script can act on.
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
