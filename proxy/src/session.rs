@@ -203,10 +203,19 @@ pub async fn relay_inspected(
         counters: crate::metrics::EventCounters::new(kind.log_name()),
     };
     let (links, initial) = match &inspector.shared.tls {
+        // Boxed, as every TLS handshake below: a handshake's state is large, and
+        // the task of every connection, plain ones too, is as large as its
+        // largest await point.
         Some(interceptor) if direct_tls => {
-            match interceptor
-                .intercept(client, server, &initial, None, dst_addr.ip(), &client_name)
-                .await
+            match Box::pin(interceptor.intercept(
+                client,
+                server,
+                &initial,
+                None,
+                dst_addr.ip(),
+                &client_name,
+            ))
+            .await
             {
                 Ok(tls) => (Links::intercepted(tls), BytesMut::new()),
                 Err(why) => return inspector.tls_failed(&why),
@@ -292,7 +301,7 @@ async fn relay(
     .await?
         == Ended::StartTls
     {
-        links = inspector.start_tls(links).await?;
+        links = Box::pin(inspector.start_tls(links)).await?;
     }
     Ok(())
 }

@@ -16,8 +16,9 @@ use crate::tls::Records;
 pub struct Link {
     read: OwnedReadHalf,
     write: tokio::sync::Mutex<OwnedWriteHalf>,
-    /// The TLS session when it is intercepted.
-    tls: Option<Records>,
+    /// The TLS session when it is intercepted (boxed: it is large, and most
+    /// links are plain).
+    tls: Option<Box<Records>>,
 }
 
 impl Link {
@@ -26,7 +27,7 @@ impl Link {
         Link {
             read,
             write: tokio::sync::Mutex::new(write),
-            tls,
+            tls: tls.map(Box::new),
         }
     }
 
@@ -51,7 +52,7 @@ impl Link {
 
     /// True when the TLS session has records of its own to send (after a read).
     pub fn wants_write(&self) -> bool {
-        self.tls.as_ref().is_some_and(Records::wants_write)
+        self.tls.as_deref().is_some_and(Records::wants_write)
     }
 
     /// Write every buffer of `bufs` in order (emptied on success).
