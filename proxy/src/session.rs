@@ -16,6 +16,7 @@ use imspector_protocols::{
     new_session, ChatEvent, Direction, EventType, Frame, HandoffTable, Pdu, ProtocolKind,
     ProtocolSession, Rewrite, Stop as CoreStop,
 };
+use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -897,7 +898,7 @@ impl Inspector {
         // max_new_conversations: a refused event is neither judged nor logged,
         // and the PDU goes to none of its targets.
         let any_refused = refusals.iter().any(|(_, refusal)| refusal.is_some());
-        let mut judged: Vec<Judged> = pdu
+        let mut judged: PerEvent<Judged> = pdu
             .events
             .iter()
             .zip(refusals)
@@ -988,7 +989,7 @@ impl Inspector {
         &self,
         events: &[ChatEvent],
         now: std::time::Instant,
-    ) -> Vec<(Ids, Option<FilterEvent>)> {
+    ) -> PerEvent<(Ids, Option<FilterEvent>)> {
         let mut conversations = self
             .conversations
             .lock()
@@ -1017,6 +1018,10 @@ impl Inspector {
             .collect()
     }
 }
+
+/// One entry per event of a PDU: nearly every PDU has one event, so its
+/// entry needs no allocation.
+type PerEvent<T> = SmallVec<[T; 1]>;
 
 /// What every PDU of one read is judged with, taken once.
 struct Judging {
