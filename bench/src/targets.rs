@@ -106,10 +106,12 @@ impl Target {
                 };
                 let pid_file = path.join("imspector.pid");
                 let config = path.join("imspector.conf");
+                // max_connections: the idle workload holds 9,980 connections, and
+                // the default keeps 256 descriptors spare (9,872 under a limit of 20,000).
                 std::fs::write(
                     &config,
                     format!(
-                        "port={IMSPECTOR_PORT}\nlistenaddr={PROXY_IP}\npidfilename={}\n\
+                        "port={IMSPECTOR_PORT}\nlistenaddr={PROXY_IP}\npidfilename={}\nmax_connections=9990\n\
                          yahoo_protocol=on\nyahoo_ports={}\n\
                          irc_protocol=on\nirc_ports={},{},{}\n\
                          msn_protocol=on\ngg_protocol=on\nicq_protocol=on\njabber_protocol=on\n{logging}{extra}",
