@@ -164,7 +164,8 @@ pub async fn relay_inspected(
         // The name is for the log only: a stream whose server speaks first
         // must not wait for it longer than any held byte would.
         let peek = tls::peek_server_name(&client, &initial);
-        let name = tokio::time::timeout(shared.config.hold_timeout, peek)
+        // Boxed: see the handshake below.
+        let name = Box::pin(tokio::time::timeout(shared.config.hold_timeout, peek))
             .await
             .ok()
             .flatten();
