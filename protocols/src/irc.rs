@@ -10,6 +10,8 @@
 //! 001, 64 KiB of lines with bare CRs or NULs mean the bytes are not IRC (such
 //! as iperf3's data): the core stops and the rest is relayed untouched.
 
+use std::cell::Cell;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::event::{ChatEvent, Direction, EventType};
@@ -59,24 +61,78 @@ fn index(dir: Direction) -> usize {
     }
 }
 
-/// Commands that change our state or carry events, per direction.
+/// Commands that change our state or carry events, per direction (as
+/// [`index`] numbers them).
+const WANTED: [&[&[u8]]; 2] = [
+    &[
+        b"PRIVMSG", b"NOTICE", b"NICK", b"TOPIC", b"PART", b"QUIT", b"KICK",
+    ],
+    &[
+        b"PRIVMSG", b"NOTICE", b"NICK", b"001", b"670", b"CAP", b"290", b"TOPIC", b"PART", b"QUIT",
+        b"KICK", b"332",
+    ],
+];
+
 fn wanted(dir: Direction) -> &'static [&'static [u8]] {
-    match dir {
-        Direction::Outgoing => &[
-            b"PRIVMSG", b"NOTICE", b"NICK", b"TOPIC", b"PART", b"QUIT", b"KICK",
-        ],
-        Direction::Incoming => &[
-            b"PRIVMSG", b"NOTICE", b"NICK", b"001", b"670", b"CAP", b"290", b"TOPIC", b"PART",
-            b"QUIT", b"KICK", b"332",
-        ],
+    WANTED[index(dir)]
+}
+
+/// Per direction, the bytes that start a command in [`WANTED`], in either
+/// case: most lines' commands are ruled out by a look at their first byte.
+static LEADS: [[bool; 256]; 2] = [leads(WANTED[0]), leads(WANTED[1])];
+
+const fn leads(words: &[&[u8]]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < words.len() {
+        let first = words[i][0];
+        table[first.to_ascii_uppercase() as usize] = true;
+        table[first.to_ascii_lowercase() as usize] = true;
+        i += 1;
     }
+    table
 }
 
 /// The length of the longest command in [`wanted`] (`PRIVMSG`).
 const LONGEST_COMMAND: usize = 7;
 
 fn is_interesting(dir: Direction, command: &[u8]) -> bool {
-    wanted(dir).iter().any(|w| w.eq_ignore_ascii_case(command))
+    command.len() <= LONGEST_COMMAND && PACKED[index(dir)].contains(&packed(command))
+}
+
+/// Per direction, the commands of [`WANTED`] as [`packed`] makes them (the
+/// rest `u64::MAX`, which no word packs to): a command is compared with all
+/// of them at the cost of packing it once.
+static PACKED: [[u64; 12]; 2] = [pack_all(WANTED[0]), pack_all(WANTED[1])];
+
+const fn pack_all(words: &[&[u8]]) -> [u64; 12] {
+    let mut all = [u64::MAX; 12];
+    let mut i = 0;
+    while i < words.len() {
+        all[i] = packed(words[i]);
+        i += 1;
+    }
+    all
+}
+
+/// A word of at most [`LONGEST_COMMAND`] bytes as one number: its bytes
+/// upper-cased, then its length in the last byte.
+const fn packed(word: &[u8]) -> u64 {
+    let mut bytes = [0; 8];
+    let mut i = 0;
+    while i < word.len() {
+        bytes[i] = word[i].to_ascii_uppercase();
+        i += 1;
+    }
+    bytes[7] = word.len() as u8;
+    u64::from_le_bytes(bytes)
+}
+
+/// Whether `command`'s first byte starts one in [`WANTED`] for `dir`.
+fn may_start_wanted(dir: Direction, command: &[u8]) -> bool {
+    command
+        .first()
+        .is_some_and(|&first| LEADS[index(dir)][usize::from(first)])
 }
 
 /// The ways the peer may read one line (ended by LF, or partial). Servers
@@ -163,7 +219,11 @@ fn read_alike(line: &[u8]) -> bool {
 /// data has a CR or NUL in most lines) go by at the speed of the scan.
 fn line_matters(dir: Direction, line: &[u8], one_reading: bool) -> bool {
     let command_matters = |reading: &[u8]| {
-        partial_command_word(reading).is_some_and(|(word, _)| is_interesting(dir, word))
+        // Most commands are ruled out by their first byte, before their end
+        // is looked for.
+        after_head(reading).is_some_and(|rest| {
+            may_start_wanted(dir, rest) && is_interesting(dir, command_word(rest).0)
+        })
     };
     if one_reading {
         return command_matters(line);
@@ -213,14 +273,29 @@ fn joined_command_matters(dir: Direction, body: &[u8]) -> bool {
     is_interesting(dir, &word[..len])
 }
 
-/// The end (one past its LF) of the first line at or after `from`, and
-/// whether its body (from `line_start`) holds a bare CR or a NUL. Two
-/// vectorised searches per line: most lines of random bytes hold a CR or a NUL
-/// well before their LF, and stopping at each of them cost more.
-fn line_end(buf: &[u8], line_start: usize, from: usize) -> Option<(usize, bool)> {
-    let end = from + memchr::memchr(b'\n', &buf[from..])? + 1;
-    let odd = memchr::memchr2(b'\r', 0, line_body(&buf[line_start..end])).is_some();
-    Some((end, odd))
+thread_local! {
+    /// The line ends of a read, kept for the next one: a vector of a few KiB
+    /// allocated per read cost more than finding the ends.
+    static LINE_ENDS: Cell<Vec<usize>> = const { Cell::new(Vec::new()) };
+}
+
+/// Sets `ends` to the ends (one past each LF) of the whole lines in `lines`,
+/// whose first `searched` bytes hold no LF (when there are that many).
+fn line_ends(lines: &[u8], searched: usize, ends: &mut Vec<usize>) {
+    let unsearched = lines.get(searched..).unwrap_or_default();
+    ends.clear();
+    ends.extend(memchr::memchr_iter(b'\n', unsearched).map(|at| searched + at + 1));
+}
+
+/// Whether no line of `lines`, ended where `ends` say, holds a bare CR or a
+/// NUL: then every CR is the one before an LF. Two vectorised passes over
+/// all the lines at once cost less than a search in each line.
+fn all_read_alike(lines: &[u8], ends: &[usize]) -> bool {
+    let crlf = ends
+        .iter()
+        .filter(|&&end| end >= 2 && lines[end - 2] == b'\r')
+        .count();
+    memchr::memchr(0, lines).is_none() && memchr::memchr_iter(b'\r', lines).count() == crlf
 }
 
 /// Whether a line whose end has not arrived yet may matter to us: in one of
@@ -268,6 +343,12 @@ enum Partial {
 /// The command word of a partial line as far as it has arrived, and whether
 /// it is complete; `None` while the tags or the prefix before it go on.
 fn partial_command_word(partial: &[u8]) -> Option<(&[u8], bool)> {
+    after_head(partial).map(command_word)
+}
+
+/// A line, or a partial one, from its command word on: after its tags, its
+/// prefix and the spaces; `None` while the tags or the prefix go on.
+fn after_head(partial: &[u8]) -> Option<&[u8]> {
     fn trim_spaces(s: &[u8]) -> &[u8] {
         &s[s.iter().take_while(|&&b| b == b' ').count()..]
     }
@@ -278,16 +359,20 @@ fn partial_command_word(partial: &[u8]) -> Option<(&[u8], bool)> {
             rest = trim_spaces(&rest[space..]);
         }
     }
+    Some(rest)
+}
+
+/// The command word at the front of `rest` as far as it has arrived, and
+/// whether it is complete.
+fn command_word(rest: &[u8]) -> (&[u8], bool) {
     // A word longer than any we act on is cut there, and settled: no caller
     // needs more of it, and lines of bytes that are not IRC go by unscanned.
     let head = &rest[..rest.len().min(LONGEST_COMMAND + 1)];
-    Some(
-        match head.iter().position(|&b| matches!(b, b' ' | b'\r' | b'\n')) {
-            Some(end) => (&rest[..end], true),
-            None if head.len() > LONGEST_COMMAND => (head, true),
-            None => (rest, false),
-        },
-    )
+    match head.iter().position(|&b| matches!(b, b' ' | b'\r' | b'\n')) {
+        Some(end) => (&rest[..end], true),
+        None if head.len() > LONGEST_COMMAND => (head, true),
+        None => (rest, false),
+    }
 }
 
 /// One parsed line, borrowing from its bytes.
@@ -295,10 +380,18 @@ fn partial_command_word(partial: &[u8]) -> Option<(&[u8], bool)> {
 struct Line<'a> {
     prefix: Option<&'a str>,
     command: &'a str,
-    /// Middle parameters.
-    params: Vec<&'a str>,
+    /// The middle parameters, as they stand between the command and the
+    /// trailing one (see [`Line::params`]).
+    middle: &'a str,
     /// The trailing parameter and its byte range within the line.
     trailing: Option<(&'a str, std::ops::Range<usize>)>,
+}
+
+impl<'a> Line<'a> {
+    /// The middle parameters, split where the line has them, not collected.
+    fn params(&self) -> impl Iterator<Item = &'a str> {
+        self.middle.split(' ').filter(|p| !p.is_empty())
+    }
 }
 
 fn parse_line(line: &str) -> Option<Line<'_>> {
@@ -320,34 +413,28 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     if command.is_empty() {
         return None;
     }
+    // From here `rest` is empty or starts with a space, so the trailing
+    // parameter starts at the first colon after a space.
     rest = &rest[cmd_end..];
-    let mut params = Vec::new();
-    let mut trailing = None;
-    loop {
-        rest = rest.trim_start_matches(' ');
-        if rest.is_empty() {
-            break;
+    let (middle, trailing) = match rest.find(" :") {
+        Some(space) => (&rest[..space], Some(&rest[space + 2..])),
+        // Without a colon the last middle parameter is the trailing one.
+        None => {
+            let params = rest.trim_end_matches(' ');
+            match params.rfind(' ') {
+                Some(space) => (&rest[..space], Some(&params[space + 1..])),
+                None => (rest, None),
+            }
         }
-        if let Some(t) = rest.strip_prefix(':') {
-            let start = t.as_ptr() as usize - base;
-            trailing = Some((t, start..start + t.len()));
-            break;
-        }
-        let end = rest.find(' ').unwrap_or(rest.len());
-        params.push(&rest[..end]);
-        rest = &rest[end..];
-    }
-    // Without a colon the last middle parameter is the trailing one.
-    if trailing.is_none() {
-        if let Some(last) = params.pop() {
-            let start = last.as_ptr() as usize - base;
-            trailing = Some((last, start..start + last.len()));
-        }
-    }
+    };
+    let trailing = trailing.map(|t| {
+        let start = t.as_ptr() as usize - base;
+        (t, start..start + t.len())
+    });
     Some(Line {
         prefix,
         command,
-        params,
+        middle,
         trailing,
     })
 }
@@ -455,7 +542,7 @@ impl IrcSession {
             }
             (Direction::Incoming, "001") => {
                 self.welcomed = true;
-                if let Some(nick) = line.params.first() {
+                if let Some(nick) = line.params().next() {
                     self.nick = Some(nick.to_string());
                 }
                 Vec::new()
@@ -474,7 +561,7 @@ impl IrcSession {
                 Vec::new()
             }
             (Direction::Incoming, "CAP") => {
-                if let (Some(sub), Some((caps, _))) = (line.params.get(1), &line.trailing) {
+                if let (Some(sub), Some((caps, _))) = (line.params().nth(1), &line.trailing) {
                     for cap in caps.split(' ') {
                         let (on, name) = match cap.strip_prefix('-') {
                             Some(name) => (false, name),
@@ -490,14 +577,8 @@ impl IrcSession {
                 Vec::new()
             }
             (Direction::Incoming, "290") => {
-                let named = line
-                    .params
-                    .iter()
-                    .chain(line.trailing.as_ref().map(|(t, _)| t));
-                if named
-                    .into_iter()
-                    .any(|p| p.eq_ignore_ascii_case("IDENTIFY-MSG"))
-                {
+                let mut named = line.params().chain(line.trailing.as_ref().map(|(t, _)| *t));
+                if named.any(|p| p.eq_ignore_ascii_case("IDENTIFY-MSG")) {
                     self.identify_msg = true;
                 }
                 Vec::new()
@@ -536,45 +617,42 @@ impl IrcSession {
             return Vec::new();
         };
         let command = line.command.to_ascii_uppercase();
-        let (targets, prefix) = match (command.as_str(), &line.params[..]) {
-            ("TOPIC" | "PART", [channels, ..]) => {
-                (*channels, format!("/{} ", command.to_lowercase()))
+        let mut params = line.params();
+        let (targets, prefix) = match (command.as_str(), params.next(), params.next()) {
+            ("TOPIC" | "PART", Some(channels), _) => {
+                (channels, format!("/{} ", command.to_lowercase()))
             }
-            ("KICK", [channel, nick, ..]) => (*channel, format!("/kick {nick} ")),
-            ("332", [_, channel, ..]) => (*channel, "/topic ".to_string()),
-            ("QUIT", _) => ("*", "/quit ".to_string()),
+            ("KICK", Some(channel), Some(nick)) => (channel, format!("/kick {nick} ")),
+            ("332", _, Some(channel)) => (channel, "/topic ".to_string()),
+            ("QUIT", _, _) => ("*", "/quit ".to_string()),
             _ => return Vec::new(),
         };
         let sender = line.prefix.and_then(nick_of);
         if dir == Direction::Incoming && sender.is_none() && command != "332" {
             return Vec::new();
         }
-        targets
-            .split(',')
-            .filter(|t| !t.is_empty())
-            .map(|target| {
-                let (remote_id, group) = match (command.as_str(), sender) {
-                    ("QUIT", Some(nick)) if dir == Direction::Incoming => (nick.to_string(), false),
-                    _ => (target.to_string(), true),
-                };
-                let prefix = match sender {
-                    Some(nick) if dir == Direction::Incoming && group => {
-                        format!("{nick}: {prefix}")
-                    }
-                    _ => prefix.clone(),
-                };
-                ChatEvent {
-                    direction: dir,
-                    kind: EventType::Message,
-                    local_id: self.local_id(),
-                    remote_id,
-                    group,
-                    prefix,
-                    text: text.to_string(),
-                    encrypted: false,
+        per_target(targets, text.to_string(), |target, text| {
+            let (remote_id, group) = match (command.as_str(), sender) {
+                ("QUIT", Some(nick)) if dir == Direction::Incoming => (nick.to_string(), false),
+                _ => (target.to_string(), true),
+            };
+            let prefix = match sender {
+                Some(nick) if dir == Direction::Incoming && group => {
+                    format!("{nick}: {prefix}")
                 }
-            })
-            .collect()
+                _ => prefix.clone(),
+            };
+            ChatEvent {
+                direction: dir,
+                kind: EventType::Message,
+                local_id: self.local_id(),
+                remote_id,
+                group,
+                prefix,
+                text,
+                encrypted: false,
+            }
+        })
     }
 
     /// The byte range of the text a filter may rewrite, inside the trailing
@@ -595,7 +673,7 @@ impl IrcSession {
     }
 
     fn message_events(&self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
-        let (Some(targets), Some((body, _))) = (line.params.first(), &line.trailing) else {
+        let (Some(targets), Some((body, _))) = (line.params().next(), &line.trailing) else {
             return Vec::new();
         };
         let body = &body[self.flag_len(dir, body)..];
@@ -620,32 +698,48 @@ impl IrcSession {
                 None => return Vec::new(),
             },
         };
-        targets
-            .split(',')
-            .filter(|t| !t.is_empty())
-            .map(|target| {
-                let group = is_channel(target);
-                let remote_id = match sender {
-                    Some(nick) if !group => nick.to_string(),
-                    _ => target.trim_start_matches(['@', '+', '%']).to_string(),
-                };
-                let prefix = match sender {
-                    Some(nick) if group => format!("{nick}: {prefix}"),
-                    _ => prefix.clone(),
-                };
-                ChatEvent {
-                    direction: dir,
-                    kind,
-                    local_id: self.local_id(),
-                    remote_id,
-                    group,
-                    prefix,
-                    text: text.clone(),
-                    encrypted: false,
-                }
-            })
-            .collect()
+        per_target(targets, text, |target, text| {
+            let group = is_channel(target);
+            let remote_id = match sender {
+                Some(nick) if !group => nick.to_string(),
+                _ => target.trim_start_matches(['@', '+', '%']).to_string(),
+            };
+            let prefix = match sender {
+                Some(nick) if group => format!("{nick}: {prefix}"),
+                _ => prefix.clone(),
+            };
+            ChatEvent {
+                direction: dir,
+                kind,
+                local_id: self.local_id(),
+                remote_id,
+                group,
+                prefix,
+                text,
+                encrypted: false,
+            }
+        })
     }
+}
+
+/// An event per name in `targets` (comma-separated; empty names are
+/// skipped), each made by `event` from its name and the text: every event
+/// but the last gets a copy, the last the text itself.
+fn per_target(
+    targets: &str,
+    mut text: String,
+    mut event: impl FnMut(&str, String) -> ChatEvent,
+) -> Vec<ChatEvent> {
+    let mut targets = targets.split(',').filter(|t| !t.is_empty()).peekable();
+    let mut events = Vec::new();
+    while let Some(target) = targets.next() {
+        let text = match targets.peek() {
+            Some(_) => text.clone(),
+            None => std::mem::take(&mut text),
+        };
+        events.push(event(target, text));
+    }
+    events
 }
 
 impl ProtocolSession for IrcSession {
@@ -670,18 +764,27 @@ impl ProtocolSession for IrcSession {
                 }
             }
         }
-        // Lines without events are forwarded together as one opaque frame.
         let d = index(dir);
-        let mut plain_len = 0;
         // The front of the held partial line has no line end: search on.
         let held_before = self.scanned[d].min(buf.len());
-        let mut from = held_before;
-        while let Some((end, odd)) = line_end(buf, plain_len, from) {
-            let one_reading = !odd;
-            from = end;
+        let whole =
+            memchr::memrchr(b'\n', &buf[held_before..]).map_or(0, |at| held_before + at + 1);
+        let mut ends = LINE_ENDS.take();
+        line_ends(&buf[..whole], held_before, &mut ends);
+        let alike = all_read_alike(&buf[..whole], &ends);
+        if !ends.is_empty() {
             self.holding[d] = Partial::Forward;
+        }
+        // Positions in the read as it came: lines without events are forwarded
+        // together as one opaque frame, from `split` (where the last frame
+        // ended) to `start` (where the current line starts).
+        let (mut split, mut start) = (0, 0);
+        for (line, &end) in ends.iter().enumerate() {
+            let line_bytes = &buf[start - split..end - split];
+            let odd = !alike && !read_alike(line_bytes);
+            let one_reading = !odd;
             if odd && !self.welcomed {
-                self.odd_before_welcome += end - plain_len;
+                self.odd_before_welcome += end - start;
                 if self.odd_before_welcome > NOT_IRC_BEFORE_WELCOME {
                     feed.stop = Some(Stop::NotThisProtocol(format!(
                         "{} bytes of lines with a bare CR or a NUL before the server's welcome (001): not IRC",
@@ -690,9 +793,8 @@ impl ProtocolSession for IrcSession {
                     break;
                 }
             }
-            let line_bytes = &buf[plain_len..end];
             if !line_matters(dir, line_bytes, one_reading) {
-                plain_len = end;
+                start = end;
                 continue;
             }
             let mut events: Vec<ChatEvent> = Vec::new();
@@ -720,27 +822,30 @@ impl ProtocolSession for IrcSession {
                     judge(&reading, &mut events);
                 }
             }
-            if events.is_empty() {
-                plain_len = end;
-            } else {
-                from -= plain_len;
-                if plain_len > 0 {
-                    let plain = buf.split_to(plain_len).freeze();
+            if !events.is_empty() {
+                if feed.frames.is_empty() {
+                    // Where one line has events, most do (chat): room for a
+                    // frame per line left, instead of growing by doubling.
+                    feed.frames.reserve(ends.len() - line + 1);
+                }
+                if start > split {
+                    let plain = buf.split_to(start - split).freeze();
                     feed.frames.push(Frame::Opaque(plain));
                 }
-                let bytes = buf.split_to(end - plain_len).freeze();
-                from -= bytes.len();
+                let bytes = buf.split_to(end - start).freeze();
                 feed.frames.push(Frame::Pdu(Pdu { bytes, events }));
-                plain_len = 0;
+                split = end;
             }
+            start = end;
             if starttls {
                 feed.stop = Some(Stop::Encrypted("IRC STARTTLS accepted (670)"));
                 break;
             }
         }
-        if plain_len > 0 {
+        LINE_ENDS.set(ends);
+        if start > split {
             feed.frames
-                .push(Frame::Opaque(buf.split_to(plain_len).freeze()));
+                .push(Frame::Opaque(buf.split_to(start - split).freeze()));
         }
         self.scanned[d] = buf.len();
         if feed.stop.is_some() {
@@ -1408,6 +1513,18 @@ mod tests {
         // A CR inside the command word: InspIRCd reads PRIVMSG.
         let ev = run(&mut s, Direction::Outgoing, "PRIV\rMSG bob :x\r\n");
         assert_eq!(texts(&ev), pairs(&[("bob", "x")]));
+    }
+
+    #[test]
+    fn a_bare_cr_among_ordinary_lines_of_one_read_is_judged() {
+        // As many CRs as LFs in the read: the last line ends in a bare LF.
+        let mut s = IrcSession::default();
+        let ev = run(
+            &mut s,
+            Direction::Outgoing,
+            "PING :a\r\nPING :x\rPRIVMSG victim :text\r\nPONG y\n",
+        );
+        assert_eq!(texts(&ev), vec![("victim".into(), "text".into())]);
     }
 
     #[test]
