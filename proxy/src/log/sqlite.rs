@@ -1,12 +1,13 @@
 //! `sqlite_file`: the `messages` table in an SQLite database file.
 
+use std::ffi::{c_int, CStr};
 use std::path::PathBuf;
+use std::ptr::NonNull;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::types::ToSqlOutput;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{ffi, params, Connection, OptionalExtension};
 
 use super::spool::Entry;
 use super::spooled::{Backend, Progress};
@@ -29,10 +30,11 @@ pub struct SqliteBackend {
 struct Open {
     /// Dropped first: stopped before the writing connection closes.
     checkpointer: Checkpointer,
+    /// The `INSERT` of `1 << i` rows at `i`, up to [`ROWS_PER_INSERT`];
+    /// finalized before the connection closes.
+    inserts: Vec<Insert>,
     conn: Connection,
     layout: Layout,
-    /// The `INSERT` of `1 << i` rows at `i`, up to [`ROWS_PER_INSERT`].
-    inserts: Vec<String>,
 }
 
 /// Rows of the next `INSERT` when `left` rows remain.
@@ -112,8 +114,9 @@ impl Backend for SqliteBackend {
         })()
         .map_err(|e| self.err(e))?;
         let inserts = (0..=ROWS_PER_INSERT.ilog2())
-            .map(|i| D.insert_messages(layout, 1 << i))
-            .collect();
+            .map(|i| Insert::prepare(&conn, &D.insert_messages(layout, 1 << i)))
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))?;
         let checkpointer = Checkpointer::start(checkpoints).map_err(|e| {
             SinkError::Other(format!("sqlite sink: starting its checkpoint thread: {e}"))
         })?;
@@ -135,20 +138,8 @@ impl Backend for SqliteBackend {
                 while !rest.is_empty() {
                     let rows = statement_rows(rest.len());
                     let (these, after) = rest.split_at(rows);
-                    let sql = &open.inserts[rows.ilog2() as usize];
-                    let mut insert = tx.prepare_cached(sql)?;
                     let values = these.iter().flat_map(|e| values(&e.event, open.layout));
-                    // Bound in place: no list of parameters made per row.
-                    for (at, value) in values.enumerate() {
-                        let value = match value {
-                            Value::Time(t) => ToSqlOutput::from(t),
-                            Value::Int(i) => ToSqlOutput::from(i),
-                            // Text, so that sqlite3 and other readers show it as such.
-                            Value::Text(t) | Value::Data(t) => ToSqlOutput::from(t),
-                        };
-                        insert.raw_bind_parameter(at + 1, value)?;
-                    }
-                    insert.raw_execute()?;
+                    open.inserts[rows.ilog2() as usize].run(&tx, values)?;
                     rest = after;
                 }
                 tx.execute(&D.upsert_progress(), params![spool, last as i64])?;
@@ -170,6 +161,94 @@ impl Backend for SqliteBackend {
     fn disconnect(&mut self) {
         self.open = None;
     }
+}
+
+/// A prepared `INSERT` that SQLite reads each text value of where it is
+/// (`SQLITE_STATIC`), where rusqlite's binding has it copy the value first
+/// (`SQLITE_TRANSIENT`: a copy and an allocation per value).
+struct Insert(NonNull<ffi::sqlite3_stmt>);
+
+// SAFETY: a statement may move between threads with its connection (rusqlite
+// opens connections in SQLite's multi-thread mode); `Open` keeps both together.
+unsafe impl Send for Insert {}
+
+impl Insert {
+    fn prepare(conn: &Connection, sql: &str) -> rusqlite::Result<Insert> {
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: the handle is valid while `conn` lives, and `Open` finalizes
+        // its statements before it closes the connection.
+        let rc = unsafe {
+            let (text, len) = (sql.as_ptr().cast(), sql.len() as c_int);
+            ffi::sqlite3_prepare_v2(conn.handle(), text, len, &mut stmt, std::ptr::null_mut())
+        };
+        match NonNull::new(stmt) {
+            Some(stmt) if rc == ffi::SQLITE_OK => Ok(Insert(stmt)),
+            _ => Err(failure(conn, rc)),
+        }
+    }
+
+    /// Insert the rows whose parameters are `values`. SQLite keeps no pointer
+    /// to the values after this returns: they are unbound before it does.
+    fn run<'a>(
+        &mut self,
+        conn: &Connection,
+        values: impl Iterator<Item = Value<'a>>,
+    ) -> rusqlite::Result<()> {
+        let stmt = self.0.as_ptr();
+        let mut rc = ffi::SQLITE_OK;
+        for (at, value) in (1..).zip(values) {
+            // SAFETY: `stmt` is a live statement of `conn`; the text outlives
+            // its binding, which the clearing below ends.
+            rc = unsafe {
+                match value {
+                    Value::Time(t) => ffi::sqlite3_bind_int64(stmt, at, t),
+                    Value::Int(i) => ffi::sqlite3_bind_int(stmt, at, i),
+                    // Text, so that sqlite3 and other readers show it as such.
+                    Value::Text(t) | Value::Data(t) => ffi::sqlite3_bind_text64(
+                        stmt,
+                        at,
+                        t.as_ptr().cast(),
+                        t.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                }
+            };
+            if rc != ffi::SQLITE_OK {
+                break;
+            }
+        }
+        if rc == ffi::SQLITE_OK {
+            // SAFETY: as above.
+            rc = unsafe { ffi::sqlite3_step(stmt) };
+        }
+        // SQLite's message is taken before the reset.
+        let done = (rc == ffi::SQLITE_DONE)
+            .then_some(())
+            .ok_or_else(|| failure(conn, rc));
+        // SAFETY: as above.
+        unsafe {
+            ffi::sqlite3_reset(stmt);
+            ffi::sqlite3_clear_bindings(stmt);
+        }
+        done
+    }
+}
+
+impl Drop for Insert {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live and never used again.
+        unsafe { ffi::sqlite3_finalize(self.0.as_ptr()) };
+    }
+}
+
+/// The error `rc` of a call on `conn`, with SQLite's message.
+fn failure(conn: &Connection, rc: c_int) -> rusqlite::Error {
+    // SAFETY: the handle is valid while `conn` lives; the message is copied
+    // before any other call on it.
+    let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(conn.handle())) };
+    let message = message.to_string_lossy().into_owned();
+    rusqlite::Error::SqliteFailure(ffi::Error::new(rc), Some(message))
 }
 
 /// A checkpoint after this many rows (some 700 pages of chat) or this many
