@@ -164,8 +164,7 @@ pub async fn relay_inspected(
         // The name is for the log only: a stream whose server speaks first
         // must not wait for it longer than any held byte would.
         let peek = tls::peek_server_name(&client, &initial);
-        // Boxed: see the handshake below.
-        let name = Box::pin(tokio::time::timeout(shared.config.hold_timeout, peek))
+        let name = tokio::time::timeout(shared.config.hold_timeout, peek)
             .await
             .ok()
             .flatten();
@@ -205,19 +204,10 @@ pub async fn relay_inspected(
         counters: crate::metrics::EventCounters::new(kind.log_name()),
     };
     let (links, initial) = match &inspector.shared.tls {
-        // Boxed, as every TLS handshake below: a handshake's state is large, and
-        // the task of every connection, plain ones too, is as large as its
-        // largest await point.
         Some(interceptor) if direct_tls => {
-            match Box::pin(interceptor.intercept(
-                client,
-                server,
-                &initial,
-                None,
-                dst_addr.ip(),
-                &client_name,
-            ))
-            .await
+            match interceptor
+                .intercept(client, server, &initial, None, dst_addr.ip(), &client_name)
+                .await
             {
                 Ok(tls) => (Links::intercepted(tls), BytesMut::new()),
                 Err(why) => return inspector.tls_failed(&why),
@@ -303,7 +293,7 @@ async fn relay(
     .await?
         == Ended::StartTls
     {
-        links = Box::pin(inspector.start_tls(links)).await?;
+        links = inspector.start_tls(links).await?;
     }
     Ok(())
 }

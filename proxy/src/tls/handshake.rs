@@ -38,6 +38,20 @@ impl Interceptor {
     /// The error says what failed, for the log; the caller closes both sides.
     pub async fn intercept(
         &self,
+        client: TcpStream,
+        server: TcpStream,
+        initial: &[u8],
+        name_hint: Option<&str>,
+        dst_ip: IpAddr,
+        who: &str,
+    ) -> Result<Intercepted, String> {
+        // Boxed: the handshake's state is some 9 kB, and the task of every
+        // connection, plain ones too, is as large as its largest await point.
+        Box::pin(self.handshake(client, server, initial, name_hint, dst_ip, who)).await
+    }
+
+    async fn handshake(
+        &self,
         mut client: TcpStream,
         mut server: TcpStream,
         initial: &[u8],
@@ -138,7 +152,8 @@ pub async fn peek_server_name(client: &TcpStream, initial: &[u8]) -> Option<Stri
             }
         }
     };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, look)
+    // Boxed, as the handshake: see `intercept`.
+    Box::pin(tokio::time::timeout(HANDSHAKE_TIMEOUT, look))
         .await
         .ok()
         .flatten()
