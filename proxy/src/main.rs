@@ -10,8 +10,9 @@ use imspector::config::{Config, Settings, DEFAULT_CONFIG_PATH};
 use imspector::icap::IcapConfig;
 use imspector::{daemon, diag, net, tls};
 
+/// jemalloc (see `imspector::memory`).
 #[global_allocator]
-static ALLOCATOR: imspector::memory::Allocator = imspector::memory::ALLOCATOR;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Exit codes a firewall script can act on.
 const EXIT_RUNTIME: u8 = 1;

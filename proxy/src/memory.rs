@@ -1,13 +1,8 @@
-//! The daemon's allocator, and giving its free memory back to the system.
+//! Giving the daemon's free memory back to the system.
 //!
-//! jemalloc, because its per-thread caches suit the relay: the runtime's threads allocate
+//! The daemon's allocator (`main.rs`) is jemalloc, because its per-thread caches suit the relay: the runtime's threads allocate
 //! events that the writer thread frees, which glibc's malloc serves with locks and
 //! cross-arena frees (about a fifth more relay CPU per chat message in the bench).
-
-pub use tikv_jemallocator::Jemalloc as Allocator;
-
-/// What `main` installs as `#[global_allocator]`.
-pub const ALLOCATOR: Allocator = tikv_jemallocator::Jemalloc;
 
 /// Return free heap pages to the system (after a burst of held bytes has been released).
 pub fn give_back() {
@@ -24,8 +19,8 @@ pub fn give_back() {
             0,
         );
     }
-    // The same for glibc's heap, where code runs without the daemon's allocator (the
-    // library's own tests).
+    // The same for glibc's heap: what C libraries (SQLite) allocate, and all of it in
+    // the library's own tests, which run without the daemon's allocator.
     // SAFETY: malloc_trim only returns free heap memory to the system.
     unsafe { libc::malloc_trim(0) };
 }
