@@ -39,6 +39,10 @@ pub const MAX_BATCH: usize = 4096;
 /// How often sinks get a [`Sink::tick`] while no event comes (the journals'
 /// group commit needs it this often).
 const TICK: Duration = spool::GROUP_COMMIT;
+/// How long the writer lets events gather after a batch that did not fill:
+/// a busy relay's events then reach each file in fewer, larger writes (and
+/// the writer is woken less often), while a quiet one's wait unnoticed.
+const GATHER: Duration = Duration::from_millis(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -292,6 +296,7 @@ fn writer_loop(
                 );
             }
         }
+        let filled = batch.len() >= MAX_BATCH;
         batch.clear();
         room.add_permits(std::mem::take(&mut permits));
         for (name, sink) in replacements.drain(..) {
@@ -306,6 +311,9 @@ fn writer_loop(
         }
         for done in written.drain(..) {
             let _ = done.send(());
+        }
+        if !filled {
+            std::thread::sleep(GATHER);
         }
     }
     sinks.iter_mut().filter_map(|sink| sink.finish()).collect()
