@@ -395,46 +395,51 @@ impl<'a> Line<'a> {
 }
 
 fn parse_line(line: &str) -> Option<Line<'_>> {
-    let mut rest = line.trim_end_matches(['\r', '\n']);
-    let base = line.as_ptr() as usize;
-    rest = rest.trim_start_matches(' ');
-    if rest.starts_with('@') {
-        let end = rest.find(' ')?;
-        rest = rest[end..].trim_start_matches(' ');
+    // Byte positions: every boundary below is a space, a colon or a line
+    // end, so slicing the `str` there is always at a character boundary.
+    let bytes = line.as_bytes();
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    let bytes = &bytes[..end];
+    let past_spaces = |from: usize| from + bytes[from..].iter().take_while(|&&b| b == b' ').count();
+    let space_after = |from: usize| memchr::memchr(b' ', &bytes[from..]).map(|at| from + at);
+    let mut at = past_spaces(0);
+    if bytes.get(at) == Some(&b'@') {
+        at = past_spaces(space_after(at)?);
     }
     let mut prefix = None;
-    if let Some(p) = rest.strip_prefix(':') {
-        let end = p.find(' ')?;
-        prefix = Some(&p[..end]);
-        rest = p[end..].trim_start_matches(' ');
+    if bytes.get(at) == Some(&b':') {
+        let space = space_after(at + 1)?;
+        prefix = Some(&line[at + 1..space]);
+        at = past_spaces(space);
     }
-    let cmd_end = rest.find(' ').unwrap_or(rest.len());
-    let command = &rest[..cmd_end];
-    if command.is_empty() {
+    let cmd_end = space_after(at).unwrap_or(end);
+    if cmd_end == at {
         return None;
     }
-    // From here `rest` is empty or starts with a space, so the trailing
+    let command = &line[at..cmd_end];
+    // From here the rest is empty or starts with a space, so the trailing
     // parameter starts at the first colon after a space.
-    rest = &rest[cmd_end..];
-    let (middle, trailing) = match rest.find(" :") {
-        Some(space) => (&rest[..space], Some(&rest[space + 2..])),
+    let rest = &bytes[cmd_end..];
+    let colon = memchr::memchr_iter(b':', rest).find(|&c| c > 0 && rest[c - 1] == b' ');
+    let (middle_end, trailing) = match colon {
+        Some(c) => (cmd_end + c - 1, Some(cmd_end + c + 1..end)),
         // Without a colon the last middle parameter is the trailing one.
         None => {
-            let params = rest.trim_end_matches(' ');
-            match params.rfind(' ') {
-                Some(space) => (&rest[..space], Some(&params[space + 1..])),
-                None => (rest, None),
+            let params_end = end - rest.iter().rev().take_while(|&&b| b == b' ').count();
+            match memchr::memrchr(b' ', &bytes[cmd_end..params_end]) {
+                Some(space) => (cmd_end + space, Some(cmd_end + space + 1..params_end)),
+                None => (end, None),
             }
         }
     };
-    let trailing = trailing.map(|t| {
-        let start = t.as_ptr() as usize - base;
-        (t, start..start + t.len())
-    });
+    let trailing = trailing.map(|range| (&line[range.clone()], range));
     Some(Line {
         prefix,
         command,
-        middle,
+        middle: &line[cmd_end..middle_end],
         trailing,
     })
 }
@@ -730,6 +735,13 @@ fn per_target(
     mut text: String,
     mut event: impl FnMut(&str, String) -> ChatEvent,
 ) -> Vec<ChatEvent> {
+    // Nearly every message has one target: nothing to split.
+    if memchr::memchr(b',', targets.as_bytes()).is_none() {
+        return match targets {
+            "" => Vec::new(),
+            target => vec![event(target, text)],
+        };
+    }
     let mut targets = targets.split(',').filter(|t| !t.is_empty()).peekable();
     let mut events = Vec::new();
     while let Some(target) = targets.next() {
