@@ -390,7 +390,15 @@ struct Line<'a> {
 impl<'a> Line<'a> {
     /// The middle parameters, split where the line has them, not collected.
     fn params(&self) -> impl Iterator<Item = &'a str> {
-        self.middle.split(' ').filter(|p| !p.is_empty())
+        let mut rest = self.middle;
+        std::iter::from_fn(move || {
+            let start = rest.bytes().position(|b| b != b' ')?;
+            let end =
+                memchr::memchr(b' ', &rest.as_bytes()[start..]).map_or(rest.len(), |at| start + at);
+            let param = &rest[start..end];
+            rest = &rest[end..];
+            Some(param)
+        })
     }
 }
 
@@ -472,7 +480,7 @@ fn is_channel(target: &str) -> bool {
 
 fn nick_of(prefix: &str) -> Option<&str> {
     // Only `nick!user@host` is a user; a bare name is a server.
-    prefix.split_once('!').map(|(nick, _)| nick)
+    memchr::memchr(b'!', prefix.as_bytes()).map(|bang| &prefix[..bang])
 }
 
 /// What a message body means once CTCP is taken into account.

@@ -267,7 +267,12 @@ fn writer_loop(
             match command {
                 Command::Events(events) => {
                     permits += room_for(events.len()) as usize;
-                    batch.extend(events);
+                    if batch.is_empty() {
+                        // The hand-off's vector is the batch: no event moved.
+                        batch = events;
+                    } else {
+                        batch.extend(events);
+                    }
                 }
                 Command::Flush(done) => flushes.push(done),
                 Command::Written(done) => written.push(done),
