@@ -868,7 +868,7 @@ impl Inspector {
         parser: &dyn ProtocolSession,
         judging: &Judging,
         (dir, dst): (Direction, Side),
-        pdu: Pdu,
+        mut pdu: Pdu,
         pending: &mut Pending,
         processed: &mut Processed,
     ) {
@@ -889,30 +889,32 @@ impl Inspector {
         // max_new_conversations: a refused event is neither judged nor logged,
         // and the PDU goes to none of its targets.
         let any_refused = refusals.iter().any(|(_, refusal)| refusal.is_some());
+        // The filters take each text; the record gets it back (or the
+        // original a filter kept), so that nothing is copied.
         let mut judged: PerEvent<Judged> = pdu
             .events
-            .iter()
+            .iter_mut()
             .zip(refusals)
             .map(|(event, (ids, refusal))| match refusal {
                 Some(refusal) => Judged {
-                    ids,
                     decided: refusal,
                     logged: false,
                 },
-                None => Judged {
-                    decided: decide(filters, protocol(), event, &ids, unlogged || any_refused),
-                    logged: is_logged(config, event.kind),
-                    ids,
-                },
+                None => {
+                    let text = std::mem::take(&mut event.text);
+                    let blocked = unlogged || any_refused;
+                    Judged {
+                        decided: decide(filters, protocol(), event, ids, text, blocked),
+                        logged: is_logged(config, event.kind),
+                    }
+                }
             })
             .collect();
         let blocked = judged.iter().any(|j| j.decided.blocked);
-        let new_text = pdu
-            .events
+        let new_text = judged
             .iter()
-            .zip(&judged)
-            .find(|(event, j)| j.decided.text != event.text)
-            .map(|(_, j)| j.decided.text.clone());
+            .find(|j| j.decided.changed())
+            .map(|j| j.decided.text.clone());
         let mut bytes = pdu.bytes.clone();
         let mut blocked_here = blocked;
         if let (Some(text), false, false) = (&new_text, blocked, late) {
@@ -927,7 +929,12 @@ impl Inspector {
                     );
                     blocked_here = true;
                     for (event, j) in pdu.events.iter().zip(&mut judged) {
-                        let again = decide(filters, protocol(), event, &j.ids, true);
+                        let ids = Ids {
+                            local: j.decided.local_id.clone(),
+                            remote: j.decided.remote_id.clone(),
+                        };
+                        let text = j.decided.original_text().to_string();
+                        let again = decide(filters, protocol(), event, ids, text, true);
                         j.decided.notices.extend(again.notices);
                         j.decided.categories = again.categories;
                     }
@@ -939,7 +946,7 @@ impl Inspector {
             // Room for the events of every frame of the read at once.
             processed.events.reserve(judging.frames);
         }
-        for (event, j) in pdu.events.into_iter().zip(judged) {
+        for (event, mut j) in pdu.events.into_iter().zip(judged) {
             let mut notices = 0;
             for notice in &j.decided.notices {
                 if let Some(bytes) = parser.notice_to_client(&event.remote_id, notice) {
@@ -952,9 +959,12 @@ impl Inspector {
                 .count(event.kind, event.direction, filtered, notices);
             if j.logged {
                 // A PDU goes to all its targets or to none.
-                let mut record = record(config, &self.client, &j.decided, now, || {
-                    event_data_of(event)
-                });
+                let text = match j.decided.original.take() {
+                    Some(original) => original,
+                    None => std::mem::take(&mut j.decided.text),
+                };
+                let data = || event_data_of(event.prefix, text);
+                let mut record = record(config, &self.client, &j.decided, now, data);
                 record.filtered = filtered;
                 processed.events.push(record);
             }
@@ -1028,7 +1038,6 @@ struct Judging {
 
 /// One event of a PDU, judged.
 struct Judged {
-    ids: Ids,
     decided: FilterEvent,
     /// False for a refused event and a typing event that is not logged.
     logged: bool,
@@ -1077,7 +1086,7 @@ fn refusal(
             "{client}: {protocol}: {ip} is in more new conversations than max_new_conversations ({max} a minute each way); {refused} messages of new conversations were neither delivered nor logged since the last warning",
         );
     }
-    let mut refusal = filter_event(protocol, event, ids, true);
+    let mut refusal = filter_event(protocol, event, ids.clone(), event.text.clone(), true);
     if event.direction == Direction::Outgoing {
         refusal.notices.push(format!(
             "IMSpector: more than {max} new conversations a minute from this computer (max_new_conversations); this message was not sent"
@@ -1100,22 +1109,25 @@ pub fn judge_event(
     now: i64,
     blocked: bool,
 ) -> (FilterEvent, Option<LogEvent>) {
-    let decided = decide(filters, protocol, event, &Ids::of(event), blocked);
+    let (ids, text) = (Ids::of(event), event.text.clone());
+    let decided = decide(filters, protocol, event, ids, text, blocked);
     let record = is_logged(config, event.kind)
         .then(|| record(config, &client.into(), &decided, now, || event.event_data()));
     (decided, record)
 }
 
-/// What the filters decide for `event` (already `blocked` before they run:
-/// they still add their categories and the blocked notice).
+/// What the filters decide for `event` with its conversation's `ids` and its
+/// `text` (already `blocked` before they run: they still add their
+/// categories and the blocked notice).
 fn decide(
     filters: &FilterChain,
     protocol: Cow<'static, str>,
     event: &ChatEvent,
-    ids: &Ids,
+    ids: Ids,
+    text: String,
     blocked: bool,
 ) -> FilterEvent {
-    let mut decided = filter_event(protocol, event, ids, blocked);
+    let mut decided = filter_event(protocol, event, ids, text, blocked);
     filters.apply(&mut decided);
     decided
 }
@@ -1152,33 +1164,35 @@ fn record(
     }
 }
 
-/// [`ChatEvent::event_data`] of an event no longer needed: its text itself
-/// when it has no prefix, so that nothing is copied.
-fn event_data_of(event: ChatEvent) -> String {
-    if event.prefix.is_empty() {
-        return event.text;
+/// [`ChatEvent::event_data`] from an event's prefix and its original text:
+/// the text itself when there is no prefix, so that nothing is copied.
+fn event_data_of(prefix: String, text: String) -> String {
+    if prefix.is_empty() {
+        return text;
     }
-    let mut data = event.prefix;
-    data.push_str(&event.text);
+    let mut data = prefix;
+    data.push_str(&text);
     data
 }
 
-/// `event` as the filters see it, before they ran.
+/// `event` with `ids` and `text` as the filters see it, before they ran.
 fn filter_event(
     protocol: Cow<'static, str>,
     event: &ChatEvent,
-    ids: &Ids,
+    ids: Ids,
+    text: String,
     blocked: bool,
 ) -> FilterEvent {
     FilterEvent {
         protocol,
         direction: event.direction,
         kind: event.kind,
-        local_id: ids.local.clone(),
-        remote_id: ids.remote.clone(),
+        local_id: ids.local,
+        remote_id: ids.remote,
         group: event.group,
         encrypted: event.encrypted,
-        text: event.text.clone(),
+        text,
+        original: None,
         blocked,
         categories: String::new(),
         notices: Vec::new(),

@@ -160,7 +160,7 @@ impl Filter for BadWords {
         if hits == 0 {
             return;
         }
-        event.text = censored;
+        event.set_text(censored);
         event.categories.push_str(&format!("{hits} badwords;"));
         if self.block_count > 0 && hits > self.block_count {
             event.blocked = true;

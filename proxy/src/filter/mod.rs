@@ -41,13 +41,35 @@ pub struct FilterEvent {
     pub group: bool,
     /// An end-to-end encrypted message (`block_encrypted`).
     pub encrypted: bool,
-    /// The text to deliver; filters may change it.
+    /// The text to deliver; filters change it with [`FilterEvent::set_text`].
     pub text: String,
+    /// The text as it came, once a filter changed it (what is logged).
+    pub original: Option<String>,
     pub blocked: bool,
     /// Appended to by filters, e.g. `2 badwords;`.
     pub categories: String,
     /// Notices to inject towards the local user.
     pub notices: Vec<String>,
+}
+
+impl FilterEvent {
+    /// Deliver `text` instead; the first text is kept as the original.
+    pub fn set_text(&mut self, text: String) {
+        if text != self.text {
+            let before = std::mem::replace(&mut self.text, text);
+            self.original.get_or_insert(before);
+        }
+    }
+
+    /// Whether a filter changed the text.
+    pub fn changed(&self) -> bool {
+        self.original.is_some()
+    }
+
+    /// The text before any filter changed it.
+    pub fn original_text(&self) -> &str {
+        self.original.as_deref().unwrap_or(&self.text)
+    }
 }
 
 pub trait Filter: Send + Sync {

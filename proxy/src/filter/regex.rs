@@ -83,7 +83,7 @@ impl Filter for RegexRules {
                 .pattern
                 .replace_all(&event.text, rule.replacement.as_str())
             {
-                event.text = changed;
+                event.set_text(changed);
             }
         }
     }

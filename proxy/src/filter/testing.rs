@@ -33,6 +33,7 @@ pub fn event_between(local: &str, remote: &str, text: &str) -> FilterEvent {
         group: false,
         encrypted: false,
         text: text.to_string(),
+        original: None,
         blocked: false,
         categories: String::new(),
         notices: Vec::new(),
