@@ -891,11 +891,9 @@ impl Inspector {
         let any_refused = refusals.iter().any(|(_, refusal)| refusal.is_some());
         // The filters take each text; the record gets it back (or the
         // original a filter kept), so that nothing is copied.
-        let mut judged: PerEvent<Judged> = pdu
-            .events
-            .iter_mut()
-            .zip(refusals)
-            .map(|(event, (ids, refusal))| match refusal {
+        let mut judged: PerEvent<Judged> = PerEvent::new();
+        for (event, (ids, refusal)) in pdu.events.iter_mut().zip(refusals) {
+            judged.push(match refusal {
                 Some(refusal) => Judged {
                     decided: refusal,
                     logged: false,
@@ -908,8 +906,8 @@ impl Inspector {
                         logged: is_logged(config, event.kind),
                     }
                 }
-            })
-            .collect();
+            });
+        }
         let blocked = judged.iter().any(|j| j.decided.blocked);
         let new_text = judged
             .iter()

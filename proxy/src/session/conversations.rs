@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap as HashMap;
+use std::hash::{Hash, Hasher};
+
+use hashbrown::{Equivalent, HashMap};
 use imspector_protocols::ChatEvent;
 
 /// Conversations remembered per connection; past this the table starts
@@ -41,20 +43,41 @@ struct Known {
     admitted: Option<Instant>,
 }
 
+/// A conversation's ids as the protocol spelled them.
+type Key = (Box<str>, Box<str>);
+
+/// An event's [`Key`], borrowed from it to look the conversation up.
+struct KeyOf<'a>(&'a str, &'a str);
+
+impl<'a> KeyOf<'a> {
+    fn event(event: &'a ChatEvent) -> Self {
+        KeyOf(&event.local_id, &event.remote_id)
+    }
+}
+
+/// Hashed as a [`Key`] hashes, so that it finds one.
+impl Hash for KeyOf<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.0, self.1).hash(state)
+    }
+}
+
+impl Equivalent<Key> for KeyOf<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        (self.0, self.1) == (&*key.0, &*key.1)
+    }
+}
+
 #[derive(Default)]
 pub struct Conversations {
-    /// By the ids as the protocol spelled them (see [`Conversations::key_of`]).
-    known: HashMap<Box<str>, Known>,
-    /// The key of the event looked up, reused.
-    key: String,
+    known: HashMap<Key, Known, ahash::RandomState>,
 }
 
 impl Conversations {
     /// The ids of `event`'s conversation, and whether the limit admitted it
     /// less than [`ADMITTED_FOR`] before `now`.
     pub fn ids(&mut self, event: &ChatEvent, now: Instant) -> (Ids, bool) {
-        self.key_of(event);
-        if let Some(known) = self.known.get(self.key.as_str()) {
+        if let Some(known) = self.known.get(&KeyOf::event(event)) {
             let admitted = known
                 .admitted
                 .is_some_and(|at| now.saturating_duration_since(at) < ADMITTED_FOR);
@@ -68,26 +91,19 @@ impl Conversations {
             ids: ids.clone(),
             admitted: None,
         };
-        self.known.insert(self.key.as_str().into(), known);
+        let key = (
+            event.local_id.as_str().into(),
+            event.remote_id.as_str().into(),
+        );
+        self.known.insert(key, known);
         (ids, false)
     }
 
     /// Remember that the limit admitted `event`'s conversation at `now`.
     pub fn admitted(&mut self, event: &ChatEvent, now: Instant) {
-        self.key_of(event);
-        if let Some(known) = self.known.get_mut(self.key.as_str()) {
+        if let Some(known) = self.known.get_mut(&KeyOf::event(event)) {
             known.admitted = Some(now);
         }
-    }
-
-    /// The local id's length, `:`, both ids: no two pairs share a key.
-    fn key_of(&mut self, event: &ChatEvent) {
-        self.key.clear();
-        self.key
-            .push_str(itoa::Buffer::new().format(event.local_id.len()));
-        self.key.push(':');
-        self.key.push_str(&event.local_id);
-        self.key.push_str(&event.remote_id);
     }
 }
 
