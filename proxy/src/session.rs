@@ -957,10 +957,7 @@ impl Inspector {
                 .count(event.kind, event.direction, filtered, notices);
             if j.logged {
                 // A PDU goes to all its targets or to none.
-                let text = match j.decided.original.take() {
-                    Some(original) => original,
-                    None => std::mem::take(&mut j.decided.text),
-                };
+                let text = j.decided.take_original();
                 let data = || event_data_of(event.prefix, text);
                 let mut record = record(config, &self.client, &j.decided, now, data);
                 record.filtered = filtered;

@@ -70,6 +70,13 @@ impl FilterEvent {
     pub fn original_text(&self) -> &str {
         self.original.as_deref().unwrap_or(&self.text)
     }
+
+    /// [`FilterEvent::original_text`], taken out of an event that is done with.
+    pub fn take_original(&mut self) -> String {
+        self.original
+            .take()
+            .unwrap_or_else(|| std::mem::take(&mut self.text))
+    }
 }
 
 pub trait Filter: Send + Sync {

@@ -301,7 +301,8 @@ fn writer_loop(
                 );
             }
         }
-        let filled = batch.len() >= MAX_BATCH;
+        // Only a batch of events that did not fill: a flush alone gains nothing.
+        let gather = !batch.is_empty() && batch.len() < MAX_BATCH;
         batch.clear();
         room.add_permits(std::mem::take(&mut permits));
         for (name, sink) in replacements.drain(..) {
@@ -317,7 +318,7 @@ fn writer_loop(
         for done in written.drain(..) {
             let _ = done.send(());
         }
-        if !filled {
+        if gather {
             std::thread::sleep(GATHER);
         }
     }

@@ -2,10 +2,9 @@
 //! lower-cased ids (with the filters and the log record) and, for a second,
 //! its admission under `max_new_conversations`, instead of making them anew.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::hash::{Hash, Hasher};
 
 use hashbrown::{Equivalent, HashMap};
 use imspector_protocols::ChatEvent;
