@@ -895,7 +895,7 @@ impl Inspector {
         for (event, (ids, refusal)) in pdu.events.iter_mut().zip(refusals) {
             judged.push(match refusal {
                 Some(refusal) => Judged {
-                    decided: refusal,
+                    decided: *refusal,
                     logged: false,
                 },
                 None => {
@@ -944,7 +944,8 @@ impl Inspector {
             // Room for the events of every frame of the read at once.
             processed.events.reserve(judging.frames);
         }
-        for (event, mut j) in pdu.events.into_iter().zip(judged) {
+        // Borrowed in place, not moved out: both are a few hundred bytes a message.
+        for (event, j) in pdu.events.iter_mut().zip(&mut judged) {
             let mut notices = 0;
             for notice in &j.decided.notices {
                 if let Some(bytes) = parser.notice_to_client(&event.remote_id, notice) {
@@ -958,7 +959,7 @@ impl Inspector {
             if j.logged {
                 // A PDU goes to all its targets or to none.
                 let text = j.decided.take_original();
-                let data = || event_data_of(event.prefix, text);
+                let data = || event_data_of(std::mem::take(&mut event.prefix), text);
                 let mut record = record(config, &self.client, &j.decided, now, data);
                 record.filtered = filtered;
                 processed.events.push(record);
@@ -981,11 +982,13 @@ impl Inspector {
 
     /// Each event's conversation ids, and its refusal if `max_new_conversations`
     /// refuses it (a conversation admitted a moment ago is not asked again).
+    /// A refusal is rare and large: boxed, so that the entries moved for every
+    /// message stay small.
     fn admit(
         &self,
         events: &[ChatEvent],
         now: std::time::Instant,
-    ) -> PerEvent<(Ids, Option<FilterEvent>)> {
+    ) -> PerEvent<(Ids, Option<Box<FilterEvent>>)> {
         let mut conversations = self
             .conversations
             .lock()
@@ -1009,7 +1012,7 @@ impl Inspector {
                 if refusal.is_none() {
                     conversations.admitted(event, now);
                 }
-                (ids, refusal)
+                (ids, refusal.map(Box::new))
             })
             .collect()
     }
