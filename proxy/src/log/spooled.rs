@@ -264,6 +264,9 @@ struct Worker {
     non_transactional_told: bool,
     /// The last `committed` known, for the backlog metric while down.
     known_committed: u64,
+    /// The journal's bytes of the batch being written (kept: one read after
+    /// another reuses it).
+    buffer: Vec<u8>,
 }
 
 impl Worker {
@@ -280,6 +283,7 @@ impl Worker {
             one_by_one_until: None,
             non_transactional_told: false,
             known_committed: 0,
+            buffer: Vec::new(),
         }
     }
 
@@ -405,6 +409,14 @@ impl Worker {
     /// Write the next batch from the journal; false when there was nothing to
     /// write or the database failed.
     fn write_some(&mut self) -> bool {
+        // The batch borrows the buffer while the worker's state changes.
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let progressed = self.write_batch(&mut buffer);
+        self.buffer = buffer;
+        progressed
+    }
+
+    fn write_batch(&mut self, buffer: &mut Vec<u8>) -> bool {
         let committed = self.committed.expect("connected");
         let spool = &self.shared.spool;
         let cursor = match self.cursor {
@@ -418,7 +430,7 @@ impl Worker {
             Some(until) if committed < until => 1,
             _ => DATABASE_BATCH,
         };
-        let (entries, next) = match spool.read(cursor, committed, max) {
+        let (entries, next) = match spool.read(cursor, committed, max, buffer) {
             Ok(read) => read,
             Err(e) => return self.spool_failed(e),
         };

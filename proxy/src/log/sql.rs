@@ -1,8 +1,8 @@
 //! What the SQL sinks share: the original's `messages` table, the progress
 //! table of the spool, and the statements, written once for the three dialects.
 
+use super::spool::Event;
 use super::SinkError;
-use crate::event::LogEvent;
 
 /// The columns imspector fills, in the table's order (`id` comes first and is
 /// generated). `categories` is missing from tables made by IMSpector 0.5.
@@ -242,7 +242,7 @@ pub enum Value<'a> {
 }
 
 /// One event as the values of [`Dialect::insert_message`], in [`COLUMNS`] order.
-pub fn values(e: &LogEvent, layout: Layout) -> Values<'_> {
+pub fn values<'a>(e: &'a Event<'_>, layout: Layout) -> Values<'a> {
     let categories = (layout == Layout::WithCategories).then_some(Value::Text(&e.categories));
     Values([
         Some(Value::Time(e.timestamp)),

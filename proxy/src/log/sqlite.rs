@@ -380,9 +380,10 @@ mod tests {
         // Only the header so far: the tables are in the WAL.
         let empty = std::fs::metadata(&path).unwrap().len();
         for seq in 1..=CHECKPOINT_COMMITS {
+            let hello = event("hello");
             let entry = Entry {
                 seq,
-                event: event("hello"),
+                event: (&hello).into(),
             };
             backend.write("journal", &[entry], seq).unwrap();
         }
