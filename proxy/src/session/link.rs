@@ -7,7 +7,6 @@ use std::pin::Pin;
 
 use bytes::{Buf, Bytes, BytesMut};
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
-use smallvec::SmallVec;
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -149,7 +148,7 @@ async fn write_all_vectored(dst: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> 
         // The slices are built at each poll: kept across the await they
         // would make every connection's task larger.
         let mut written = std::future::poll_fn(|cx| {
-            let slices: SmallVec<[io::IoSlice; 64]> = pending
+            let slices: Vec<io::IoSlice> = pending
                 .iter()
                 .take(MAX_IOVECS)
                 .map(|b| io::IoSlice::new(b))
