@@ -717,8 +717,12 @@ impl Inspector {
         processed.untouched = guard.is_none();
         drop(guard);
         self.counters.add(&processed.tally);
-        // What was reserved for events of frames that had none (shrunk in place).
-        processed.events.shrink_to_fit();
+        // Room was reserved for an event per frame: given back when most
+        // frames had none, so that queued events do not hold it. A frame or
+        // two without (a read's last, partial line) is not worth the realloc.
+        if processed.events.capacity() > 2 * processed.events.len() {
+            processed.events.shrink_to_fit();
+        }
         self.account(dir, pending, core);
         processed
     }
