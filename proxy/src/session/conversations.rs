@@ -38,8 +38,9 @@ impl Ids {
 
 struct Known {
     ids: Ids,
-    /// When the limit last admitted it.
-    admitted: Option<Instant>,
+    /// Until when the limit's last admission stands ([`ADMITTED_FOR`] after
+    /// it): one compare per message instead of a duration computed.
+    admitted_until: Option<Instant>,
 }
 
 /// A conversation's ids as the protocol spelled them.
@@ -97,9 +98,7 @@ impl Conversations {
     /// less than [`ADMITTED_FOR`] before `now`.
     pub fn ids(&mut self, event: &ChatEvent, now: Instant) -> (Ids, bool) {
         if let Some(known) = self.known.get(&KeyOf::event(event)) {
-            let admitted = known
-                .admitted
-                .is_some_and(|at| now.saturating_duration_since(at) < ADMITTED_FOR);
+            let admitted = known.admitted_until.is_some_and(|until| now < until);
             return (known.ids.clone(), admitted);
         }
         if self.known.len() >= MAX_REMEMBERED {
@@ -108,7 +107,7 @@ impl Conversations {
         let ids = Ids::of(event);
         let known = Known {
             ids: ids.clone(),
-            admitted: None,
+            admitted_until: None,
         };
         let key = (
             event.local_id.as_str().into(),
@@ -121,7 +120,7 @@ impl Conversations {
     /// Remember that the limit admitted `event`'s conversation at `now`.
     pub fn admitted(&mut self, event: &ChatEvent, now: Instant) {
         if let Some(known) = self.known.get_mut(&KeyOf::event(event)) {
-            known.admitted = Some(now);
+            known.admitted_until = now.checked_add(ADMITTED_FOR);
         }
     }
 }
