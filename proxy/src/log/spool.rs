@@ -354,7 +354,8 @@ impl Spool {
             };
         };
         let buffer: &'b [u8] = buffer;
-        let mut entries = Vec::new();
+        // Chat lines are some 150 bytes: few reads grow it.
+        let mut entries = Vec::with_capacity(max.min(len / 128 + 1));
         for line in Lines::new(&buffer[..len]) {
             if entries.len() == max {
                 break;
@@ -705,29 +706,30 @@ fn decode<'a>(line: &Line<'a>) -> Option<Entry<'a>> {
     }
     // A line is checked for UTF-8 as a whole; tabs are ASCII, so each field is too.
     let text = std::str::from_utf8(line.text).ok()?;
-    let mut fields = line.ends.iter().scan(0, |start, &end| {
-        let field = &text[*start..end];
-        *start = end + 1;
-        Some(match line.escaped {
+    let field = |i: usize| {
+        let start = if i == 0 { 0 } else { line.ends[i - 1] + 1 };
+        let field = &text[start..line.ends[i]];
+        match line.escaped {
             true => unescape(field),
             false => Some(Cow::Borrowed(field)),
-        })
-    });
-    let mut next = || fields.next().flatten();
-    let seq = next()?.parse().ok()?;
-    let event = Event {
-        timestamp: next()?.parse().ok()?,
-        client: next()?,
-        protocol: next()?,
-        outgoing: next()? == "1",
-        kind: event_type(next()?.parse().ok()?)?,
-        local_id: next()?,
-        remote_id: next()?,
-        filtered: next()? == "1",
-        categories: next()?,
-        data: next()?,
+        }
     };
-    Some(Entry { seq, event })
+    let event = Event {
+        timestamp: field(1)?.parse().ok()?,
+        client: field(2)?,
+        protocol: field(3)?,
+        outgoing: field(4)? == "1",
+        kind: event_type(field(5)?.parse().ok()?)?,
+        local_id: field(6)?,
+        remote_id: field(7)?,
+        filtered: field(8)? == "1",
+        categories: field(9)?,
+        data: field(10)?,
+    };
+    Some(Entry {
+        seq: field(0)?.parse().ok()?,
+        event,
+    })
 }
 
 fn event_type(code: u8) -> Option<EventType> {

@@ -170,8 +170,15 @@ impl Dialect {
         };
         let rows: Vec<String> = (0..rows).map(|r| row(1 + r * columns.len())).collect();
         let quoted: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
+        // A row SQLite refuses ends the whole transaction, which the sink
+        // then rolls back anyway: so no statement journal is kept to undo
+        // just the statement.
+        let insert = match self {
+            Dialect::Sqlite => "INSERT OR ROLLBACK",
+            Dialect::Mysql | Dialect::Postgres => "INSERT",
+        };
         format!(
-            "INSERT INTO messages ({}) VALUES {}",
+            "{insert} INTO messages ({}) VALUES {}",
             quoted.join(", "),
             rows.join(", ")
         )
@@ -298,7 +305,7 @@ mod tests {
         );
         assert_eq!(
             Dialect::Sqlite.insert_messages(Layout::WithCategories, 2),
-            "INSERT INTO messages (\"timestamp\", \"clientaddress\", \"protocolname\", \
+            "INSERT OR ROLLBACK INTO messages (\"timestamp\", \"clientaddress\", \"protocolname\", \
              \"outgoing\", \"type\", \"localid\", \"remoteid\", \"filtered\", \"categories\", \
              \"eventdata\") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
