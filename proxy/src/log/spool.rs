@@ -706,28 +706,32 @@ fn decode<'a>(line: &Line<'a>) -> Option<Entry<'a>> {
     }
     // A line is checked for UTF-8 as a whole; tabs are ASCII, so each field is too.
     let text = std::str::from_utf8(line.text).ok()?;
-    let field = |i: usize| {
-        let start = if i == 0 { 0 } else { line.ends[i - 1] + 1 };
-        let field = &text[start..line.ends[i]];
-        match line.escaped {
-            true => unescape(field),
-            false => Some(Cow::Borrowed(field)),
-        }
-    };
+    let mut fields: [Cow<'a, str>; FIELDS] = Default::default();
+    let mut start = 0;
+    for (field, &end) in fields.iter_mut().zip(&line.ends) {
+        let text = text.get(start..end)?;
+        *field = match line.escaped {
+            true => unescape(text)?,
+            false => Cow::Borrowed(text),
+        };
+        start = end + 1;
+    }
+    let [seq, timestamp, client, protocol, outgoing, kind, local_id, remote_id, filtered, categories, data] =
+        fields;
     let event = Event {
-        timestamp: field(1)?.parse().ok()?,
-        client: field(2)?,
-        protocol: field(3)?,
-        outgoing: field(4)? == "1",
-        kind: event_type(field(5)?.parse().ok()?)?,
-        local_id: field(6)?,
-        remote_id: field(7)?,
-        filtered: field(8)? == "1",
-        categories: field(9)?,
-        data: field(10)?,
+        timestamp: timestamp.parse().ok()?,
+        client,
+        protocol,
+        outgoing: outgoing == "1",
+        kind: event_type(kind.parse().ok()?)?,
+        local_id,
+        remote_id,
+        filtered: filtered == "1",
+        categories,
+        data,
     };
     Some(Entry {
-        seq: field(0)?.parse().ok()?,
+        seq: seq.parse().ok()?,
         event,
     })
 }
@@ -804,6 +808,32 @@ mod tests {
         assert!(matches!(plain.event.data, Cow::Borrowed("plain")));
         assert!(matches!(&escaped.event.data, Cow::Owned(text) if text == "a\tb"));
         assert!(matches!(escaped.event.remote_id, Cow::Borrowed("#chan")));
+    }
+
+    #[test]
+    fn unreadable_lines_are_skipped_and_the_rest_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), SyncMode::Off).unwrap();
+        spool.append(&[event("before")]).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(segment_path(dir.path(), 1))
+            .unwrap();
+        let mut extra_field = Vec::new();
+        encode(&mut extra_field, 3, &(&event("x")).into());
+        extra_field.insert(extra_field.len() - 1, b'\t');
+        f.write_all(b"2\t1160853407\tshort\n").unwrap();
+        f.write_all(&extra_field).unwrap();
+        f.write_all(b"4\t1160853407\t\xff\t\t0\t1\t\t\t0\t\t\n")
+            .unwrap();
+        drop(f);
+        let spool = Spool::open(dir.path(), SyncMode::Off).unwrap();
+        spool.append(&[event("after")]).unwrap();
+        let got: Vec<_> = all(&spool, 0)
+            .into_iter()
+            .map(|(seq, e)| (seq, e.data))
+            .collect();
+        assert_eq!(got, [(1, "before".into()), (5, "after".into())]);
     }
 
     #[test]
