@@ -5,8 +5,10 @@ mod conversations;
 mod link;
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -490,11 +492,15 @@ async fn pump(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Nothing more for now: an idle connection holds no buffer.
                 shrink_when_idle(buf);
-                let deadline = pending.held_since.map(|since| since + hold_timeout);
+                // Boxed, and only while a partial PDU is held: a timer is 112
+                // bytes, twice in every idle connection's task.
+                let mut hold = pending
+                    .held_since
+                    .map(|since| Box::pin(tokio::time::sleep_until(since + hold_timeout)));
                 // Shutdown takes effect between reads, so no event is cut in half.
                 let timed_out = tokio::select! {
                     ready = src.readable() => { ready?; false }
-                    _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => true,
+                    _ = async { if let Some(hold) = &mut hold { hold.await } }, if hold.is_some() => true,
                     _ = stop.wait_for(|stopping| *stopping) => return Ok(Ended::Closed),
                     _ = inspector.release.notify.notified(), if !inspector.release.is_set() => false,
                 };
@@ -542,7 +548,15 @@ async fn pump(
             splice_tried = true;
             match Pipe::new() {
                 Ok(pipe) => {
-                    return splice_rest(dir, src, writers.of(dst), inspector, stop, pipe).await
+                    return Box::pin(splice_rest(
+                        dir,
+                        src,
+                        writers.of(dst),
+                        inspector,
+                        stop,
+                        pipe,
+                    ))
+                    .await
                 }
                 Err(e) => log::debug!(
                     "{}: no pipe to splice the rest through ({e}); copying it",
@@ -594,25 +608,32 @@ async fn splice_rest(
     }
 }
 
-/// Queue the events of one read, then send its bytes on. Boxed: the task of
-/// every connection, idle ones too, is as large as its largest await point.
+/// Queue the events of one read, then send its bytes on. Boxed (one
+/// allocation per read): the task of every connection, idle ones too, is as
+/// large as its largest await point, and `pump` awaits this at four.
 /// The events are queued first so that a session aborted at shutdown while
 /// its bytes are being forwarded loses none (the queue waits only while the
 /// writer is behind); with `log_failure=block` the bytes wait until the
 /// events are written. True when TLS starts after these bytes.
-async fn deliver(processed: Processed, writers: &Links, inspector: &Inspector) -> io::Result<bool> {
-    if !processed.events.is_empty() {
-        let logger = &inspector.shared.logger;
-        Box::pin(logger.log_all(processed.events)).await;
-        if inspector.shared.config.block_unlogged {
-            Box::pin(logger.written()).await;
+fn deliver<'a>(
+    processed: Processed,
+    writers: &'a Links,
+    inspector: &'a Inspector,
+) -> Pin<Box<impl Future<Output = io::Result<bool>> + 'a>> {
+    Box::pin(async move {
+        if !processed.events.is_empty() {
+            let logger = &inspector.shared.logger;
+            logger.log_all(processed.events).await;
+            if inspector.shared.config.block_unlogged {
+                logger.written().await;
+            }
         }
-    }
-    Box::pin(writers.send(processed.output)).await?;
-    if processed.close {
-        return Err(io::Error::other("closed: a PDU too large to inspect"));
-    }
-    Ok(processed.start_tls)
+        writers.send(processed.output).await?;
+        if processed.close {
+            return Err(io::Error::other("closed: a PDU too large to inspect"));
+        }
+        Ok(processed.start_tls)
+    })
 }
 
 /// Drop the buffer's allocation when it holds nothing, and keep only what a
