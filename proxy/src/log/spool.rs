@@ -512,12 +512,26 @@ fn read_or_create_id(dir: &Path) -> Result<String, SinkError> {
 
 /// One journal line (LF included); also the dead-letter file's format.
 pub(crate) fn encode(out: &mut Vec<u8>, seq: u64, e: &Event<'_>) {
+    // Most events have nothing to escape: they are written as they are and
+    // checked in one pass over the line (its only specials then are the tabs
+    // between fields); the rare one that has is written again, escaped.
+    let start = out.len();
+    write_fields(out, seq, e, |out, field| out.extend_from_slice(field));
+    if specials(&out[start..]) != FIELDS - 1 {
+        out.truncate(start);
+        write_fields(out, seq, e, escape_field);
+    }
+    out.push(b'\n');
+}
+
+/// The fields of a journal line, tab after tab, each written by `write`.
+fn write_fields(out: &mut Vec<u8>, seq: u64, e: &Event<'_>, write: impl Fn(&mut Vec<u8>, &[u8])) {
     let mut number = itoa::Buffer::new();
     out.extend_from_slice(number.format(seq).as_bytes());
     out.push(b'\t');
     out.extend_from_slice(number.format(e.timestamp).as_bytes());
     out.push(b'\t');
-    let fields: [&str; 9] = [
+    let fields: [&str; FIELDS - 2] = [
         &e.client,
         &e.protocol,
         if e.outgoing { "1" } else { "0" },
@@ -532,19 +546,43 @@ pub(crate) fn encode(out: &mut Vec<u8>, seq: u64, e: &Event<'_>) {
         if i > 0 {
             out.push(b'\t');
         }
-        escape_field(out, field.as_bytes());
+        write(out, field.as_bytes());
     }
-    out.push(b'\n');
+}
+
+const ONES: u64 = u64::from_ne_bytes([1; 8]);
+
+/// The high bit of each byte of `word` that is `byte`, the other bits clear
+/// (exactly: no carry runs from one byte into the next).
+fn equal_bytes(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * byte as u64);
+    let low = ONES * 0x7f;
+    !(((x & low) + low) | x | low)
+}
+
+/// How many bytes of `text` are tabs, LFs, CRs or backslashes, or other
+/// control characters below 14 (rare: counted too, as that is cheaper),
+/// looked at eight at a time.
+fn specials(text: &[u8]) -> usize {
+    const HIGH: u64 = ONES * 0x80;
+    let count = |word: [u8; 8]| {
+        let word = u64::from_le_bytes(word);
+        let below_14 = !((word | HIGH) - ONES * 14) & !word & HIGH;
+        (below_14 | equal_bytes(word, b'\\')).count_ones() as usize
+    };
+    let mut words = text.chunks_exact(8);
+    let whole: usize = words
+        .by_ref()
+        .map(|word| count(word.try_into().expect("eight bytes")))
+        .sum();
+    // The last word padded with spaces, which are not counted.
+    let mut last = [b' '; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    whole + count(last)
 }
 
 /// Append `field` with `\`, tab, LF and CR escaped.
 fn escape_field(out: &mut Vec<u8>, field: &[u8]) {
-    let special = |b: &u8| matches!(b, b'\\' | b'\t' | b'\n' | b'\r');
-    // Most fields have none: one pass without a branch per byte, one copy.
-    if !field.iter().fold(false, |any, b| any | special(b)) {
-        out.extend_from_slice(field);
-        return;
-    }
     for &b in field {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -670,14 +708,6 @@ impl Iterator for Specials<'_> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        const ONES: u64 = u64::from_ne_bytes([1; 8]);
-        // The high bit of each byte of `word` that is `byte` (exactly: no
-        // borrow runs from one byte into the next).
-        let equal = |word: u64, byte: u8| {
-            let x = word ^ (ONES * byte as u64);
-            let low = ONES * 0x7f;
-            !(((x & low) + low) | x | low)
-        };
         while self.found == 0 {
             let rest = self.bytes.get(self.next_word..).filter(|r| !r.is_empty())?;
             let word = match rest.first_chunk::<8>() {
@@ -690,7 +720,8 @@ impl Iterator for Specials<'_> {
                 }
             };
             let word = u64::from_le_bytes(word);
-            self.found = equal(word, b'\t') | equal(word, b'\n') | equal(word, b'\\');
+            self.found =
+                equal_bytes(word, b'\t') | equal_bytes(word, b'\n') | equal_bytes(word, b'\\');
             self.next_word += 8;
         }
         let bit = self.found.trailing_zeros() as usize;
