@@ -208,7 +208,10 @@ impl FileSink {
         for (n, batch) in files.iter().enumerate() {
             let (first, date) = (&events[batch.events[0]], &dates[batch.date]);
             self.lines.clear();
-            for &i in &batch.events {
+            for (k, &i) in batch.events.iter().enumerate() {
+                if let Some(&ahead) = batch.events.get(k + PREFETCH_AHEAD) {
+                    prefetch(events[ahead].data.as_ptr());
+                }
                 write_line(&mut self.lines, &events[i]);
             }
             if let Err(source) = self.append_lines(first, date) {
@@ -324,6 +327,23 @@ fn file_key(key: &mut String, e: &LogEvent, date: &str) {
         key.push_str(itoa::Buffer::new().format(part.len()));
         key.push(':');
         key.push_str(part);
+    }
+}
+
+/// How many events ahead a text is fetched into the cache while a line is
+/// formatted: another core wrote it, and its first read was the writer's
+/// costliest step.
+const PREFETCH_AHEAD: usize = 2;
+
+/// A hint to fetch `at`'s cache line before it is read.
+#[inline]
+fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing into the program and cannot fault,
+    // whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast());
     }
 }
 
