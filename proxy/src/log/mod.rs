@@ -35,7 +35,7 @@ use crate::event::LogEvent;
 const CAPACITY: usize = 16 * 1024;
 /// Most events handed to the sinks at once (for a database sink: one append
 /// to its journal; its own thread then writes up to 8,192 per transaction).
-pub const MAX_BATCH: usize = 4096;
+pub const MAX_BATCH: usize = 8192;
 /// How often sinks get a [`Sink::tick`] while no event comes (the journals'
 /// group commit needs it this often).
 const TICK: Duration = spool::GROUP_COMMIT;
