@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use ahash::AHashMap as HashMap;
 use chrono::TimeZone;
 
+use super::words::{HIGH, ONES};
 use super::{private, Sink, SinkError};
 use crate::event::LogEvent;
 
@@ -408,14 +409,12 @@ pub fn escape_into(out: &mut String, text: &str) {
 /// below a space, any DEL, any byte with its high bit set); a word they flag
 /// (a tab, or a byte that is odd) is looked at byte by byte.
 fn is_plain(text: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH_BITS: u64 = ONES * 0x80;
     let odd = |b: &u8| (b.wrapping_sub(b' ') >= 0x7f - b' ') & (*b != b'\t');
     let flagged = |w: u64| {
         let below_space = w.wrapping_sub(ONES * 0x20) & !w;
         let not_del = w ^ (ONES * 0x7f);
         let del = not_del.wrapping_sub(ONES) & !not_del;
-        (below_space | del | w) & HIGH_BITS != 0
+        (below_space | del | w) & HIGH != 0
     };
     let mut words = text.chunks_exact(8);
     let words_plain = words.all(|word| {

@@ -22,6 +22,7 @@ pub mod spooled;
 pub mod sql;
 pub mod sqlite;
 pub mod syslog;
+mod words;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

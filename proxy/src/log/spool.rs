@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use imspector_protocols::EventType;
 
+use super::words::{equal_bytes, word_at, HIGH, ONES};
 use super::{private, SinkError};
 use crate::event::LogEvent;
 
@@ -550,35 +551,20 @@ fn write_fields(out: &mut Vec<u8>, seq: u64, e: &Event<'_>, write: impl Fn(&mut 
     }
 }
 
-const ONES: u64 = u64::from_ne_bytes([1; 8]);
-
-/// The high bit of each byte of `word` that is `byte`, the other bits clear
-/// (exactly: no carry runs from one byte into the next).
-fn equal_bytes(word: u64, byte: u8) -> u64 {
-    let x = word ^ (ONES * byte as u64);
-    let low = ONES * 0x7f;
-    !(((x & low) + low) | x | low)
-}
-
 /// How many bytes of `text` are tabs, LFs, CRs or backslashes, or other
 /// control characters below 14 (rare: counted too, as that is cheaper),
 /// looked at eight at a time.
 fn specials(text: &[u8]) -> usize {
-    const HIGH: u64 = ONES * 0x80;
-    let count = |word: [u8; 8]| {
-        let word = u64::from_le_bytes(word);
+    let count = |word: u64| {
         let below_14 = !((word | HIGH) - ONES * 14) & !word & HIGH;
         (below_14 | equal_bytes(word, b'\\')).count_ones() as usize
     };
     let mut words = text.chunks_exact(8);
     let whole: usize = words
         .by_ref()
-        .map(|word| count(word.try_into().expect("eight bytes")))
+        .map(|word| count(u64::from_le_bytes(word.try_into().expect("eight bytes"))))
         .sum();
-    // The last word padded with spaces, which are not counted.
-    let mut last = [b' '; 8];
-    last[..words.remainder().len()].copy_from_slice(words.remainder());
-    whole + count(last)
+    whole + count(word_at(words.remainder(), 0))
 }
 
 /// Append `field` with `\`, tab, LF and CR escaped.
@@ -709,17 +695,10 @@ impl Iterator for Specials<'_> {
 
     fn next(&mut self) -> Option<usize> {
         while self.found == 0 {
-            let rest = self.bytes.get(self.next_word..).filter(|r| !r.is_empty())?;
-            let word = match rest.first_chunk::<8>() {
-                Some(word) => *word,
-                // The last word is padded with zero bytes, which are not special.
-                None => {
-                    let mut word = [0; 8];
-                    word[..rest.len()].copy_from_slice(rest);
-                    word
-                }
-            };
-            let word = u64::from_le_bytes(word);
+            if self.next_word >= self.bytes.len() {
+                return None;
+            }
+            let word = word_at(self.bytes, self.next_word);
             self.found =
                 equal_bytes(word, b'\t') | equal_bytes(word, b'\n') | equal_bytes(word, b'\\');
             self.next_word += 8;

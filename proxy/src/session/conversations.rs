@@ -70,7 +70,7 @@ impl Equivalent<Key> for KeyOf<'_> {
 
 /// `a == b` for ids of a few bytes, compared in place with two loads that
 /// overlap: a call to the C library's `bcmp` per id cost more than the
-/// compare (7 % of the runtime threads' samples in the chat bench).
+/// compare (about 65 instructions a message in the chat bench).
 fn same(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let len = a.len();
@@ -184,9 +184,9 @@ mod tests {
             "abcdefg",
             "abcdefgh",
             "abcdefghijklmnop",
+            "abcdefghijklmnopq",
         ];
-        let longer = "abcdefghijklmnopq";
-        for id in ids.into_iter().chain([longer]) {
+        for id in ids {
             assert!(same(id, id));
             for at in 0..id.len() {
                 let mut other = id.as_bytes().to_vec();
