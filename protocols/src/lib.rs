@@ -15,6 +15,7 @@ pub mod msn;
 pub mod oscar;
 pub mod session;
 pub mod synthetic;
+pub mod words;
 pub mod xmpp;
 pub mod yahoo;
 

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use ahash::AHashMap as HashMap;
 use chrono::TimeZone;
 
-use super::words::{HIGH, ONES};
 use super::{private, Sink, SinkError};
 use crate::event::LogEvent;
+use imspector_protocols::words::{HIGH, ONES};
 
 /// How many log files stay open between batches (one per active conversation).
 const MAX_OPEN_FILES: usize = 1024;

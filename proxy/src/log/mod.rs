@@ -22,7 +22,6 @@ pub mod spooled;
 pub mod sql;
 pub mod sqlite;
 pub mod syslog;
-mod words;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

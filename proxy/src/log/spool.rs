@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use imspector_protocols::EventType;
 
-use super::words::{equal_bytes, word_at, HIGH, ONES};
 use super::{private, SinkError};
 use crate::event::LogEvent;
+use imspector_protocols::words::{equal_bytes, word_at, HIGH, ONES};
 
 /// A segment is closed once it is this big; the worker then deletes it when
 /// everything in it is committed.

@@ -1,6 +1,6 @@
 //! Text looked at eight bytes at a time, one `u64` word each (SWAR): the
 //! file sink's and the journal's scans for the few bytes they must treat
-//! apart, which most text has none of.
+//! apart, which most text has none of, and the IRC core's read of a command.
 
 /// `0x01` in every byte.
 pub const ONES: u64 = u64::from_ne_bytes([1; 8]);
