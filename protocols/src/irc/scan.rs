@@ -16,27 +16,28 @@ impl LineMap {
     /// LF (see `readings` in the core).
     pub fn map(&mut self, bytes: &[u8]) -> bool {
         self.lf.clear();
-        let blocks = bytes.chunks_exact(64);
-        let tail = blocks.remainder();
-        // A CR in a block's last byte has its LF, if any, in the next block.
-        let (mut stray_cr, mut cr_last) = (0u64, 0u64);
-        let mut note = |(lf, cr): (u64, u64)| {
-            stray_cr |= cr_last & !lf & 1;
-            stray_cr |= cr & !(lf >> 1) & !(1 << 63);
-            cr_last = cr >> 63;
-            lf
-        };
-        self.lf.extend(
-            blocks.map(|block| note(block_masks(block.try_into().expect("64-byte block")))),
-        );
-        if !tail.is_empty() {
-            // Zeros past the end: neither an LF nor a CR.
-            let mut padded = [0; 64];
-            padded[..tail.len()].copy_from_slice(tail);
-            self.lf.push(note(block_masks(&padded)));
+        // Each block is looked at with the byte after it (a CR's LF may be
+        // the next block's first byte), so the last one, 1 to 64 bytes, is
+        // copied out and padded with a byte that is none of LF, CR and NUL.
+        let last = bytes.len().saturating_sub(1) / 64 * 64;
+        let mut odd = false;
+        self.lf
+            .extend(bytes[..last].chunks_exact(64).enumerate().map(|(i, _)| {
+                let block = bytes[64 * i..][..65]
+                    .try_into()
+                    .expect("a block and a byte");
+                let (lf, odd_block) = scan_block(block);
+                odd |= odd_block;
+                lf
+            }));
+        if last < bytes.len() {
+            let mut padded = [b'x'; 65];
+            padded[..bytes.len() - last].copy_from_slice(&bytes[last..]);
+            let (lf, odd_block) = scan_block(&padded);
+            odd |= odd_block;
+            self.lf.push(lf);
         }
-        stray_cr |= cr_last;
-        stray_cr == 0 && memchr::memchr(0, bytes).is_none()
+        !odd
     }
 
     /// The ends of the mapped lines (one past each LF), in order.
@@ -95,19 +96,49 @@ pub(super) fn first_space(bytes: &[u8]) -> Option<usize> {
     Some(bytes.len() - tail.len() + at)
 }
 
-/// The LFs and the CRs of a 64-byte block, a bit per byte.
-fn block_masks(block: &[u8; 64]) -> (u64, u64) {
-    let (mut lf, mut cr) = (0, 0);
-    for (i, chunk) in block.chunks_exact(16).enumerate() {
-        let chunk = chunk.try_into().expect("16-byte chunk");
-        lf |= u64::from(eq_mask(chunk, b'\n')) << (16 * i);
-        cr |= u64::from(eq_mask(chunk, b'\r')) << (16 * i);
+/// The LFs of the first 64 bytes of `block`, a bit per byte, and whether
+/// any of them is a NUL or a CR not followed by an LF (the 65th byte is the
+/// one after the last).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn scan_block(block: &[u8; 65]) -> (u64, bool) {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86_64 baseline, and every load reads 16
+    // of the 65 bytes of `block` (unaligned loads, the last at 49).
+    unsafe {
+        let (lf, cr, nul) = (
+            _mm_set1_epi8(b'\n' as i8),
+            _mm_set1_epi8(b'\r' as i8),
+            _mm_setzero_si128(),
+        );
+        let (mut lfs, mut odd) = (0, _mm_setzero_si128());
+        for i in 0..4 {
+            let bytes = _mm_loadu_si128(block[16 * i..].as_ptr().cast());
+            let next = _mm_loadu_si128(block[16 * i + 1..].as_ptr().cast());
+            let is_lf = _mm_cmpeq_epi8(bytes, lf);
+            lfs |= u64::from(_mm_movemask_epi8(is_lf) as u16) << (16 * i);
+            let stray_cr = _mm_andnot_si128(_mm_cmpeq_epi8(next, lf), _mm_cmpeq_epi8(bytes, cr));
+            odd = _mm_or_si128(odd, _mm_or_si128(stray_cr, _mm_cmpeq_epi8(bytes, nul)));
+        }
+        (lfs, _mm_movemask_epi8(odd) != 0)
     }
-    (lf, cr)
+}
+
+/// The LFs of the first 64 bytes of `block`, a bit per byte, and whether
+/// any of them is a NUL or a CR not followed by an LF.
+#[cfg(not(target_arch = "x86_64"))]
+fn scan_block(block: &[u8; 65]) -> (u64, bool) {
+    let mut lfs = 0;
+    let mut odd = false;
+    for (i, pair) in block.windows(2).enumerate() {
+        lfs |= u64::from(pair[0] == b'\n') << i;
+        odd |= pair[0] == 0 || (pair[0] == b'\r' && pair[1] != b'\n');
+    }
+    (lfs, odd)
 }
 
 /// Bit `i` set when byte `i` of `chunk` is `byte`: one compare of all 16
-/// with SSE2, which every x86_64 processor has.
+/// with SSE2.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn eq_mask(chunk: &[u8; 16], byte: u8) -> u16 {
@@ -123,7 +154,6 @@ fn eq_mask(chunk: &[u8; 16], byte: u8) -> u16 {
 
 /// Bit `i` set when byte `i` of `chunk` is `byte`.
 #[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
 fn eq_mask(chunk: &[u8; 16], byte: u8) -> u16 {
     chunk
         .iter()
