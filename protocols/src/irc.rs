@@ -287,7 +287,7 @@ thread_local! {
 /// the full check of [`line_matters`] must decide (tags, extra spaces).
 fn quick_matters(dir: Direction, line: &[u8]) -> Option<bool> {
     let command = match line.first() {
-        Some(b':') => match scan::first_space(&line[1..]) {
+        Some(b':') => match scan::find(b' ', &line[1..]) {
             Some(at) => at + 2,
             None => return Some(false),
         },
@@ -388,7 +388,7 @@ fn after_head(partial: &[u8]) -> Option<&[u8]> {
     let mut rest = trim_spaces(partial);
     for marker in [b'@', b':'] {
         if rest.first() == Some(&marker) {
-            let space = memchr::memchr(b' ', rest)?;
+            let space = scan::find(b' ', rest)?;
             rest = trim_spaces(&rest[space..]);
         }
     }
@@ -427,7 +427,7 @@ impl<'a> Line<'a> {
         std::iter::from_fn(move || {
             let start = rest.bytes().position(|b| b != b' ')?;
             let end =
-                memchr::memchr(b' ', &rest.as_bytes()[start..]).map_or(rest.len(), |at| start + at);
+                scan::find(b' ', &rest.as_bytes()[start..]).map_or(rest.len(), |at| start + at);
             let param = &rest[start..end];
             rest = &rest[end..];
             Some(param)
@@ -445,7 +445,7 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     }
     let bytes = &bytes[..end];
     let past_spaces = |from: usize| from + bytes[from..].iter().take_while(|&&b| b == b' ').count();
-    let space_after = |from: usize| memchr::memchr(b' ', &bytes[from..]).map(|at| from + at);
+    let space_after = |from: usize| scan::find(b' ', &bytes[from..]).map(|at| from + at);
     let mut at = past_spaces(0);
     if bytes.get(at) == Some(&b'@') {
         at = past_spaces(space_after(at)?);
@@ -464,13 +464,19 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     // From here the rest is empty or starts with a space, so the trailing
     // parameter starts at the first colon after a space.
     let rest = &bytes[cmd_end..];
-    let colon = memchr::memchr_iter(b':', rest).find(|&c| c > 0 && rest[c - 1] == b' ');
+    let mut from = 0;
+    let mut colons = std::iter::from_fn(|| {
+        let colon = from + scan::find(b':', &rest[from..])?;
+        from = colon + 1;
+        Some(colon)
+    });
+    let colon = colons.find(|&c| c > 0 && rest[c - 1] == b' ');
     let (middle_end, trailing) = match colon {
         Some(c) => (cmd_end + c - 1, Some(cmd_end + c + 1..end)),
         // Without a colon the last middle parameter is the trailing one.
         None => {
             let params_end = end - rest.iter().rev().take_while(|&&b| b == b' ').count();
-            match memchr::memrchr(b' ', &bytes[cmd_end..params_end]) {
+            match scan::rfind(b' ', &bytes[cmd_end..params_end]) {
                 Some(space) => (cmd_end + space, Some(cmd_end + space + 1..params_end)),
                 None => (end, None),
             }
@@ -486,9 +492,16 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
 }
 
 /// IRC has no declared charset: UTF-8 where valid, else Latin-1 so that
-/// nothing is lost from the log. (Every line with events is decoded:
-/// simdutf8 checks it in a few vector steps.)
+/// nothing is lost from the log. (Every line with events is decoded, and
+/// checked in a few vector steps.)
 fn decode(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    // simdutf8 hands what is shorter than 64 bytes to the standard library,
+    // about four instructions a byte; most such lines are ASCII, which is
+    // checked a word at a time.
+    if bytes.len() < 64 && bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return unsafe { std::str::from_utf8_unchecked(bytes) }.into();
+    }
     match simdutf8::basic::from_utf8(bytes) {
         Ok(text) => text.into(),
         Err(_) => bytes.iter().map(|&b| b as char).collect::<String>().into(),
@@ -517,7 +530,7 @@ fn is_channel(target: &str) -> bool {
 
 fn nick_of(prefix: &str) -> Option<&str> {
     // Only `nick!user@host` is a user; a bare name is a server.
-    memchr::memchr(b'!', prefix.as_bytes()).map(|bang| &prefix[..bang])
+    scan::find(b'!', prefix.as_bytes()).map(|bang| &prefix[..bang])
 }
 
 /// What a message body means once CTCP is taken into account.
@@ -634,9 +647,8 @@ impl IrcSession {
                 Vec::new()
             }
             (_, b"PRIVMSG" | b"NOTICE") => self.message_events(dir, line),
-            (_, b"TOPIC" | b"PART" | b"QUIT" | b"KICK") | (Direction::Incoming, b"332") => {
-                self.reason_events(dir, line)
-            }
+            (_, command @ (b"TOPIC" | b"PART" | b"QUIT" | b"KICK"))
+            | (Direction::Incoming, command @ b"332") => self.reason_events(dir, command, line),
             _ => Vec::new(),
         }
     }
@@ -662,28 +674,26 @@ impl IrcSession {
     /// The text of a TOPIC (and of the 332 reply that shows a topic), and the
     /// reason of a PART, QUIT or KICK: what the other members read. A QUIT
     /// of ours goes to every channel we are in, logged with the remote id `*`.
-    fn reason_events(&self, dir: Direction, line: &Line<'_>) -> Vec<ChatEvent> {
+    fn reason_events(&self, dir: Direction, command: &[u8], line: &Line<'_>) -> Vec<ChatEvent> {
         let Some((text, _)) = line.trailing.clone().filter(|(t, _)| !t.is_empty()) else {
             return Vec::new();
         };
-        let command = line.command.to_ascii_uppercase();
         let mut params = line.params();
-        let (targets, prefix) = match (command.as_str(), params.next(), params.next()) {
-            ("TOPIC" | "PART", Some(channels), _) => {
-                (channels, format!("/{} ", command.to_lowercase()))
-            }
-            ("KICK", Some(channel), Some(nick)) => (channel, format!("/kick {nick} ")),
-            ("332", _, Some(channel)) => (channel, "/topic ".to_string()),
-            ("QUIT", _, _) => ("*", "/quit ".to_string()),
+        let (targets, prefix) = match (command, params.next(), params.next()) {
+            (b"TOPIC", Some(channels), _) => (channels, "/topic ".to_string()),
+            (b"PART", Some(channels), _) => (channels, "/part ".to_string()),
+            (b"KICK", Some(channel), Some(nick)) => (channel, format!("/kick {nick} ")),
+            (b"332", _, Some(channel)) => (channel, "/topic ".to_string()),
+            (b"QUIT", _, _) => ("*", "/quit ".to_string()),
             _ => return Vec::new(),
         };
         let sender = line.prefix.and_then(nick_of);
-        if dir == Direction::Incoming && sender.is_none() && command != "332" {
+        if dir == Direction::Incoming && sender.is_none() && command != b"332" {
             return Vec::new();
         }
         per_target(targets, text.to_string(), |target, text| {
-            let (remote_id, group) = match (command.as_str(), sender) {
-                ("QUIT", Some(nick)) if dir == Direction::Incoming => (nick.to_string(), false),
+            let (remote_id, group) = match (command, sender) {
+                (b"QUIT", Some(nick)) if dir == Direction::Incoming => (nick.to_string(), false),
                 _ => (target.to_string(), true),
             };
             let prefix = match sender {
@@ -781,7 +791,7 @@ fn per_target(
     mut event: impl FnMut(&str, String) -> ChatEvent,
 ) -> Vec<ChatEvent> {
     // Nearly every message has one target: nothing to split.
-    if memchr::memchr(b',', targets.as_bytes()).is_none() {
+    if scan::find(b',', targets.as_bytes()).is_none() {
         return match targets {
             "" => Vec::new(),
             target => vec![event(target, text)],
@@ -1116,6 +1126,21 @@ mod tests {
         }
         // The look is worth its place only if it decides most lines.
         assert!(decided > 60_000, "{decided}");
+    }
+
+    #[test]
+    fn lines_read_as_utf8_where_valid_else_as_latin1() {
+        let long = "x".repeat(70);
+        for (bytes, text) in [
+            (&b"PRIVMSG #a :plain\r\n"[..], "PRIVMSG #a :plain\r\n"),
+            (b"PRIVMSG #a :caf\xc3\xa9", "PRIVMSG #a :caf\u{e9}"),
+            (b"PRIVMSG #a :caf\xe9", "PRIVMSG #a :caf\u{e9}"),
+            (long.as_bytes(), &long),
+        ] {
+            assert_eq!(decode(bytes), text);
+        }
+        let long_latin1 = [long.as_bytes(), b"\xe9"].concat();
+        assert_eq!(decode(&long_latin1), long.clone() + "\u{e9}");
     }
 
     #[test]

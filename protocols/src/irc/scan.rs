@@ -81,19 +81,32 @@ impl Iterator for Ends<'_> {
     }
 }
 
-/// Where the first space of `bytes` is: a line's prefix is a few dozen
-/// bytes, one to three looks of 16.
-pub(super) fn first_space(bytes: &[u8]) -> Option<usize> {
+/// Where the first `byte` of `bytes` is. For the few dozen bytes of a
+/// prefix or a parameter, where a library search costs more to set up than
+/// to run: one to three looks of 16.
+pub(super) fn find(byte: u8, bytes: &[u8]) -> Option<usize> {
     let mut chunks = bytes.chunks_exact(16);
     for (i, chunk) in chunks.by_ref().enumerate() {
-        let spaces = eq_mask(chunk.try_into().expect("16-byte chunk"), b' ');
-        if spaces != 0 {
-            return Some(i * 16 + spaces.trailing_zeros() as usize);
+        let found = eq_mask(chunk.try_into().expect("16-byte chunk"), byte);
+        if found != 0 {
+            return Some(i * 16 + found.trailing_zeros() as usize);
         }
     }
     let tail = chunks.remainder();
-    let at = tail.iter().position(|&b| b == b' ')?;
+    let at = tail.iter().position(|&b| b == byte)?;
     Some(bytes.len() - tail.len() + at)
+}
+
+/// Where the last `byte` of `bytes` is, looked for as [`find`] does.
+pub(super) fn rfind(byte: u8, bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.rchunks_exact(16);
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        let found = eq_mask(chunk.try_into().expect("16-byte chunk"), byte);
+        if found != 0 {
+            return Some(bytes.len() - 16 * (i + 1) + 15 - found.leading_zeros() as usize);
+        }
+    }
+    chunks.remainder().iter().rposition(|&b| b == byte)
 }
 
 /// The LFs of the first 64 bytes of `block`, a bit per byte, and whether
@@ -215,16 +228,27 @@ mod tests {
     }
 
     #[test]
-    fn the_first_space_is_found_at_any_distance() {
+    fn the_first_and_the_last_are_found_at_any_distance() {
         for len in 0..80 {
             for at in 0..=len {
                 let mut bytes = vec![b'x'; len];
                 if at < len {
                     bytes[at] = b' ';
-                    bytes.extend_from_slice(b" later");
                 }
                 let expected = (at < len).then_some(at);
-                assert_eq!(first_space(&bytes), expected, "{len} {at}");
+                assert_eq!(find(b' ', &bytes), expected, "{len} {at}");
+                assert_eq!(rfind(b' ', &bytes), expected, "{len} {at}");
+                // Another of them on the far side of each.
+                let mut twice = bytes.clone();
+                twice.extend_from_slice(b" later");
+                assert_eq!(find(b' ', &twice), Some(at.min(len)), "{len} {at}");
+                let mut twice = b"earlier ".to_vec();
+                twice.extend_from_slice(&bytes);
+                assert_eq!(
+                    rfind(b' ', &twice),
+                    Some(expected.map_or(7, |at| at + 8)),
+                    "{len} {at}"
+                );
             }
         }
     }
