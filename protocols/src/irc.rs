@@ -658,6 +658,14 @@ impl IrcSession {
         usize::from(self.identify_msg && dir == Direction::Incoming && body.starts_with(['+', '-']))
     }
 
+    /// The stop for a line that matters and is longer than [`MAX_LINE`].
+    fn too_large(&self, dir: Direction, line: &[u8]) -> Stop {
+        Stop::TooLarge {
+            why: "IRC line longer than 64 KiB".into(),
+            conversation: self.conversation_of(dir, line).map(Box::new),
+        }
+    }
+
     /// The conversation of a message too long to inspect: its first target.
     fn conversation_of(&self, dir: Direction, partial: &[u8]) -> Option<ChatEvent> {
         // The tags, prefix, command and targets are within the first 16 KiB.
@@ -872,6 +880,12 @@ impl ProtocolSession for IrcSession {
                 start = end;
                 continue;
             }
+            // Longer than the core holds back: judged as such whether it came
+            // whole or in pieces (see the end of this function).
+            if end - start > MAX_LINE {
+                feed.stop = Some(self.too_large(dir, line_bytes));
+                break;
+            }
             let mut events: Vec<ChatEvent> = Vec::new();
             let mut starttls = false;
             let mut judge = |reading: &[u8], events: &mut Vec<ChatEvent>| {
@@ -941,10 +955,7 @@ impl ProtocolSession for IrcSession {
             }
         }
         if buf.len() > MAX_LINE {
-            feed.stop = Some(Stop::TooLarge {
-                why: "IRC line longer than 64 KiB without a line end".into(),
-                conversation: self.conversation_of(dir, buf).map(Box::new),
-            });
+            feed.stop = Some(self.too_large(dir, buf));
         }
         feed
     }
@@ -1394,6 +1405,32 @@ mod tests {
         assert_eq!(feed.frames.len(), 1);
         assert!(matches!(feed.stop, Some(Stop::TooLarge { .. })));
         assert_eq!(buf.len(), MAX_LINE + 100 - b"PRIVMSG bob :first\r\n".len());
+    }
+
+    #[test]
+    fn an_overlong_message_that_came_whole_stops_inspection_too() {
+        let mut s = IrcSession::default();
+        let mut data = b"PRIVMSG bob :first\r\nPRIVMSG bob :".to_vec();
+        data.resize(MAX_LINE + 100, b'a');
+        data.extend_from_slice(b"\r\nPRIVMSG bob :after\r\n");
+        let mut buf = BytesMut::from(&data[..]);
+        let mut feed = s.feed(Direction::Outgoing, &mut buf);
+        let stop = feed.stop.take();
+        let texts: Vec<String> = events_of(feed).into_iter().map(|e| e.text).collect();
+        assert_eq!(texts, ["first"]);
+        let Some(Stop::TooLarge { conversation, .. }) = stop else {
+            panic!("{stop:?}")
+        };
+        assert_eq!(conversation.unwrap().remote_id, "bob");
+        // The long line and what follows are left for the relay to forward.
+        assert_eq!(buf.len(), data.len() - b"PRIVMSG bob :first\r\n".len());
+        // A long line the core does not act on is no reason to stop.
+        let mut s = IrcSession::default();
+        let mut data = b"PING :".to_vec();
+        data.resize(MAX_LINE + 100, b'a');
+        data.extend_from_slice(b"\r\n");
+        let mut buf = BytesMut::from(&data[..]);
+        assert!(s.feed(Direction::Outgoing, &mut buf).stop.is_none());
     }
 
     #[test]

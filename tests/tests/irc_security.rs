@@ -171,7 +171,7 @@ fn a_line_too_long_to_inspect_is_logged_in_its_conversation() -> anyhow::Result<
     };
     let mut mallory = Raw::connect(&rig, "mallory")?;
     mallory.send(&oversized("victim"))?;
-    let stopped = "IRC line longer than 64 KiB without a line end: too large to inspect";
+    let stopped = "IRC line longer than 64 KiB: too large to inspect";
     let logged = ims.wait_log("IRC", "mallory", "victim", 1)?;
     assert_eq!(
         logged[0].rest,
